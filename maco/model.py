@@ -1,0 +1,117 @@
+"""Prepare a model for visualization: freeze it, and fold its BatchNorms.
+
+:func:`frozen` puts a model in ``eval()`` mode without weight gradients for
+the duration of a run and restores every module's flags afterwards.
+
+In ``eval()`` mode a BatchNorm is an affine map per channel, so
+``bn(conv(x))`` equals one convolution with rescaled weights and a bias. The
+folded copy runs fewer kernels and reads less memory: on an H100, ResNet50
+forward + input gradient went from 3,312 to 6,241 img/s (DESIGN.md).
+
+Pairs are found by running one probe forward pass: a BatchNorm whose input is
+the very tensor a convolution just returned is folded into it. The result is
+checked against the original model on the probe; a mismatch raises.
+"""
+from __future__ import annotations
+
+import copy
+from contextlib import contextmanager
+from typing import Iterator
+
+import torch
+from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+__all__ = ["fold_batchnorm", "frozen", "model_device"]
+
+
+@contextmanager
+def frozen(model: nn.Module) -> Iterator[nn.Module]:
+    """``eval()`` and ``requires_grad_(False)`` inside the context; restored on exit."""
+    modes = [(module, module.training) for module in model.modules()]
+    flags = [(param, param.requires_grad) for param in model.parameters()]
+    model.eval().requires_grad_(False)
+    try:
+        yield model
+    finally:
+        for module, training in modes:
+            module.training = training
+        for param, requires_grad in flags:
+            param.requires_grad_(requires_grad)
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device of the model's first parameter or buffer (CPU if it has none)."""
+    for tensor in (*model.parameters(), *model.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
+def _conv_bn_pairs(model: nn.Module, probe: torch.Tensor) -> list[tuple[str, str]]:
+    names = {module: name for name, module in model.named_modules()}
+    last_conv_output: dict[int, str] = {}
+    pairs: list[tuple[str, str]] = []
+    handles = []
+
+    def conv_hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+        last_conv_output[id(output)] = names[module]
+
+    def bn_hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+        conv = last_conv_output.get(id(inputs[0]))
+        if conv is not None:
+            pairs.append((conv, names[module]))
+
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            handles.append(module.register_forward_hook(conv_hook))
+        elif isinstance(module, nn.BatchNorm2d):
+            handles.append(module.register_forward_hook(bn_hook))
+    try:
+        with torch.no_grad():
+            model(probe)
+    finally:
+        for handle in handles:
+            handle.remove()
+    convs = [conv for conv, _ in pairs]
+    return [pair for pair in pairs if convs.count(pair[0]) == 1]
+
+
+def _set_module(model: nn.Module, name: str, module: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent_name) if parent_name else model, child, module)
+
+
+def fold_batchnorm(model: nn.Module, probe: torch.Tensor, *, atol: float = 1e-3) -> nn.Module:
+    """Return an ``eval()`` copy of ``model`` with BatchNorm folded into convolutions.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Left untouched.
+    probe : torch.Tensor
+        ``(N, 3, s, s)`` input used to find conv -> BN pairs and to check the result.
+    atol : float
+        Largest allowed absolute difference of outputs, relative to their scale.
+
+    Returns
+    -------
+    nn.Module
+        A frozen copy (``requires_grad=False``) with the same module names;
+        folded BatchNorms are replaced by ``nn.Identity``.
+    """
+    folded = copy.deepcopy(model).eval().requires_grad_(False)
+    pairs = _conv_bn_pairs(folded, probe)
+    for conv_name, bn_name in pairs:
+        conv = folded.get_submodule(conv_name)
+        bn = folded.get_submodule(bn_name)
+        _set_module(folded, conv_name, fuse_conv_bn_eval(conv, bn).requires_grad_(False))
+        _set_module(folded, bn_name, nn.Identity())
+    with torch.no_grad(), frozen(model):
+        expected = model(probe)
+    with torch.no_grad():
+        got = folded(probe)
+    scale = expected.abs().max().clamp_min(1.0)
+    if not torch.allclose(got, expected, atol=atol * float(scale), rtol=0):
+        raise RuntimeError(f"folding BatchNorm changed the outputs of {type(model).__name__} "
+                           f"(max diff {float((got - expected).abs().max()):.3g}); pass fold_bn=False.")
+    return folded

@@ -1,0 +1,355 @@
+"""Objectives: what a visualization maximises.
+
+An objective reads the activations of one or more layers and returns one
+score per target, higher is better. Notation: ``T`` targets, ``K`` crops per
+target, ``N = T * K`` samples in one forward pass, target-major (sample ``i``
+belongs to target ``i // K``). A target's score is the mean over its own
+``K`` crops only: targets batched together never influence each other.
+
+Objectives are frozen dataclasses; ``a + b``, ``a - b``, ``-a`` and
+``2.0 * a`` build new objectives and never modify their operands::
+
+    obj = Objective.channel(model, "layer3", 7) + 0.5 * Objective.neuron(model, "fc", 1)
+
+Terms of a sum have either one target (broadcast to all) or the same ``T``.
+The render loop minimises ``-sum(scores)``: the sign is flipped there, once.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from numbers import Real
+from typing import Mapping, Sequence
+
+import torch
+from torch import nn
+
+from .hooks import resolve_layer
+
+__all__ = ["Channel", "Direction", "Inversion", "Layer", "Neuron", "Objective", "Scaled", "Sum"]
+
+COSINE_FLOOR = 0.1
+
+
+def _per_sample(acts: torch.Tensor) -> torch.Tensor:
+    """Drop trailing 1x1 spatial axes: ``(N, C, 1, 1)`` -> ``(N, C)``."""
+    if acts.ndim == 4 and acts.shape[-2:] == (1, 1):
+        return acts[:, :, 0, 0]
+    return acts
+
+
+def _target_of_sample(n_samples: int, n_targets: int, device: torch.device) -> torch.Tensor:
+    return torch.arange(n_samples, device=device) // (n_samples // n_targets)
+
+
+def _as_indices(index: int | Sequence[int], what: str) -> tuple[int, ...]:
+    values = (index,) if isinstance(index, int) else tuple(index)
+    if not values or not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        raise TypeError(f"`{what}` must be an int or a non-empty sequence of ints; got {index!r}.")
+    return values
+
+
+def _dot_cossim(acts: torch.Tensor, vectors: torch.Tensor, cossim_pow: float) -> torch.Tensor:
+    """``dot * max(cos, 0.1) ** p`` per sample (averaged over positions).
+
+    ``acts`` is ``(N, C)`` or ``(N, C, H, W)``; ``vectors`` is ``(N, C)``.
+    """
+    if acts.ndim == 4:
+        vectors = vectors[:, :, None, None]
+    dot = (acts * vectors).sum(1)
+    cos = dot / (acts.norm(dim=1) * vectors.norm(dim=1) + 1e-8)
+    score = dot * cos.clamp_min(COSINE_FLOOR) ** cossim_pow if cossim_pow else dot
+    return score.flatten(1).mean(1) if score.ndim > 1 else score
+
+
+class Objective:
+    """Base class. Subclasses define ``layers``, ``n_targets``, ``names`` and ``__call__``.
+
+    ``__call__(acts, n_targets)`` takes the captured activations
+    (``{layer: (N, ...)}``) and the batch's number of targets, and returns
+    ``(n_targets,)`` scores.
+    """
+
+    model: nn.Module
+
+    @property
+    def layers(self) -> tuple[str, ...]:
+        raise NotImplementedError
+
+    @property
+    def n_targets(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def names(self) -> list[str]:
+        raise NotImplementedError
+
+    def __call__(self, acts: Mapping[str, torch.Tensor], n_targets: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _reduce(self, per_sample: torch.Tensor, n_targets: int) -> torch.Tensor:
+        return per_sample.float().reshape(n_targets, -1).mean(1)
+
+    def __add__(self, other: object) -> "Sum":
+        if not isinstance(other, Objective):
+            return NotImplemented
+        return Sum(self.model, (*_terms(self), *_terms(other)))
+
+    def __neg__(self) -> "Scaled":
+        return Scaled(self.model, self, -1.0)
+
+    def __sub__(self, other: object) -> "Sum":
+        if not isinstance(other, Objective):
+            return NotImplemented
+        return self + (-other)
+
+    def __mul__(self, factor: object) -> "Scaled":
+        if isinstance(factor, Objective) or not isinstance(factor, Real):
+            raise TypeError(f"an Objective can only be multiplied by a real number; got {type(factor).__name__}.")
+        return Scaled(self.model, self, float(factor))
+
+    __rmul__ = __mul__
+
+    def __truediv__(self, divisor: object) -> "Scaled":
+        if not isinstance(divisor, Real):
+            raise TypeError(f"an Objective can only be divided by a real number; got {type(divisor).__name__}.")
+        return self * (1.0 / float(divisor))
+
+    # Constructors in the seeds' call shape: Objective.neuron(model, "fc", 1).
+    @staticmethod
+    def neuron(model: nn.Module, layer: str | int, index: int | Sequence[int], *,
+               position: tuple[int, int] | None = None) -> "Neuron":
+        """One unit per target: ``index`` is a channel (its centre position on conv layers)."""
+        return Neuron(model, resolve_layer(model, layer), _as_indices(index, "index"), position)
+
+    @staticmethod
+    def channel(model: nn.Module, layer: str | int, index: int | Sequence[int]) -> "Channel":
+        """Mean activation of a channel over all positions, one target per index."""
+        return Channel(model, resolve_layer(model, layer), _as_indices(index, "index"))
+
+    @staticmethod
+    def layer(model: nn.Module, layer: str | int) -> "Layer":
+        """Mean squared activation of the whole layer (DeepDream), one target."""
+        return Layer(model, resolve_layer(model, layer))
+
+    @staticmethod
+    def direction(model: nn.Module, layer: str | int, vectors: torch.Tensor, *, cossim_pow: float = 2.0) -> "Direction":
+        """``dot * max(cos, 0.1) ** cossim_pow`` with each row of ``vectors`` ((k, C) or (C,)): k targets."""
+        return Direction(model, resolve_layer(model, layer), _as_matrix(vectors, "vectors", "direction"), float(cossim_pow))
+
+    @staticmethod
+    def inversion(model: nn.Module, layer: str | int, targets: torch.Tensor, *, cossim_pow: float = 2.0) -> "Inversion":
+        """Match reference activations ``targets`` ((T, C) or (T, C, H, W)): T targets."""
+        if not isinstance(targets, torch.Tensor) or targets.ndim < 1:
+            raise TypeError(f"`targets` of Objective.inversion must be a tensor of activations; got {type(targets).__name__}.")
+        targets = _per_sample(targets.detach().float())
+        if targets.ndim == 1:
+            targets = targets[None]
+        return Inversion(model, resolve_layer(model, layer), targets, float(cossim_pow))
+
+
+def _as_matrix(vectors: torch.Tensor, what: str, where: str) -> torch.Tensor:
+    if not isinstance(vectors, torch.Tensor):
+        raise TypeError(f"`{what}` of Objective.{where} must be a torch.Tensor; got {type(vectors).__name__}.")
+    vectors = vectors.detach().float()
+    if vectors.ndim == 1:
+        vectors = vectors[None]
+    if vectors.ndim != 2 or vectors.shape[0] == 0 or not torch.isfinite(vectors).all():
+        raise ValueError(f"`{what}` of Objective.{where} must be a finite (k, C) or (C,) tensor; got shape {tuple(vectors.shape)}.")
+    return vectors
+
+
+def _terms(objective: Objective) -> tuple[Objective, ...]:
+    return objective.terms if isinstance(objective, Sum) else (objective,)
+
+
+def _check_channels(acts: torch.Tensor, n_channels: int, layer: str, what: str) -> None:
+    if acts.shape[1] != n_channels:
+        raise ValueError(f"`{what}` has {n_channels} channels but layer {layer!r} outputs {acts.shape[1]}; "
+                         "give one value per channel of that layer.")
+
+
+@dataclass(frozen=True, repr=False)
+class _Leaf(Objective):
+    model: nn.Module = field(compare=False)
+    layer_name: str
+
+    @property
+    def layers(self) -> tuple[str, ...]:
+        return (self.layer_name,)
+
+    def _acts(self, acts: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        return _per_sample(acts[self.layer_name]).float()
+
+
+@dataclass(frozen=True, repr=False)
+class Neuron(_Leaf):
+    indices: tuple[int, ...]
+    position: tuple[int, int] | None = None
+
+    @property
+    def n_targets(self) -> int:
+        return len(self.indices)
+
+    @property
+    def names(self) -> list[str]:
+        return [f"neuron({self.layer_name}, {i})" for i in self.indices]
+
+    def __repr__(self) -> str:
+        return f"Objective.neuron(model, {self.layer_name!r}, {list(self.indices)})"
+
+    def __call__(self, acts: Mapping[str, torch.Tensor], n_targets: int) -> torch.Tensor:
+        a = self._acts(acts)
+        index = torch.tensor(self.indices, device=a.device)[_target_of_sample(len(a), n_targets, a.device) % self.n_targets]
+        if a.ndim == 4:
+            y, x = self.position if self.position is not None else (a.shape[2] // 2, a.shape[3] // 2)
+            a = a[:, :, y, x]
+        if a.ndim != 2:
+            raise ValueError(f"Objective.neuron needs a (N, C) or (N, C, H, W) layer; {self.layer_name!r} gives {tuple(a.shape)}.")
+        return self._reduce(a.gather(1, index[:, None])[:, 0], n_targets)
+
+
+@dataclass(frozen=True, repr=False)
+class Channel(_Leaf):
+    indices: tuple[int, ...]
+
+    @property
+    def n_targets(self) -> int:
+        return len(self.indices)
+
+    @property
+    def names(self) -> list[str]:
+        return [f"channel({self.layer_name}, {i})" for i in self.indices]
+
+    def __repr__(self) -> str:
+        return f"Objective.channel(model, {self.layer_name!r}, {list(self.indices)})"
+
+    def __call__(self, acts: Mapping[str, torch.Tensor], n_targets: int) -> torch.Tensor:
+        a = self._acts(acts)
+        index = torch.tensor(self.indices, device=a.device)[_target_of_sample(len(a), n_targets, a.device) % self.n_targets]
+        per_channel = a.flatten(2).mean(2) if a.ndim > 2 else a
+        return self._reduce(per_channel.gather(1, index[:, None])[:, 0], n_targets)
+
+
+@dataclass(frozen=True, repr=False)
+class Layer(_Leaf):
+    @property
+    def n_targets(self) -> int:
+        return 1
+
+    @property
+    def names(self) -> list[str]:
+        return [f"layer({self.layer_name})"]
+
+    def __repr__(self) -> str:
+        return f"Objective.layer(model, {self.layer_name!r})"
+
+    def __call__(self, acts: Mapping[str, torch.Tensor], n_targets: int) -> torch.Tensor:
+        return self._reduce(self._acts(acts).pow(2).flatten(1).mean(1), n_targets)
+
+
+@dataclass(frozen=True, repr=False)
+class Direction(_Leaf):
+    vectors: torch.Tensor = field(compare=False)
+    cossim_pow: float = 2.0
+
+    @property
+    def n_targets(self) -> int:
+        return self.vectors.shape[0]
+
+    @property
+    def names(self) -> list[str]:
+        return [f"direction({self.layer_name}, {i})" for i in range(self.n_targets)]
+
+    def __repr__(self) -> str:
+        return f"Objective.direction(model, {self.layer_name!r}, <{tuple(self.vectors.shape)} tensor>, cossim_pow={self.cossim_pow})"
+
+    def __call__(self, acts: Mapping[str, torch.Tensor], n_targets: int) -> torch.Tensor:
+        a = self._acts(acts)
+        _check_channels(a, self.vectors.shape[1], self.layer_name, "vectors")
+        rows = _target_of_sample(len(a), n_targets, a.device) % self.n_targets
+        return self._reduce(_dot_cossim(a, self.vectors.to(a.device)[rows], self.cossim_pow), n_targets)
+
+
+@dataclass(frozen=True, repr=False)
+class Inversion(_Leaf):
+    targets: torch.Tensor = field(compare=False)
+    cossim_pow: float = 2.0
+
+    @property
+    def n_targets(self) -> int:
+        return self.targets.shape[0]
+
+    @property
+    def names(self) -> list[str]:
+        return [f"inversion({self.layer_name}, {i})" for i in range(self.n_targets)]
+
+    def __repr__(self) -> str:
+        return f"Objective.inversion(model, {self.layer_name!r}, <{tuple(self.targets.shape)} tensor>, cossim_pow={self.cossim_pow})"
+
+    def __call__(self, acts: Mapping[str, torch.Tensor], n_targets: int) -> torch.Tensor:
+        a = self._acts(acts).flatten(1)
+        targets = self.targets.to(a.device).flatten(1)
+        if a.shape[1] != targets.shape[1]:
+            raise ValueError(f"`targets` of Objective.inversion have {targets.shape[1]} values per sample but layer "
+                             f"{self.layer_name!r} gives {a.shape[1]}; compute them at that layer.")
+        t = targets[_target_of_sample(len(a), n_targets, a.device) % self.n_targets]
+        dot = (a * t).sum(1) / (t.pow(2).sum(1) + 1e-8)
+        cos = (a * t).sum(1) / (a.norm(dim=1) * t.norm(dim=1) + 1e-8)
+        return self._reduce(dot * cos.clamp_min(COSINE_FLOOR) ** self.cossim_pow, n_targets)
+
+
+@dataclass(frozen=True, repr=False)
+class Scaled(Objective):
+    model: nn.Module = field(compare=False)
+    objective: Objective
+    factor: float
+
+    @property
+    def layers(self) -> tuple[str, ...]:
+        return self.objective.layers
+
+    @property
+    def n_targets(self) -> int:
+        return self.objective.n_targets
+
+    @property
+    def names(self) -> list[str]:
+        return [f"{self.factor:g} * {name}" for name in self.objective.names]
+
+    def __repr__(self) -> str:
+        return f"{self.factor!r} * {self.objective!r}"
+
+    def __call__(self, acts: Mapping[str, torch.Tensor], n_targets: int) -> torch.Tensor:
+        return self.factor * self.objective(acts, n_targets)
+
+
+@dataclass(frozen=True, repr=False)
+class Sum(Objective):
+    model: nn.Module = field(compare=False)
+    terms: tuple[Objective, ...]
+
+    def __post_init__(self) -> None:
+        if any(term.model is not self.model for term in self.terms):
+            raise ValueError("all terms of a sum of objectives must use the same model object.")
+        counts = {term.n_targets for term in self.terms} - {1}
+        if len(counts) > 1:
+            raise ValueError(f"terms of a sum must have 1 target or the same number of targets; got {sorted(counts)}.")
+
+    @property
+    def layers(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(layer for term in self.terms for layer in term.layers))
+
+    @property
+    def n_targets(self) -> int:
+        return max(term.n_targets for term in self.terms)
+
+    @property
+    def names(self) -> list[str]:
+        per_term = [term.names * (self.n_targets if term.n_targets == 1 else 1) for term in self.terms]
+        return [" + ".join(parts) for parts in zip(*per_term)]
+
+    def __repr__(self) -> str:
+        return " + ".join(repr(term) for term in self.terms)
+
+    def __call__(self, acts: Mapping[str, torch.Tensor], n_targets: int) -> torch.Tensor:
+        return torch.stack([term(acts, n_targets).expand(n_targets) for term in self.terms]).sum(0)

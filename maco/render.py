@@ -1,0 +1,187 @@
+"""The optimisation loop shared by MaCo and the baselines.
+
+Notation: ``T`` targets, ``K`` crops per target, canvas ``H x W``, model
+input side ``s``. One step renders the ``T`` canvases, cuts ``K`` crops from
+each, adds noise, normalises, runs the frozen model once on all ``T * K``
+crops (stopping at the deepest layer the objective reads), and ascends the
+sum of the per-target scores. The alpha map of each target accumulates
+``|d score / d canvas|`` over all steps.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ._atomic import atomic_write
+from .hooks import forward_to_layers
+from .model import fold_batchnorm, frozen
+from .objectives import Objective
+from .transforms import add_uniform_noise, crop_and_resize, sample_crop_boxes
+
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "NonFiniteScoreError", "RenderResult", "render", "render_step", "target_generators"]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+SCHEMA_VERSION = 1
+_CHECK_EVERY = 32
+
+
+class NonFiniteScoreError(FloatingPointError):
+    """A score became NaN or infinite during the optimisation."""
+
+
+@dataclass
+class RenderResult:
+    """What a visualization run returns.
+
+    ``images`` ``(T, 3, H, W)`` in [0, 1] and ``alphas`` ``(T, 1, H, W)``
+    (raw accumulated gradient magnitude) are on the CPU; ``history`` is the
+    ``(steps, T)`` score trace. Unpacking gives ``images, alphas``, without
+    the ``T`` axis for a single target: ``image, alpha = maco(...)``.
+    """
+
+    images: torch.Tensor
+    alphas: torch.Tensor
+    names: list[str]
+    history: torch.Tensor
+    seeds: list[int]
+    seconds: float
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        if self.images.shape[0] == 1:
+            return iter((self.images[0], self.alphas[0]))
+        return iter((self.images, self.alphas))
+
+    @property
+    def images_per_second(self) -> float:
+        """Crops through the model per second (``steps * T * K / seconds``)."""
+        steps, n_targets = self.history.shape
+        return steps * n_targets * self.config.get("crops", 1) / max(self.seconds, 1e-9)
+
+    def save(self, directory: str | Path) -> Path:
+        """Write ``tensors.npz`` and ``result.json`` into ``directory``, atomically."""
+        directory = Path(directory)
+        arrays = {"images": self.images.numpy(), "alphas": self.alphas.numpy(), "history": self.history.numpy()}
+        atomic_write(directory / "tensors.npz", lambda handle: np.savez_compressed(handle, **arrays))
+        meta = {key: value for key, value in asdict(self).items() if key not in arrays}
+        meta["schema_version"] = SCHEMA_VERSION
+        text = json.dumps(meta, indent=1, sort_keys=True, allow_nan=False).encode()
+        atomic_write(directory / "result.json", lambda handle: handle.write(text))
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "RenderResult":
+        directory = Path(directory)
+        meta = json.loads((directory / "result.json").read_text())
+        if meta.pop("schema_version", None) != SCHEMA_VERSION:
+            raise ValueError(f"{directory} holds a RenderResult of another schema version; re-run the visualization.")
+        with np.load(directory / "tensors.npz", allow_pickle=False) as arrays:
+            tensors = {key: torch.from_numpy(arrays[key]) for key in ("images", "alphas", "history")}
+        return cls(**tensors, **meta)
+
+
+def target_generators(seeds: Sequence[int], stream: int, device: torch.device | str = "cpu") -> list[torch.Generator]:
+    """One generator per target for one random stream (0: init, 1: crops, 2: noise)."""
+    return [torch.Generator(device=device).manual_seed((int(seed) * 4 + stream) % (2**63)) for seed in seeds]
+
+
+def render_step(model: nn.Module, objective: Objective, param: nn.Module, optimizer: torch.optim.Optimizer, *,
+                crops: int, crop_size: tuple[float, float], noise: float, input_size: int,
+                mean: torch.Tensor, std: torch.Tensor, box_generators: Sequence[torch.Generator],
+                noise_generators: Sequence[torch.Generator], amp: bool = False,
+                channels_last: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimisation step.
+
+    Returns
+    -------
+    scores : torch.Tensor
+        ``(T,)`` scores before the update (detached, on the device).
+    canvas_grad : torch.Tensor
+        ``(T, 3, H, W)`` gradient of the summed score with respect to the canvas.
+    """
+    n_targets = len(box_generators)
+    optimizer.zero_grad(set_to_none=True)
+    canvas = param()
+    canvas.retain_grad()
+    boxes = torch.stack([sample_crop_boxes(crops, crop_size=crop_size, generator=gen) for gen in box_generators])
+    batch = add_uniform_noise(crop_and_resize(canvas, boxes, input_size), noise, noise_generators)
+    batch = (batch - mean) / std
+    if channels_last:
+        batch = batch.contiguous(memory_format=torch.channels_last)
+    autocast = torch.autocast(batch.device.type, dtype=torch.bfloat16) if amp else nullcontext()
+    with autocast:
+        acts = forward_to_layers(model, batch, objective.layers)
+    scores = objective(acts, n_targets)
+    (-scores.sum()).backward()
+    optimizer.step()
+    return scores.detach(), canvas.grad
+
+
+def _check_finite(history: torch.Tensor, start: int, names: Sequence[str]) -> None:
+    chunk = history[start:]
+    if bool(torch.isfinite(chunk).all()):
+        return
+    step, target = (~torch.isfinite(chunk)).nonzero()[0].tolist()
+    raise NonFiniteScoreError(f"the score of target {target} ({names[target]}) became {chunk[step, target].item()} at step "
+                              f"{start + step}; lower `lr`, check the model for NaNs, or use amp=False.")
+
+
+def render(objective: Objective, param: nn.Module, *, seeds: Sequence[int], steps: int, crops: int,
+           crop_size: tuple[float, float], noise: float, input_size: int, mean: Sequence[float], std: Sequence[float],
+           device: torch.device, optimizer: Callable[[list[nn.Parameter]], torch.optim.Optimizer],
+           amp: bool = True, fold_bn: bool = True, progress: bool = True,
+           config: dict[str, Any] | None = None) -> RenderResult:
+    """Optimise ``param`` for ``objective`` and return images, alphas and the score trace.
+
+    The model is frozen during the run and restored afterwards. On CUDA the
+    crops run in bf16 autocast (``amp``) and channels_last; with ``fold_bn``
+    the model's BatchNorms are folded into a frozen copy first.
+    """
+    model = objective.model
+    cuda = device.type == "cuda"
+    n_targets = len(seeds)
+    names = objective.names
+    mean_t = torch.tensor(mean, device=device, dtype=torch.float32).view(1, -1, 1, 1)
+    std_t = torch.tensor(std, device=device, dtype=torch.float32).view(1, -1, 1, 1)
+    box_generators = target_generators(seeds, 1)
+    noise_generators = target_generators(seeds, 2, device)
+    opt = optimizer(list(param.parameters()))
+    start = time.perf_counter()
+    with frozen(model):
+        work = model
+        if fold_bn or cuda:
+            probe = torch.rand(2, 3, input_size, input_size, device=device, generator=target_generators([0], 3, device)[0])
+            work = fold_batchnorm(model, (probe - mean_t) / std_t) if fold_bn else model
+            if cuda:
+                work = (work if work is not model else copy.deepcopy(model)).to(memory_format=torch.channels_last)
+        history = torch.empty(steps, n_targets, device=device)
+        alphas = None
+        checked = 0
+        for step in tqdm(range(steps), disable=not progress, desc="maco", leave=False):
+            scores, grad = render_step(work, objective, param, opt, crops=crops, crop_size=crop_size, noise=noise,
+                                       input_size=input_size, mean=mean_t, std=std_t, box_generators=box_generators,
+                                       noise_generators=noise_generators, amp=amp and cuda, channels_last=cuda)
+            history[step] = scores
+            magnitude = grad.detach().abs().mean(1, keepdim=True)
+            alphas = magnitude if alphas is None else alphas.add_(magnitude)
+            if (step + 1) % _CHECK_EVERY == 0 or step + 1 == steps:
+                _check_finite(history[: step + 1], checked, names)
+                checked = step + 1
+        with torch.no_grad():
+            images = param().detach().float().cpu()
+        if cuda:
+            torch.cuda.synchronize(device)
+    seconds = time.perf_counter() - start
+    return RenderResult(images=images, alphas=alphas.float().cpu(), names=names, history=history.float().cpu(),
+                        seeds=[int(s) for s in seeds], seconds=seconds, config=dict(config or {}))

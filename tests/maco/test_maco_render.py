@@ -1,0 +1,140 @@
+import pytest
+import torch
+from torch import nn
+
+from maco import NonFiniteScoreError, Objective, RenderResult, default_spectrum, fold_batchnorm, fourier, maco, pixels
+
+from conftest import FAST
+
+
+def test_single_target_unpacks_without_the_target_axis(tiny_net):
+    image, alpha = maco(Objective.neuron(tiny_net, "fc", 1), seed=0, **FAST)
+    assert image.shape == (3, 64, 64) and alpha.shape == (1, 64, 64)
+    assert image.device.type == "cpu" and alpha.min() >= 0 and alpha.sum() > 0
+
+
+def test_many_targets_give_a_batch(tiny_net):
+    result = maco(Objective.direction(tiny_net, "avgpool", torch.rand(3, 16)), seed=0, **FAST)
+    images, alphas = result
+    assert images.shape == (3, 3, 64, 64) and alphas.shape == (3, 1, 64, 64)
+    assert result.names == [f"direction(avgpool, {i})" for i in range(3)]
+    assert result.seeds == [0, 1, 2]
+
+
+def test_batched_targets_equal_single_runs_with_the_same_seeds(tiny_net):
+    batch = maco(Objective.neuron(tiny_net, "fc", [0, 1, 2]), seed=5, **FAST)
+    for t in range(3):
+        single = maco(Objective.neuron(tiny_net, "fc", t), seed=5 + t, **FAST)
+        # NAdam at lr 1.0 turns float rounding in near-zero gradients into rare 1e-3 pixel differences.
+        difference = (batch.images[t] - single.images[0]).abs()
+        assert difference.max() < 5e-3 and difference.mean() < 1e-4
+        torch.testing.assert_close(batch.history[:, t], single.history[:, 0], atol=1e-4, rtol=1e-4)
+
+
+def test_same_seed_same_images_other_seed_other_images(tiny_net):
+    objective = Objective.channel(tiny_net, "layer1", 3)
+    a, b, c = (maco(objective, seed=s, **FAST) for s in (1, 1, 2))
+    assert torch.equal(a.images, b.images) and torch.equal(a.alphas, b.alphas)
+    assert not torch.allclose(a.images, c.images)
+
+
+def test_direction_visualization_points_to_its_own_vector():
+    # Pooled features of a shallow random net hardly depend on the phase once the
+    # magnitude is fixed, so use a net whose pooled features are colour opponents.
+    conv = nn.Conv2d(3, 6, 1, bias=False)
+    opponents = [[2, -1, -1], [-1, 2, -1], [-1, -1, 2], [-2, 1, 1], [1, -2, 1], [1, 1, -2]]
+    with torch.no_grad():
+        conv.weight.copy_(torch.tensor(opponents, dtype=torch.float32)[:, :, None, None])
+    net = nn.Sequential(conv, nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 2)).eval()
+    vectors = torch.eye(6)[[0, 2]]  # "red" and "blue"
+    result = maco(Objective.direction(net, 2, vectors), seed=0, **{**FAST, "steps": 20})
+    x = nn.functional.interpolate(result.images, size=32, mode="bilinear", antialias=True)
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    with torch.no_grad():
+        feats = net[:3]((x - mean) / std).flatten(1)
+    cos = nn.functional.cosine_similarity(feats[:, None], vectors[None], dim=-1)
+    assert (cos.argmax(1) == torch.arange(2)).all(), cos  # each image is closest to its own vector
+    assert (cos.argmax(0) == torch.arange(2)).all(), cos  # and each vector to its own image
+
+
+def test_model_is_frozen_during_the_run_and_restored(tiny_net):
+    tiny_net.train()
+    tiny_net.layer1[1].eval()
+    tiny_net.fc.weight.requires_grad_(False)
+    seen = []
+    tiny_net.fc.register_forward_hook(lambda m, i, o: seen.append((m.training, m.weight.requires_grad)))
+    maco(Objective.neuron(tiny_net, "fc", 0), seed=0, fold_bn=False, **FAST)
+    assert set(seen) == {(False, False)}
+    assert tiny_net.training and not tiny_net.layer1[1].training
+    assert not tiny_net.fc.weight.requires_grad and tiny_net.conv1.weight.requires_grad
+    assert all(p.grad is None for p in tiny_net.parameters())
+
+
+def test_folding_batchnorm_keeps_outputs_and_names(tiny_net):
+    probe = torch.randn(4, 3, 32, 32)
+    folded = fold_batchnorm(tiny_net, probe)
+    torch.testing.assert_close(folded(probe), tiny_net(probe), atol=1e-5, rtol=1e-5)
+    assert isinstance(folded.bn1, nn.Identity) and isinstance(folded.layer1[1], nn.Identity)
+    assert isinstance(tiny_net.bn1, nn.BatchNorm2d)
+
+
+def test_baselines_share_the_loop(tiny_net):
+    for method in (fourier, pixels):
+        result = method(Objective.channel(tiny_net, "layer1", [3, 4]), seed=0, lr=0.2, **{**FAST, "steps": 12})
+        assert result.images.shape == (2, 3, 64, 64)
+        assert (result.history[-3:].mean(0) > result.history[:3].mean(0)).all()
+
+
+def test_result_round_trips_through_save_and_load(tiny_net, tmp_path):
+    result = maco(Objective.neuron(tiny_net, "fc", [0, 1]), seed=0, **FAST)
+    loaded = RenderResult.load(result.save(tmp_path / "r"))
+    assert torch.equal(loaded.images, result.images) and torch.equal(loaded.history, result.history)
+    assert loaded.names == result.names and loaded.config == result.config
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(image_size=63), "even integer"),
+    (dict(spectrum=torch.ones(3, 32, 17)), r"shape \(3, 64, 33\).*resize_spectrum"),
+    (dict(steps=0), "steps"),
+    (dict(crop_size=(0.0, 0.1)), "crop_size"),
+    (dict(device="cuda"), "model is on cpu"),
+    (dict(phase_init="flat"), "phase_init"),
+])
+def test_bad_arguments_get_clear_errors(tiny_net, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        maco(Objective.neuron(tiny_net, "fc", 0), **{**FAST, **kwargs})
+
+
+def test_non_finite_score_names_step_and_target(tiny_net):
+    class Explode(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.calls = 0
+
+        def forward(self, x):
+            self.calls += 1
+            return x * (float("nan") if self.calls > 3 else 1.0)
+
+    model = nn.Sequential(tiny_net, Explode())
+    with pytest.raises(NonFiniteScoreError, match=r"target 0 \(neuron\(1, 0\)\).*step 3"):
+        maco(Objective.neuron(model, 1, [0, 1]), seed=0, fold_bn=False, **FAST)
+
+
+def test_objective_type_is_checked():
+    with pytest.raises(TypeError, match="maco.Objective"):
+        maco(lambda x: x.sum(), **FAST)
+
+
+def test_default_spectrum_is_used_when_none_is_given(tiny_net):
+    a = maco(Objective.neuron(tiny_net, "fc", 0), seed=0, **FAST)
+    b = maco(Objective.neuron(tiny_net, "fc", 0), seed=0, spectrum=default_spectrum(64), **FAST)
+    assert torch.equal(a.images, b.images)
+
+
+@pytest.mark.gpu
+def test_cuda_run_with_bf16_and_channels_last(tiny_net):
+    model = tiny_net.cuda()
+    result = maco(Objective.neuron(model, "fc", [0, 1]), seed=0, **FAST)
+    assert result.images.device.type == "cpu" and torch.isfinite(result.images).all()
+    assert (result.history[-3:].mean(0) > result.history[:3].mean(0)).all()
