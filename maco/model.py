@@ -62,9 +62,10 @@ def _conv_bn_pairs(model: nn.Module, probe: torch.Tensor) -> list[tuple[str, str
             pairs.append((conv, names[module]))
 
     for module in model.modules():
-        if isinstance(module, nn.Conv2d):
+        # Exact types only: subclasses (e.g. timm's BatchNormAct2d) do more than the affine map.
+        if type(module) is nn.Conv2d:
             handles.append(module.register_forward_hook(conv_hook))
-        elif isinstance(module, nn.BatchNorm2d):
+        elif type(module) is nn.BatchNorm2d:
             handles.append(module.register_forward_hook(bn_hook))
     try:
         with torch.no_grad():

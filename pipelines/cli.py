@@ -1,0 +1,220 @@
+"""The ``concept-lens`` command: one subcommand per job, each calling one function.
+
+    concept-lens demo                      # everything on the embedded demo world, offline
+    concept-lens run --imagenet-root R --classes 0-9
+    concept-lens run --images DIR --class-index 1
+    concept-lens gallery outputs/run       # rebuild a run's static site
+    concept-lens spectrum --images DIR -o spectrum.npy
+    concept-lens visualize --layer fc --neuron 1 -o goldfish.png
+
+Several GPUs: ``torchrun --nproc-per-node 8 -m pipelines.cli run ...``.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from .config import ConceptConfig, RunConfig, VisualizationConfig
+
+__all__ = ["build_parser", "main"]
+
+_logger = logging.getLogger("pipelines.cli")
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _even(text: str) -> int:
+    value = _positive(text)
+    if value % 2:
+        raise argparse.ArgumentTypeError(f"expected an even size (the Fourier parameterization needs it), got {value}; try {value + 1}")
+    return value
+
+
+def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--weights", default="IMAGENET1K_V2", metavar="NAME|FILE",
+                        help="torchvision ResNet50 weights (IMAGENET1K_V2, IMAGENET1K_V1; downloaded once and cached) "
+                             "or the path of a local ResNet50 state_dict file (default: %(default)s)")
+    parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available, else cpu)")
+
+
+def _add_budget_arguments(parser: argparse.ArgumentParser, viz: VisualizationConfig) -> None:
+    parser.add_argument("--steps", type=_positive, default=viz.steps, help="MaCo steps (default: %(default)s)")
+    parser.add_argument("--image-size", type=_even, default=viz.image_size, help="MaCo canvas side (default: %(default)s)")
+    parser.add_argument("--crops", type=_positive, default=viz.crops, help="crops per step and target (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of every random choice (default: %(default)s)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="concept-lens", description="Concept-based explanations of vision models: "
+                                     "CRAFT concepts, MaCo visualizations, a static gallery.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = sub.add_parser("demo", help="run every stage on the embedded demo world (offline, a few CPU minutes)")
+    demo.add_argument("--out", type=Path, default=Path("outputs/demo"), help="run folder (default: %(default)s)")
+    demo.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available, else cpu)")
+
+    run = sub.add_parser("run", help="explain ImageNet classes of a ResNet50: concepts, visualizations, gallery")
+    source = run.add_mutually_exclusive_group(required=True)
+    source.add_argument("--imagenet-root", type=Path, help="folder of <wnid>/ class folders (ImageNet layout)")
+    source.add_argument("--images", type=Path, help="one folder of images of a single class (with --class-index)")
+    run.add_argument("--classes", nargs="+", default=None,
+                     help="with --imagenet-root: indices, ranges (0-9), WordNet ids or names")
+    run.add_argument("--class-index", default=None, help="with --images: the class index (or exact name) they show")
+    run.add_argument("--out", type=Path, default=Path("outputs/run"), help="run folder; rerun to resume (default: %(default)s)")
+    run.add_argument("--k", type=_positive, default=ConceptConfig.n_concepts, help="concepts per class (default: %(default)s)")
+    run.add_argument("--patch-size", type=_positive, default=ConceptConfig.patch_size, help="crop side in px (default: %(default)s)")
+    run.add_argument("--max-images", type=_positive, default=None, help="cap on images per class (default: all)")
+    run.add_argument("--inversions", type=int, default=RunConfig.inversions, help="feature inversions per class (default: %(default)s)")
+    run.add_argument("--no-gallery", action="store_true", help="do not build the gallery at the end")
+    _add_model_arguments(run)
+    _add_budget_arguments(run, VisualizationConfig())
+
+    gallery = sub.add_parser("gallery", help="(re)build the static HTML gallery of a run folder")
+    gallery.add_argument("out", type=Path, help="the run folder (holds classes/)")
+
+    spectrum = sub.add_parser("spectrum", help="compute a natural-image magnitude spectrum for MaCo")
+    spectrum.add_argument("--images", type=Path, required=True, help="folder of natural images")
+    spectrum.add_argument("-o", "--output", type=Path, required=True, help=".npy file to write")
+    spectrum.add_argument("--size", type=_even, default=512, help="canvas side (default: %(default)s)")
+
+    viz = sub.add_parser("visualize", help="visualize one neuron, channel or direction of a ResNet50 with MaCo")
+    viz.add_argument("--layer", default="fc", help="module name (e.g. fc, layer4, avgpool) or child index (default: %(default)s)")
+    what = viz.add_mutually_exclusive_group(required=True)
+    what.add_argument("--neuron", type=int, help="unit index (class index for fc)")
+    what.add_argument("--channel", type=int, help="channel index")
+    what.add_argument("--direction", type=Path, help=".npy file with one (C,) or (k, C) direction")
+    viz.add_argument("-o", "--output", type=Path, required=True, help="PNG to write (several targets: NAME_i.png)")
+    _add_model_arguments(viz)
+    _add_budget_arguments(viz, VisualizationConfig())
+    return parser
+
+
+def _bundle(weights: str):
+    from .models import resnet50_bundle
+
+    path = Path(weights)
+    if path.suffix in {".pt", ".pth", ".bin"} or path.exists():
+        return resnet50_bundle(weights_path=path)
+    return resnet50_bundle(weights)
+
+
+def _viz_config(args: argparse.Namespace) -> VisualizationConfig:
+    return VisualizationConfig(steps=args.steps, image_size=args.image_size, crops=args.crops, seed=args.seed)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .jobs import ClassJob, imagenet_jobs, resolve_class
+    from .run import run_classes
+
+    bundle = _bundle(args.weights)
+    if args.imagenet_root is not None:
+        if not args.classes:
+            raise ValueError("`--classes` is required with --imagenet-root, e.g. --classes 0-9 or --classes goldfish.")
+        jobs = imagenet_jobs(args.imagenet_root, args.classes, bundle.categories)
+    else:
+        if args.class_index is None:
+            raise ValueError("`--class-index` is required with --images: which class do the images show?")
+        if not args.images.is_dir():
+            raise ValueError(f"`--images` {args.images} is not a folder of images.")
+        index = resolve_class(args.class_index, bundle.categories)
+        jobs = [ClassJob(class_index=index, class_name=bundle.categories[index], folder=args.images)]
+    viz = _viz_config(args)
+    config = RunConfig(concepts=ConceptConfig(n_concepts=args.k, patch_size=args.patch_size, random_state=args.seed),
+                       visualization=viz, inversion=viz, max_images=args.max_images, inversions=args.inversions)
+    summary = run_classes(jobs, bundle, config, args.out, device=args.device, progress=not args.quiet,
+                          gallery=not args.no_gallery)
+    return _report(summary)
+
+
+def _report(summary) -> int:
+    print(f"{len(summary.done)} classes done, {len(summary.skipped)} already finished, {len(summary.failed)} failed "
+          f"in {summary.seconds:.0f} s -> {summary.run_dir}")
+    for index, error in summary.failed.items():
+        print(f"  class {index}: {error}")
+    if summary.gallery is not None:
+        print(f"gallery: {summary.gallery.resolve()}")
+    return 1 if summary.failed else 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo_run import run_demo
+
+    return _report(run_demo(args.out, device=args.device, progress=not args.quiet))
+
+
+def _cmd_gallery(args: argparse.Namespace) -> int:
+    from .gallery import build_gallery
+
+    if not (args.out / "classes").is_dir():
+        raise ValueError(f"`out` {args.out} is not a run folder (no classes/ inside); pass the --out of a run.")
+    print(f"gallery: {build_gallery(args.out).resolve()}")
+    return 0
+
+
+def _cmd_spectrum(args: argparse.Namespace) -> int:
+    from maco import compute_spectrum, save_spectrum
+
+    save_spectrum(compute_spectrum(args.images, size=args.size), args.output)
+    print(f"spectrum: {args.output}")
+    return 0
+
+
+def _cmd_visualize(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    import numpy as np
+    import torch
+
+    from maco import Objective, maco
+
+    from .io import save
+    from .mosaic import to_pil
+
+    bundle = _bundle(args.weights)
+    model = bundle.model
+    if args.device:
+        model.to(args.device)
+    if args.neuron is not None:
+        objective = Objective.neuron(model, args.layer, args.neuron)
+    elif args.channel is not None:
+        objective = Objective.channel(model, args.layer, args.channel)
+    else:
+        objective = Objective.direction(model, args.layer, torch.from_numpy(np.load(args.direction, allow_pickle=False)))
+    result = maco(objective, **asdict(_viz_config(args)), mean=bundle.mean, std=bundle.std, progress=not args.quiet)
+    outputs = [args.output] if len(result.images) == 1 else [
+        args.output.with_name(f"{args.output.stem}_{i}{args.output.suffix}") for i in range(len(result.images))]
+    for image, path in zip(result.images, outputs):
+        save(to_pil(image), path)
+        print(path)
+    return 0
+
+
+_COMMANDS = {"demo": _cmd_demo, "run": _cmd_run, "gallery": _cmd_gallery, "spectrum": _cmd_spectrum,
+             "visualize": _cmd_visualize}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return _COMMANDS[args.command](args)
+    except ValueError as err:
+        parser.exit(2, f"concept-lens {args.command}: error: {err}\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

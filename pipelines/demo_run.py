@@ -1,0 +1,49 @@
+"""``concept-lens demo``: every stage on the embedded demo world, offline, on a CPU.
+
+The demo world's images are written as class folders under ``<out>/images``
+(deterministic, so a rerun rewrites identical files), then the ordinary
+class pipeline runs on them with the shipped demo network and budgets scaled
+to a laptop CPU.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .config import ConceptConfig, RunConfig, VisualizationConfig
+from .demo import CLASS_NAMES, DEMO_INPUT_SIZE, DemoWorld
+from .jobs import ClassJob
+from .models import demo_bundle
+from .run import RunSummary, run_classes
+
+__all__ = ["DEMO_CONFIG", "DEMO_IMAGES_PER_CLASS", "DEMO_IMAGES_SEED", "demo_jobs", "run_demo"]
+
+DEMO_IMAGES_PER_CLASS = 40
+DEMO_IMAGES_SEED = 2026  # not a training seed: these images are new to the model
+_VIZ = VisualizationConfig(steps=96, image_size=256, crops=8, input_size=DEMO_INPUT_SIZE)
+DEMO_CONFIG = RunConfig(
+    concepts=ConceptConfig(n_concepts=5, patch_size=DEMO_INPUT_SIZE // 2, sobol_designs=32),
+    visualization=_VIZ,
+    inversion=_VIZ,
+    image_size=DEMO_INPUT_SIZE,
+    top_crops=10,
+    inversions=3,
+)
+
+
+def demo_jobs(image_root: str | os.PathLike, *, n_per_class: int = DEMO_IMAGES_PER_CLASS) -> list[ClassJob]:
+    """Write the demo world's class folders (if not complete) and return one job per class."""
+    root = Path(image_root)
+    folders = [root / f"{c:03d}_{name}" for c, name in enumerate(CLASS_NAMES)]
+    if not all(len(list(f.glob("*.png"))) >= n_per_class for f in folders):
+        DemoWorld(image_size=DEMO_INPUT_SIZE).write_class_folders(root, n_per_class, seed=DEMO_IMAGES_SEED)
+    return [ClassJob(class_index=c, class_name=name, folder=folders[c]) for c, name in enumerate(CLASS_NAMES)]
+
+
+def run_demo(out: str | os.PathLike = "outputs/demo", *, config: RunConfig = DEMO_CONFIG,
+             n_per_class: int = DEMO_IMAGES_PER_CLASS, device: str | None = None,
+             progress: bool = True) -> RunSummary:
+    """Run the whole pipeline on the demo world into ``out`` and build its gallery."""
+    out = Path(out)
+    jobs = demo_jobs(out / "images", n_per_class=n_per_class)
+    return run_classes(jobs, demo_bundle("a"), config, out, device=device, progress=progress)

@@ -1,0 +1,90 @@
+"""The models a run explains: the full network (for MaCo) plus its metadata.
+
+A :class:`ModelBundle` carries the model, the layer whose pooled output the
+concepts live in (``avgpool`` for a ResNet), the input normalisation and
+size, and the category names. Built-in: torchvision's ResNet50 through its
+weights API (downloaded and cached by torch on a user's machine) or from a
+local state-dict file, and the embedded demo network.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import nn
+from torchvision.models import ResNet50_Weights
+
+__all__ = ["ModelBundle", "demo_bundle", "resnet50_bundle"]
+
+_logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ModelBundle:
+    """A model with what a run needs to know about it."""
+
+    model: nn.Module
+    model_id: str
+    layer: str
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    input_size: int
+    categories: list[str]
+    wnids: list[str] | None = None
+
+    def to(self, device: torch.device | str) -> "ModelBundle":
+        self.model.to(device)
+        return self
+
+
+def resnet50_bundle(weights: str | ResNet50_Weights | None = "IMAGENET1K_V2",
+                    weights_path: str | os.PathLike | None = None) -> ModelBundle:
+    """torchvision ResNet50, from its weights enum or a local state-dict file.
+
+    Parameters
+    ----------
+    weights : str or ResNet50_Weights
+        Which torchvision weights (``"IMAGENET1K_V2"``, ``"IMAGENET1K_V1"``,
+        ``"DEFAULT"``); they also give the normalisation and the category names.
+        Downloaded once and cached by torch.
+    weights_path : path, optional
+        A local ``state_dict`` file (``torch.save(model.state_dict(), path)``),
+        for machines without internet; metadata still comes from ``weights``.
+    """
+    try:
+        enum = ResNet50_Weights.verify(weights)
+    except (KeyError, TypeError, ValueError) as err:
+        names = ", ".join(w.name for w in ResNet50_Weights)
+        raise ValueError(f"`weights` must be one of {names} or DEFAULT; got {weights!r}.") from err
+    if weights_path is None:
+        model = torchvision.models.resnet50(weights=enum)
+        model_id = f"torchvision/resnet50/{enum.name}"
+    else:
+        path = Path(weights_path)
+        if not path.is_file():
+            raise ValueError(f"`--weights` file {path} does not exist; pass the path of a ResNet50 state_dict "
+                             "saved with torch.save(model.state_dict(), path).")
+        model = torchvision.models.resnet50()
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            model.load_state_dict(state)
+        except Exception as err:  # noqa: BLE001 - any load failure gets the same actionable message
+            raise ValueError(f"`--weights` file {path} is not a torchvision ResNet50 state_dict ({err}).") from err
+        model_id = f"resnet50/{path.name}"
+        _logger.info("loaded ResNet50 weights from %s", path)
+    transforms = enum.transforms()
+    return ModelBundle(model=model.eval(), model_id=model_id, layer="avgpool", mean=tuple(transforms.mean),
+                       std=tuple(transforms.std), input_size=transforms.crop_size[0],
+                       categories=list(enum.meta["categories"]))
+
+
+def demo_bundle(which: str = "a") -> ModelBundle:
+    """The embedded demo network (see :mod:`pipelines.demo`)."""
+    from .demo import CLASS_NAMES, DEMO_INPUT_SIZE, DEMO_MEAN, DEMO_STD, load_demo_model
+
+    return ModelBundle(model=load_demo_model(which), model_id=f"demo/{which}", layer="avgpool", mean=tuple(DEMO_MEAN),
+                       std=tuple(DEMO_STD), input_size=DEMO_INPUT_SIZE, categories=list(CLASS_NAMES))

@@ -1,0 +1,70 @@
+"""Pictures for people: images as PIL, alpha over white, and concept mosaics.
+
+A mosaic pairs a concept's visualization (plain and alpha-blended) with its
+top-activating patches, shown in true colour, under a title that gives the
+concept's rank and importance.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFont
+
+from maco import blend_alpha
+
+__all__ = ["alpha_over_white", "concept_mosaic", "to_pil"]
+
+BACKGROUND = (255, 255, 255)
+TEXT = (30, 30, 30)
+
+
+def to_pil(image: torch.Tensor | np.ndarray, size: int | None = None) -> Image.Image:
+    """``(3, H, W)`` tensor or ``(H, W, 3|4)`` array in [0, 1] -> RGB(A) PIL image, optionally resized."""
+    if isinstance(image, torch.Tensor):
+        image = image.detach().float().cpu().permute(1, 2, 0).numpy()
+    array = (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)
+    pil = Image.fromarray(array, "RGBA" if array.shape[-1] == 4 else "RGB")
+    if size is not None and pil.size != (size, size):
+        pil = pil.resize((size, size), Image.Resampling.LANCZOS)
+    return pil
+
+
+def alpha_over_white(image: torch.Tensor, alpha: torch.Tensor) -> Image.Image:
+    """The visualization with its alpha map as opacity, flattened over white (RGB)."""
+    rgba = blend_alpha(image, alpha)
+    rgb = rgba[..., :3] * rgba[..., 3:] + (1 - rgba[..., 3:])
+    return to_pil(rgb)
+
+
+def concept_mosaic(visualization: torch.Tensor, alpha: torch.Tensor, patches: Sequence[torch.Tensor], *,
+                   title: str, tile: int = 128, columns: int = 5) -> Image.Image:
+    """One picture per concept: visualization, alpha-blended visualization, and top patches.
+
+    Parameters
+    ----------
+    visualization, alpha : torch.Tensor
+        ``(3, H, W)`` image in [0, 1] and its ``(1, H, W)`` alpha map.
+    patches : sequence of torch.Tensor
+        ``(3, p, p)`` patches in true colour [0, 1], best first.
+    title : str
+        E.g. ``"Concept 1 - 45.2% of logit"``.
+    """
+    rows = max(1, math.ceil(len(patches) / columns))
+    big = tile * rows if rows > 1 else 2 * tile
+    header = 28
+    gap = 8
+    width = 2 * big + gap * 3 + columns * tile
+    height = header + max(big, rows * tile) + gap
+    canvas = Image.new("RGB", (width, height), BACKGROUND)
+    draw = ImageDraw.Draw(canvas)
+    draw.text((gap, 8), title, fill=TEXT, font=ImageFont.load_default())
+    canvas.paste(to_pil(visualization, big), (gap, header))
+    canvas.paste(alpha_over_white(visualization, alpha).resize((big, big), Image.Resampling.LANCZOS), (2 * gap + big, header))
+    left = 3 * gap + 2 * big
+    for i, patch in enumerate(patches):
+        row, col = divmod(i, columns)
+        canvas.paste(to_pil(patch, tile), (left + col * tile, header + row * tile))
+    return canvas
