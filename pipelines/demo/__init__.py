@@ -1,0 +1,20 @@
+"""The embedded demo: a procedural part-based image world and two small CNNs trained on it.
+
+>>> from pipelines.demo import DemoWorld, load_demo_model, CLASS_NAMES
+>>> images, labels, masks = DemoWorld().dataset(4, seed=123)      # (24, 3, 128, 128) in [0, 1]
+>>> model = load_demo_model("a")                                  # eval mode, shipped weights
+>>> mean = torch.tensor(DEMO_MEAN)[:, None, None]; std = torch.tensor(DEMO_STD)[:, None, None]  # doctest: +SKIP
+>>> logits = model((images - mean) / std)                         # doctest: +SKIP
+
+The weights in ``weights/`` were made by ``python -m pipelines.demo.train``
+(see :mod:`pipelines.demo.train` for seeds, accuracy and time).
+"""
+from .load import load_demo_model
+from .model import DEMO_INPUT_SIZE, DEMO_MEAN, DEMO_STD, DemoNet
+from .parts import CLASS_NAMES, CLASS_PARTS, PART_COLOURS, PART_NAMES
+from .world import DemoWorld
+
+__all__ = [
+    "CLASS_NAMES", "CLASS_PARTS", "DEMO_INPUT_SIZE", "DEMO_MEAN", "DEMO_STD", "DemoNet", "DemoWorld",
+    "PART_COLOURS", "PART_NAMES", "load_demo_model",
+]

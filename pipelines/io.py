@@ -1,0 +1,325 @@
+"""The one module through which the project writes files.
+
+Every write goes to a temporary file in the destination's own directory, is
+flushed and ``fsync``-ed, then renamed over the destination with
+:func:`os.replace`. A reader therefore sees either the old file or the new
+one, never half of one, and a crash leaves no partial output behind (at most
+a ``.<name>.*.tmp`` file, removed on any error we can catch).
+
+:func:`save` picks a writer from the file extension through the ``SAVERS``
+dict, as lucid's ``misc/io/saving.py`` does; an unknown extension raises a
+``ValueError`` listing the supported ones. Pickle is not supported on purpose.
+"""
+from __future__ import annotations
+
+import errno
+import io
+import json
+import logging
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+_logger = logging.getLogger(__name__)
+
+__all__ = [
+    "OutputNotWritableError",
+    "SAVERS",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "copy_file_atomic",
+    "load_json",
+    "save",
+    "supported_extensions",
+]
+
+
+class OutputNotWritableError(PermissionError):
+    """An output folder cannot be created or written to."""
+
+
+_NOT_WRITABLE = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EEXIST}
+
+
+def _not_writable(directory: Path, err: OSError) -> OutputNotWritableError:
+    """The error for an output folder that cannot be created or written to."""
+    reason = err.strerror or str(err)
+    if err.errno in (errno.ENOTDIR, errno.EEXIST):
+        reason = f"a part of the path is a file, not a folder ({reason})"
+    return OutputNotWritableError(
+        f"output folder {directory} is not writable: {reason}; choose another --out"
+    )
+
+
+def _ensure_dir(directory: Path) -> None:
+    """Create ``directory`` (and parents) or raise a clear error naming it."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        if err.errno in _NOT_WRITABLE:
+            raise _not_writable(directory, err) from err
+        raise
+    if not directory.is_dir():
+        raise _not_writable(directory, NotADirectoryError(errno.ENOTDIR, "not a folder"))
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Best-effort fsync of a directory so the rename itself is durable."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _atomic_write(path: str | os.PathLike, write: Callable[[Any], None]) -> Path:
+    """Call ``write(binary_file)`` on a temp file next to ``path``, then rename.
+
+    If ``write`` raises, the temp file is removed and ``path`` is untouched.
+    """
+    path = Path(path)
+    directory = path.parent
+    _ensure_dir(directory)
+    try:
+        fd, tmp_name = tempfile.mkstemp(
+            dir=directory, prefix=f".{path.name}.", suffix=".tmp"
+        )
+    except OSError as err:
+        if err.errno in _NOT_WRITABLE:
+            raise _not_writable(directory, err) from err
+        raise
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(directory)
+    _logger.debug("wrote %s", path)
+    return path
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (temp file + fsync + rename).
+
+    Parameters
+    ----------
+    path : str or PathLike
+        Destination; missing parent folders are created.
+    data : bytes
+        The content.
+
+    Returns
+    -------
+    Path
+        ``path`` as a :class:`~pathlib.Path`.
+
+    Raises
+    ------
+    OutputNotWritableError
+        If the destination folder cannot be created or written to.
+    """
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(
+            f"data of atomic_write_bytes must be bytes; got {type(data).__name__}."
+        )
+    return _atomic_write(path, lambda handle: handle.write(data))
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically; see :func:`atomic_write_bytes`."""
+    if not isinstance(text, str):
+        raise TypeError(
+            f"text of atomic_write_text must be str; got {type(text).__name__}."
+        )
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def copy_file_atomic(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
+    """Copy the file ``src`` to ``dst`` atomically (streamed, fsync-ed, renamed)."""
+    src = Path(src)
+    if not src.is_file():
+        raise FileNotFoundError(f"src of copy_file_atomic must be a file; got {src}.")
+
+    def write(handle: Any) -> None:
+        with open(src, "rb") as source:
+            while chunk := source.read(1 << 20):
+                handle.write(chunk)
+
+    return _atomic_write(dst, write)
+
+
+def load_json(path: str | os.PathLike) -> Any:
+    """Read a JSON file written by :func:`save` (UTF-8)."""
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+# --------------------------------------------------------------------------
+# Writers, one per extension.
+
+
+def _json_default(obj: Any) -> Any:
+    """Turn numpy scalars/arrays and paths into JSON-native values."""
+    if isinstance(obj, np.generic):
+        value = obj.item()
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"NaN or infinity is not valid JSON; got {value}.")
+        return value
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    raise TypeError(f"object of type {type(obj).__name__} is not JSON serializable")
+
+
+def _save_json(obj: Any, path: Path) -> None:
+    try:
+        text = json.dumps(
+            obj, sort_keys=True, indent=2, allow_nan=False, default=_json_default
+        )
+    except ValueError as err:
+        raise ValueError(
+            f"cannot save {path.name} as JSON: {err}. Replace NaN/inf values "
+            f"(e.g. with None) before saving."
+        ) from err
+    atomic_write_text(path, text + "\n")
+
+
+def _to_uint8_image(obj: Any) -> Any:
+    """Return a PIL image from a PIL image, an HxWx(3|4) array or a (3|4,H,W) tensor."""
+    from PIL import Image
+
+    if isinstance(obj, Image.Image):
+        return obj
+    if hasattr(obj, "detach") and hasattr(obj, "cpu"):  # a torch tensor
+        tensor = obj.detach().cpu()
+        if tensor.ndim != 3 or tensor.shape[0] not in (3, 4):
+            raise ValueError(
+                f"a tensor saved as PNG must have shape (3|4, H, W); got "
+                f"{tuple(tensor.shape)}. Index the batch first (image[0])."
+            )
+        obj = tensor.float().permute(1, 2, 0).numpy()
+    if not isinstance(obj, np.ndarray):
+        raise TypeError(
+            f"obj saved as PNG must be a PIL Image, a numpy array or a torch "
+            f"tensor; got {type(obj).__name__}."
+        )
+    array = obj
+    if array.ndim != 3 or array.shape[2] not in (3, 4):
+        raise ValueError(
+            f"an array saved as PNG must have shape (H, W, 3|4); got {array.shape}."
+        )
+    if array.dtype != np.uint8:
+        if not np.issubdtype(array.dtype, np.floating):
+            raise TypeError(
+                f"an array saved as PNG must be uint8 or float in [0, 1]; got "
+                f"dtype {array.dtype}."
+            )
+        array = np.round(np.clip(np.nan_to_num(array), 0.0, 1.0) * 255.0)
+        array = array.astype(np.uint8)
+    mode = "RGB" if array.shape[2] == 3 else "RGBA"
+    return Image.fromarray(np.ascontiguousarray(array), mode=mode)
+
+
+def _save_png(obj: Any, path: Path) -> None:
+    image = _to_uint8_image(obj)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", optimize=False)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def _save_npz(obj: Any, path: Path) -> None:
+    if not isinstance(obj, dict):
+        raise TypeError(
+            f"obj saved as .npz must be a dict of arrays; got {type(obj).__name__}."
+        )
+    arrays = {}
+    for key, value in obj.items():
+        if hasattr(value, "detach") and hasattr(value, "cpu"):
+            value = value.detach().cpu().numpy()
+        arrays[str(key)] = np.asarray(value)
+        if arrays[str(key)].dtype == object:
+            raise TypeError(
+                f"entry {key!r} saved as .npz must be a numeric array; got an "
+                f"object array (pickle is refused)."
+            )
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def _save_text(obj: Any, path: Path) -> None:
+    if not isinstance(obj, str):
+        raise TypeError(
+            f"obj saved as {path.suffix} must be a str; got {type(obj).__name__}."
+        )
+    atomic_write_text(path, obj)
+
+
+SAVERS: dict[str, Callable[[Any, Path], None]] = {
+    ".json": _save_json,
+    ".png": _save_png,
+    ".npz": _save_npz,
+    ".html": _save_text,
+    ".txt": _save_text,
+    ".css": _save_text,
+    ".js": _save_text,
+}
+
+
+def supported_extensions() -> list[str]:
+    """The extensions :func:`save` knows, sorted."""
+    return sorted(SAVERS)
+
+
+def save(obj: Any, path: str | os.PathLike) -> Path:
+    """Save ``obj`` to ``path`` atomically, choosing the writer by extension.
+
+    Parameters
+    ----------
+    obj : object
+        ``.json``: JSON-able data (keys sorted, indented, NaN refused).
+        ``.png``: a PIL image, a uint8 or float-in-[0, 1] array of shape
+        (H, W, 3|4), or a torch tensor of shape (3|4, H, W) in [0, 1].
+        ``.npz``: a dict of arrays (compressed, no pickle).
+        ``.html``, ``.txt``, ``.css``, ``.js``: a str.
+    path : str or PathLike
+        Destination; missing parent folders are created.
+
+    Returns
+    -------
+    Path
+        The written path.
+
+    Raises
+    ------
+    ValueError
+        For an unknown extension (the message lists the supported ones).
+    OutputNotWritableError
+        If the destination folder cannot be created or written to.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    saver = SAVERS.get(suffix)
+    if saver is None:
+        raise ValueError(
+            f"path of save has an unsupported extension {suffix or '(none)'!r}; "
+            f"supported: {', '.join(supported_extensions())}."
+        )
+    saver(obj, path)
+    return path

@@ -1,0 +1,232 @@
+"""pipelines.gallery: a static site whose images and links all resolve."""
+from __future__ import annotations
+
+import json
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote
+
+import pytest
+
+from pipelines.gallery import build_gallery
+
+
+class _Collector(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def _parse(page: Path) -> _Collector:
+    collector = _Collector()
+    collector.feed(page.read_text(encoding="utf-8"))
+    return collector
+
+
+def _local(page: Path, url: str) -> Path:
+    assert "://" not in url and not url.startswith("/"), url
+    return (page.parent / unquote(url.split("#")[0])).resolve()
+
+
+def _pages(run_dir: Path) -> list[Path]:
+    return [run_dir / "index.html"] + sorted(run_dir.glob("classes/*/index.html"))
+
+
+def test_builds_index_and_one_page_per_class(fake_run, fake_spec):
+    index = build_gallery(fake_run)
+    assert index == fake_run / "index.html"
+    for class_index, _, _ in fake_spec.classes:
+        assert (fake_run / "classes" / f"{class_index:04d}" / "index.html").is_file()
+    assert (fake_run / "assets" / "style.css").is_file()
+    assert (fake_run / "assets" / "app.js").is_file()
+    assert not list(fake_run.rglob("*.tmp"))
+
+
+def test_every_img_src_exists(fake_run, fake_spec):
+    build_gallery(fake_run)
+    counts = {}
+    for page in _pages(fake_run):
+        srcs = [a["src"] for tag, a in _parse(page).tags if tag == "img"]
+        counts[page] = len(srcs)
+        for src in srcs:
+            assert _local(page, src).is_file(), (page, src)
+    assert counts[fake_run / "index.html"] == len(fake_spec.classes)
+    per_class = fake_spec.k * (2 + 1 + fake_spec.n_crops) + 2 * fake_spec.n_inversions
+    assert counts[fake_run / "classes" / "0003" / "index.html"] == per_class
+
+
+def test_links_and_assets_resolve_and_are_local(fake_run):
+    build_gallery(fake_run)
+    for page in _pages(fake_run):
+        for tag, attrs in _parse(page).tags:
+            url = attrs.get("href") if tag in ("a", "link") else attrs.get("src")
+            if tag in ("a", "link", "script", "img") and url:
+                assert _local(page, url).is_file(), (page, url)
+
+
+def test_links_use_class_index_not_name(fake_run, fake_spec):
+    build_gallery(fake_run)
+    index = _parse(fake_run / "index.html")
+    hrefs = [a["href"] for tag, a in index.tags if tag == "a"]
+    assert sorted(hrefs) == sorted(f"classes/{i:04d}/index.html" for i, _, _ in fake_spec.classes)
+    page = _parse(fake_run / "classes" / "0003" / "index.html")
+    hrefs = {a["href"] for tag, a in page.tags if tag == "a"}
+    assert "../0007/index.html" in hrefs and "../0012/index.html" in hrefs
+    assert "../0999/index.html" not in hrefs  # aligned class not in the run: no link
+
+
+def test_html_name_is_escaped_everywhere(fake_run, fake_spec):
+    build_gallery(fake_run)
+    for page in _pages(fake_run):
+        raw = page.read_text(encoding="utf-8")
+        assert "<script>alert" not in raw
+        assert "<b>odd</b>" not in raw
+        scripts = [a for tag, a in _parse(page).tags if tag == "script"]
+        assert all(s.get("src", "").endswith("assets/app.js") for s in scripts)
+    evil_page = fake_run / "classes" / "0007" / "index.html"
+    text = "".join(_parse(evil_page).text)
+    assert f"{fake_spec.evil_name} (7)" in text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in evil_page.read_text()
+    assert "<b>odd</b>.jpg" in text and "truncated <file>" in text
+
+
+def test_index_has_search_and_counts(fake_run, fake_spec):
+    build_gallery(fake_run)
+    parsed = _parse(fake_run / "index.html")
+    inputs = [a for tag, a in parsed.tags if tag == "input"]
+    assert any(a.get("id") == "search" and a.get("type") == "search" for a in inputs)
+    cards = [a for tag, a in parsed.tags if tag == "a" and "data-search" in a]
+    words = [set(c["data-search"].split()) for c in cards]
+    assert {"lamp", "3", "0003", "n03637318"} <= words[0]
+    assert {"7", "0007"} <= words[1]
+    text = " ".join(" ".join(parsed.text).split())
+    n, spec = len(fake_spec.classes), fake_spec
+    assert f"classes {n}" in text and f"concepts {n * spec.k}" in text
+    assert f"images {n * spec.n_images}" in text and f"skipped {n * spec.n_skipped}" in text
+    assert "lamp" in text and "tabby cat" in text
+    assert "onclick" not in (fake_run / "index.html").read_text()
+
+
+def test_class_page_orders_concepts_and_shows_numbers(fake_run):
+    build_gallery(fake_run)
+    raw = (fake_run / "classes" / "0003" / "index.html").read_text()
+    assert raw.index("52.5%") < raw.index("30.2%") < raw.index("17.2%")
+    assert "Sobol 0.41" in raw and "of logit" in raw
+    assert "toggle-alpha" in raw and "00_alpha.png" in raw
+    assert "cosine <b>0.930</b>" in raw
+    assert "bad_3.jpg" in raw and "cannot identify image file" in raw
+    assert "lamp (3)" in raw
+
+
+def test_broken_class_json_is_listed_not_fatal(fake_run):
+    bad = fake_run / "classes" / "0042"
+    bad.mkdir(parents=True)
+    (bad / "class.json").write_text("{not json", encoding="utf-8")
+    malformed = fake_run / "classes" / "0043"
+    malformed.mkdir()
+    (malformed / "class.json").write_text(json.dumps({"class_name": "m", "concepts": 5}))
+    (fake_run / "classes" / "0050").mkdir()  # no class.json: ignored
+    build_gallery(fake_run)
+    raw = (fake_run / "index.html").read_text()
+    assert "could not be read" in raw and "0042" in raw and "0043" in raw
+    assert 'href="classes/0042/index.html"' not in raw
+    assert not (bad / "index.html").exists() and not (malformed / "index.html").exists()
+    assert "0050" not in raw
+
+
+def test_missing_image_shows_placeholder_and_warns(fake_run, caplog):
+    (fake_run / "classes" / "0003" / "concepts" / "01_crop_2.png").unlink()
+    with caplog.at_level("WARNING", logger="pipelines.gallery"):
+        build_gallery(fake_run)
+    raw = (fake_run / "classes" / "0003" / "index.html").read_text()
+    assert "missing image: concepts/01_crop_2.png" in raw
+    assert 'src="concepts/01_crop_2.png"' not in raw
+    assert any("01_crop_2.png" in r.getMessage() for r in caplog.records)
+
+
+def test_paths_leaving_the_class_folder_are_not_linked(fake_run):
+    meta = fake_run / "classes" / "0012" / "class.json"
+    data = json.loads(meta.read_text())
+    data["concepts"][0]["mosaic"] = "../0003/concepts/00_viz.png"
+    data["concepts"][1]["mosaic"] = "/etc/hostname"
+    meta.write_text(json.dumps(data))
+    build_gallery(fake_run)
+    raw = (fake_run / "classes" / "0012" / "index.html").read_text()
+    assert 'src="../0003' not in raw and 'src="/etc' not in raw
+    assert raw.count("missing image:") == 2
+
+
+def test_rebuild_is_idempotent(fake_run):
+    build_gallery(fake_run)
+    first = {p: p.read_bytes() for p in _pages(fake_run)}
+    build_gallery(fake_run)
+    assert {p: p.read_bytes() for p in _pages(fake_run)} == first
+
+
+def test_empty_run_and_missing_run_dir(tmp_path):
+    index = build_gallery(tmp_path)
+    assert "classes <b>0</b>" in index.read_text()
+    with pytest.raises(FileNotFoundError, match="run_dir"):
+        build_gallery(tmp_path / "nope")
+
+
+def test_index_uses_small_thumbnails(fake_run, fake_spec):
+    from PIL import Image
+
+    build_gallery(fake_run)
+    thumbs = sorted((fake_run / "assets" / "thumbs").glob("*.png"))
+    assert [t.stem for t in thumbs] == [f"{i:04d}" for i, _, _ in fake_spec.classes]
+    for i, _, _ in fake_spec.classes:  # sources change: thumbnails are remade, small
+        big = Image.new("RGB", (400, 400), (200, 30, 30))
+        big.save(fake_run / "classes" / f"{i:04d}" / "concepts" / "00_viz.png")
+    build_gallery(fake_run)
+    assert {Image.open(t).size for t in thumbs} == {(240, 240)}
+
+
+def test_index_placeholder_when_top_visualization_missing(fake_run):
+    (fake_run / "classes" / "0012" / "concepts" / "00_viz.png").unlink()
+    build_gallery(fake_run)
+    raw = (fake_run / "index.html").read_text()
+    assert "missing image: concepts/00_viz.png" in raw
+    assert 'src="assets/thumbs/0012.png"' not in raw
+
+
+def test_wrong_types_in_class_json_mark_class_broken(fake_run):
+    meta = fake_run / "classes" / "0012" / "class.json"
+    data = json.loads(meta.read_text())
+    data["concepts"][0]["top_crops"] = "concepts/00_crop_0.png"
+    meta.write_text(json.dumps(data))
+    build_gallery(fake_run)
+    raw = (fake_run / "index.html").read_text()
+    assert "malformed class.json" in raw and 'href="classes/0012/index.html"' not in raw
+    other = (fake_run / "classes" / "0003" / "index.html").read_text()
+    assert "../0012/index.html" not in other  # no links to the broken page
+
+
+def test_no_network_references(fake_run):
+    build_gallery(fake_run)
+    files = _pages(fake_run) + sorted((fake_run / "assets").glob("*.*"))
+    for path in files:
+        text = path.read_text(encoding="utf-8")
+        assert "http://" not in text and "https://" not in text and "//cdn" not in text, path
+
+
+def test_unfinished_class_is_badged_and_unranked_concepts_sorted(fake_run):
+    meta = fake_run / "classes" / "0003" / "class.json"
+    data = json.loads(meta.read_text())
+    data["status"] = "running"
+    for concept in data["concepts"]:
+        del concept["rank"]
+    meta.write_text(json.dumps(data))
+    build_gallery(fake_run)
+    raw = (fake_run / "classes" / "0003" / "index.html").read_text()
+    assert raw.index("52.5%") < raw.index("30.2%") < raw.index("17.2%")
+    assert '<span class="badge">running</span>' in raw
+    assert '<span class="badge">running</span>' in (fake_run / "index.html").read_text()
