@@ -98,7 +98,7 @@ def _aligned_classes(bank: ConceptBank, bundle: ModelBundle, concept: int, n: in
 
 
 def run_class(job: ClassJob, bundle: ModelBundle, config: RunConfig, run_dir: Path, *,
-              device: torch.device, progress: bool = True) -> dict[str, Any]:
+              device: torch.device, progress: bool = True, rank: int = 0) -> dict[str, Any]:
     """Run every stage for one class and write its folder; returns the ``class.json`` content."""
     folder = class_dir(run_dir, job.class_index)
     timings: dict[str, float] = {}
@@ -128,9 +128,9 @@ def run_class(job: ClassJob, bundle: ModelBundle, config: RunConfig, run_dir: Pa
 
     top_crops = bank.top_crops(config.top_crops)
     concepts = []
-    for rank, concept in enumerate(order):
-        stem = f"concepts/{rank:02d}"
-        image, alpha = renders.images[rank], renders.alphas[rank]
+    for position, concept in enumerate(order):
+        stem = f"concepts/{position:02d}"
+        image, alpha = renders.images[position], renders.alphas[position]
         save(to_pil(image), folder / f"{stem}_viz.png")
         save(alpha_over_white(image, alpha), folder / f"{stem}_alpha.png")
         patches = [crop_image(loaded.images, bank, int(i)) for i in top_crops[concept]]
@@ -139,11 +139,11 @@ def run_class(job: ClassJob, bundle: ModelBundle, config: RunConfig, run_dir: Pa
             crop_files.append(f"{stem}_crop_{j}.png")
             save(to_pil(patch), folder / crop_files[-1])
         importance = float(bank.importance_pct[concept])
-        title = f"{job.class_name} ({job.class_index}) - concept {rank + 1} of {len(order)} - {importance:.1f}% of logit"
+        title = f"{job.class_name} ({job.class_index}) - concept {position + 1} of {len(order)} - {importance:.1f}% of logit"
         save(concept_mosaic(image, alpha, patches, title=title), folder / f"{stem}_mosaic.png")
         sobol = getattr(bank, "sobol", None)
         concepts.append({
-            "rank": rank, "concept_id": concept, "importance_pct": round(importance, 3),
+            "rank": position, "concept_id": concept, "importance_pct": round(importance, 3),
             "sobol": None if sobol is None else round(float(sobol[concept]), 4),
             "visualization": f"{stem}_viz.png", "visualization_alpha": f"{stem}_alpha.png",
             "mosaic": f"{stem}_mosaic.png", "top_crops": crop_files,
@@ -172,7 +172,8 @@ def run_class(job: ClassJob, bundle: ModelBundle, config: RunConfig, run_dir: Pa
         "n_images": len(loaded.paths), "n_crops": int(len(bank.U)), "k": len(order),
         "reconstruction_error": round(float(bank.relative_reconstruction_error), 5),
         "skipped": [{"path": str(p), "reason": r} for p, r in loaded.skipped],
-        "concepts": concepts, "inversions": inversions, "timings": timings, "status": "done",
+        "concepts": concepts, "inversions": inversions, "timings": timings, "device": str(device), "rank": rank,
+        "status": "done",
     }
     save(record, folder / "class.json")
     return record

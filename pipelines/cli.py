@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Sequence
 
 from .config import ConceptConfig, RunConfig, VisualizationConfig
+from .demo_run import DEMO_CONFIG, DEMO_IMAGES_PER_CLASS
+from .io import OutputNotWritableError
 
 __all__ = ["build_parser", "main"]
 
@@ -65,6 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="run every stage on the embedded demo world (offline, a few CPU minutes)")
     demo.add_argument("--out", type=Path, default=Path("outputs/demo"), help="run folder (default: %(default)s)")
     demo.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available, else cpu)")
+    demo_viz = DEMO_CONFIG.visualization
+    demo.add_argument("--steps", type=_positive, default=demo_viz.steps, help="MaCo steps (default: %(default)s)")
+    demo.add_argument("--image-size", type=_even, default=demo_viz.image_size, help="MaCo canvas side (default: %(default)s)")
+    demo.add_argument("--crops", type=_positive, default=demo_viz.crops, help="crops per step and target (default: %(default)s)")
+    demo.add_argument("--images-per-class", type=_positive, default=DEMO_IMAGES_PER_CLASS,
+                      help="demo images generated per class (default: %(default)s)")
 
     run = sub.add_parser("run", help="explain ImageNet classes of a ResNet50: concepts, visualizations, gallery")
     source = run.add_mutually_exclusive_group(required=True)
@@ -116,21 +124,25 @@ def _viz_config(args: argparse.Namespace) -> VisualizationConfig:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from torchvision.models import ResNet50_Weights
+
     from .jobs import ClassJob, imagenet_jobs, resolve_class
     from .run import run_classes
 
-    bundle = _bundle(args.weights)
+    # Check every argument before loading (maybe downloading) the weights.
+    categories = ResNet50_Weights.IMAGENET1K_V2.meta["categories"]
     if args.imagenet_root is not None:
         if not args.classes:
             raise ValueError("`--classes` is required with --imagenet-root, e.g. --classes 0-9 or --classes goldfish.")
-        jobs = imagenet_jobs(args.imagenet_root, args.classes, bundle.categories)
+        jobs = imagenet_jobs(args.imagenet_root, args.classes, categories)
     else:
         if args.class_index is None:
             raise ValueError("`--class-index` is required with --images: which class do the images show?")
         if not args.images.is_dir():
             raise ValueError(f"`--images` {args.images} is not a folder of images.")
-        index = resolve_class(args.class_index, bundle.categories)
-        jobs = [ClassJob(class_index=index, class_name=bundle.categories[index], folder=args.images)]
+        index = resolve_class(args.class_index, categories)
+        jobs = [ClassJob(class_index=index, class_name=categories[index], folder=args.images)]
+    bundle = _bundle(args.weights)
     viz = _viz_config(args)
     config = RunConfig(concepts=ConceptConfig(n_concepts=args.k, patch_size=args.patch_size, random_state=args.seed),
                        visualization=viz, inversion=viz, max_images=args.max_images, inversions=args.inversions)
@@ -150,9 +162,14 @@ def _report(summary) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
     from .demo_run import run_demo
 
-    return _report(run_demo(args.out, device=args.device, progress=not args.quiet))
+    viz = replace(DEMO_CONFIG.visualization, steps=args.steps, image_size=args.image_size, crops=args.crops)
+    config = replace(DEMO_CONFIG, visualization=viz, inversion=viz)
+    return _report(run_demo(args.out, config=config, n_per_class=args.images_per_class, device=args.device,
+                            progress=not args.quiet))
 
 
 def _cmd_gallery(args: argparse.Namespace) -> int:
@@ -212,7 +229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         return _COMMANDS[args.command](args)
-    except ValueError as err:
+    except (ValueError, OutputNotWritableError) as err:
         parser.exit(2, f"concept-lens {args.command}: error: {err}\n")
 
 

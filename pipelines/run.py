@@ -132,7 +132,7 @@ def run_classes(jobs: Sequence[ClassJob], bundle: ModelBundle, config: RunConfig
             summary.skipped.append(job.class_index)
             continue
         try:
-            run_class(job, bundle, config, run_dir, device=torch_device, progress=progress)
+            run_class(job, bundle, config, run_dir, device=torch_device, progress=progress, rank=ctx.rank)
             summary.done.append(job.class_index)
         except (ValueError, OSError, RuntimeError) as err:
             _logger.error("class %d (%s) failed: %s", job.class_index, job.class_name, err)

@@ -1,0 +1,146 @@
+"""The class pipeline end to end on the demo world, at tiny budgets."""
+import json
+import os
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+import pipelines.class_run as class_run
+from concepts import ConceptBank
+from pipelines.cli import main
+from pipelines.config import VisualizationConfig
+from pipelines.demo_run import DEMO_CONFIG, demo_jobs
+from pipelines.io import OutputNotWritableError
+from pipelines.models import demo_bundle
+from pipelines.run import run_classes
+
+TINY_VIZ = VisualizationConfig(steps=3, image_size=64, crops=2, input_size=128)
+TINY = replace(DEMO_CONFIG, visualization=TINY_VIZ, inversion=TINY_VIZ, inversions=2, top_crops=4)
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("demo") / "images"
+
+
+def jobs_for(images: Path, classes=(0, 1)):
+    jobs = demo_jobs(images, n_per_class=6)
+    return [job for job in jobs if job.class_index in classes]
+
+
+def no_temp_files(root: Path) -> bool:
+    return not [p for p in root.rglob("*") if p.name.endswith(".tmp")]
+
+
+def test_a_run_writes_every_output_and_records_it(images, tmp_path):
+    (images / "000_lamp" / "broken.jpg").parent.mkdir(parents=True, exist_ok=True)
+    jobs = jobs_for(images)
+    (jobs[0].folder / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    summary = run_classes(jobs, demo_bundle(), TINY, tmp_path, progress=False)
+    assert summary.done == [0, 1] and not summary.failed
+    run = json.loads((tmp_path / "run.json").read_text())
+    assert run["status"] == "done" and run["config"]["visualization"]["steps"] == 3
+    assert run["classes"]["0"]["status"] == "done" and run["versions"]["torch"]
+    assert [s["path"].endswith("broken.jpg") for s in run["classes"]["0"]["skipped"]] == [True]
+    for index in (0, 1):
+        folder = tmp_path / "classes" / f"{index:04d}"
+        record = json.loads((folder / "class.json").read_text())
+        assert record["k"] == TINY.concepts.n_concepts == len(record["concepts"])
+        importances = [c["importance_pct"] for c in record["concepts"]]
+        assert importances == sorted(importances, reverse=True)
+        assert len(record["inversions"]) == 2 and all(-1 <= inv["cosine"] <= 1 for inv in record["inversions"])
+        for concept in record["concepts"]:
+            for name in (concept["visualization"], concept["visualization_alpha"], concept["mosaic"], *concept["top_crops"]):
+                assert (folder / name).is_file(), name
+        bank = ConceptBank.load(folder / "bank")
+        assert bank.class_index == index and bank.W.shape == (5, 128)
+    assert (tmp_path / "index.html").is_file() and no_temp_files(tmp_path)
+    os.remove(jobs[0].folder / "broken.jpg")
+
+
+def test_a_killed_run_resumes_without_redoing_finished_work(images, tmp_path, monkeypatch):
+    jobs = jobs_for(images, classes=(0, 1, 2))
+    real_maco = class_run.maco
+    calls = {"maco": 0}
+
+    def dies_on_second_class(*args, **kwargs):
+        calls["maco"] += 1
+        if calls["maco"] == 2:  # die in class 1's concept visualizations, after its bank was saved
+            raise KeyboardInterrupt
+        return real_maco(*args, **kwargs)
+
+    monkeypatch.setattr(class_run, "maco", dies_on_second_class)
+    with pytest.raises(KeyboardInterrupt):
+        run_classes(jobs, demo_bundle(), TINY, tmp_path, progress=False)
+    assert (tmp_path / "classes/0000/class.json").is_file()
+    assert (tmp_path / "classes/0001/bank").is_dir() and not (tmp_path / "classes/0001/class.json").exists()
+    assert no_temp_files(tmp_path)
+    first = (tmp_path / "classes/0000/class.json").read_bytes()
+
+    monkeypatch.setattr(class_run, "maco", real_maco)
+    extracted = []
+    real_extract = class_run.extract_concepts
+    monkeypatch.setattr(class_run, "extract_concepts", lambda *a, **k: extracted.append(a[2]) or real_extract(*a, **k))
+    summary = run_classes(jobs, demo_bundle(), TINY, tmp_path, progress=False)
+    assert summary.skipped == [0] and summary.done == [1, 2]
+    assert extracted == [2]  # class 1 reused its saved bank
+    assert (tmp_path / "classes/0000/class.json").read_bytes() == first
+    assert json.loads((tmp_path / "run.json").read_text())["status"] == "done"
+
+
+def test_same_seed_same_outputs(images, tmp_path):
+    jobs = jobs_for(images, classes=(3,))
+    for name in ("a", "b"):
+        run_classes(jobs, demo_bundle(), TINY, tmp_path / name, progress=False, gallery=False)
+    for rel in ("classes/0003/concepts/00_viz.png", "classes/0003/concepts/01_mosaic.png", "classes/0003/bank/arrays.npz"):
+        a, b = tmp_path / "a" / rel, tmp_path / "b" / rel
+        if a.exists():
+            assert a.read_bytes() == b.read_bytes(), rel
+
+
+def test_unwritable_output_folder_is_a_clear_error(images, tmp_path):
+    (tmp_path / "file").write_text("a file, not a folder")
+    with pytest.raises(OutputNotWritableError, match="not writable"):
+        run_classes(jobs_for(images, classes=(0,)), demo_bundle(), TINY, tmp_path / "file" / "run", progress=False)
+
+
+def test_class_folder_names_with_html_show_as_text(images, tmp_path):
+    folder = tmp_path / "<img src=x onerror=alert(1)>"
+    folder.mkdir()
+    for png in sorted((images / "000_lamp").glob("*.png"))[:4]:
+        (folder / png.name).write_bytes(png.read_bytes())
+    (folder / "<b>bad<b>.jpg").write_bytes(b"junk")
+    job = replace(jobs_for(images, classes=(0,))[0], folder=folder)
+    run_classes([job], demo_bundle(), TINY, tmp_path / "run", progress=False)
+    page = (tmp_path / "run" / "classes" / "0000" / "index.html").read_text()
+    assert "<img src=x" not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
+    assert "<b>bad" not in page and "&lt;b&gt;bad&lt;b&gt;.jpg" in page
+
+
+def test_cli_errors_name_the_argument(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", "--images", str(tmp_path)])
+    assert exit_info.value.code == 2 and "--class-index" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["demo", "--image-size", "63"])
+    assert "even" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_torchrun_shards_classes_over_two_cpu_processes(tmp_path):
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29533",
+               "-m", "pipelines.cli", "-q", "demo", "--out", str(out), "--steps", "2", "--image-size", "64",
+               "--crops", "2", "--images-per-class", "5", "--device", "cpu"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    ranks = [json.loads((out / "classes" / f"{c:04d}" / "class.json").read_text())["rank"] for c in range(6)]
+    assert ranks == [0, 1, 0, 1, 0, 1]
+    run = json.loads((out / "run.json").read_text())
+    assert run["world_size"] == 2 and run["status"] == "done"
+    assert all(entry["status"] == "done" for entry in run["classes"].values())
+    assert (out / "index.html").is_file()
