@@ -31,7 +31,7 @@ def maco(objective: Objective, *, steps: int = 256, image_size: int = 512, crops
          spectrum: torch.Tensor | None = None, seed: int | None = None, device: torch.device | str | None = None,
          amp: bool = True, progress: bool = True, input_size: int = 224,
          mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
-         phase_init: str = "offset", fold_bn: bool = True) -> RenderResult:
+         phase_init: str = "offset", fold_bn: bool = True, max_batch: int | None = None) -> RenderResult:
     """Magnitude-constrained feature visualization (Fel et al. 2023).
 
     Parameters
@@ -60,13 +60,16 @@ def maco(objective: Objective, *, steps: int = 256, image_size: int = 512, crops
         See :class:`maco.param.MacoImage`.
     fold_bn : bool
         Fold BatchNorm into convolutions of a frozen copy of the model.
+    max_batch : int, optional
+        Largest number of crops per forward pass; more are processed in chunks
+        with accumulated gradients (same result, less memory).
 
     Returns
     -------
     RenderResult
         Unpacks to ``images, alphas`` (without the ``T`` axis if ``T == 1``).
     """
-    setup = _setup(objective, "maco", steps, image_size, crops, crop_size, noise, lr, seed, device, input_size)
+    setup = _setup(objective, "maco", steps, image_size, crops, crop_size, noise, lr, seed, device, input_size, max_batch)
     if phase_init not in PHASE_INITS:
         raise ValueError(f"`phase_init` of maco must be one of {PHASE_INITS}; got {phase_init!r}.")
     if spectrum is None:
@@ -75,7 +78,8 @@ def maco(objective: Objective, *, steps: int = 256, image_size: int = 512, crops
     param = MacoImage(spectrum.to(setup["device"]), len(setup["seeds"]), phase_init=phase_init,
                       generators=target_generators(setup["seeds"], 0))
     config = dict(method="maco", phase_init=phase_init, steps=steps, image_size=image_size, crops=crops,
-                  crop_size=list(crop_size), noise=noise, lr=lr, input_size=input_size, objective=repr(objective))
+                  crop_size=list(crop_size), noise=noise, lr=lr, input_size=input_size, max_batch=max_batch,
+                  objective=repr(objective))
     return _run(objective, param, setup, lambda params: torch.optim.NAdam(params, lr=lr), mean, std, amp, fold_bn,
                 progress, config)
 
@@ -85,13 +89,14 @@ def fourier(objective: Objective, *, steps: int = 256, image_size: int = 512, cr
             decay_power: float = 1.0, seed: int | None = None, device: torch.device | str | None = None,
             amp: bool = True, progress: bool = True, input_size: int = 224,
             mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
-            fold_bn: bool = True) -> RenderResult:
+            fold_bn: bool = True, max_batch: int | None = None) -> RenderResult:
     """Classic Fourier-preconditioned visualization (Olah et al. 2017) in the same loop as :func:`maco`."""
-    setup = _setup(objective, "fourier", steps, image_size, crops, crop_size, noise, lr, seed, device, input_size)
+    setup = _setup(objective, "fourier", steps, image_size, crops, crop_size, noise, lr, seed, device, input_size, max_batch)
     param = FourierImage(image_size, image_size, len(setup["seeds"]), decay_power=decay_power,
                          generators=target_generators(setup["seeds"], 0), device=setup["device"])
     config = dict(method="fourier", decay_power=decay_power, steps=steps, image_size=image_size, crops=crops,
-                  crop_size=list(crop_size), noise=noise, lr=lr, input_size=input_size, objective=repr(objective))
+                  crop_size=list(crop_size), noise=noise, lr=lr, input_size=input_size, max_batch=max_batch,
+                  objective=repr(objective))
     return _run(objective, param, setup, lambda params: torch.optim.NAdam(params, lr=lr), mean, std, amp, fold_bn,
                 progress, config)
 
@@ -100,19 +105,21 @@ def pixels(objective: Objective, *, steps: int = 256, image_size: int = 512, cro
            crop_size: tuple[float, float] = (0.25, 0.1), noise: float = 0.1, lr: float = 0.05,
            seed: int | None = None, device: torch.device | str | None = None, amp: bool = True,
            progress: bool = True, input_size: int = 224, mean: Sequence[float] = IMAGENET_MEAN,
-           std: Sequence[float] = IMAGENET_STD, fold_bn: bool = True) -> RenderResult:
+           std: Sequence[float] = IMAGENET_STD, fold_bn: bool = True,
+           max_batch: int | None = None) -> RenderResult:
     """Plain-pixel visualization (the naive baseline) in the same loop as :func:`maco`."""
-    setup = _setup(objective, "pixels", steps, image_size, crops, crop_size, noise, lr, seed, device, input_size)
+    setup = _setup(objective, "pixels", steps, image_size, crops, crop_size, noise, lr, seed, device, input_size, max_batch)
     param = PixelImage(image_size, image_size, len(setup["seeds"]), generators=target_generators(setup["seeds"], 0),
                        device=setup["device"])
     config = dict(method="pixels", steps=steps, image_size=image_size, crops=crops, crop_size=list(crop_size),
-                  noise=noise, lr=lr, input_size=input_size, objective=repr(objective))
+                  noise=noise, lr=lr, input_size=input_size, max_batch=max_batch, objective=repr(objective))
     return _run(objective, param, setup, lambda params: torch.optim.NAdam(params, lr=lr), mean, std, amp, fold_bn,
                 progress, config)
 
 
 def _setup(objective: Objective, where: str, steps: int, image_size: int, crops: int, crop_size: tuple[float, float],
-           noise: float, lr: float, seed: int | None, device: torch.device | str | None, input_size: int) -> dict:
+           noise: float, lr: float, seed: int | None, device: torch.device | str | None, input_size: int,
+           max_batch: int | None) -> dict:
     """Check the arguments shared by every method; resolve the device and the per-target seeds."""
     if not isinstance(objective, Objective):
         raise TypeError(f"`objective` of {where} must be a maco.Objective (e.g. Objective.neuron(model, 'fc', 1)); "
@@ -122,6 +129,8 @@ def _setup(objective: Objective, where: str, steps: int, image_size: int, crops:
             raise ValueError(f"`{name}` of {where} must be a positive integer; got {value!r}.")
     _check_even_size(image_size, where)
     _check_crop_size(crop_size, where)
+    if max_batch is not None and (isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1):
+        raise ValueError(f"`max_batch` of {where} must be a positive integer or None; got {max_batch!r}.")
     if not noise >= 0:
         raise ValueError(f"`noise` of {where} must be >= 0; got {noise!r}.")
     if not lr > 0:
@@ -149,4 +158,5 @@ def _run(objective: Objective, param: nn.Module, setup: dict, optimizer: Callabl
     return render(objective, param, seeds=setup["seeds"], steps=c["steps"], crops=c["crops"],
                   crop_size=tuple(c["crop_size"]), noise=c["noise"], input_size=c["input_size"], mean=mean, std=std,
                   device=setup["device"], optimizer=optimizer, amp=amp, fold_bn=fold_bn, progress=progress,
+                  max_batch=c["max_batch"],
                   config={**config, "mean": list(mean), "std": list(std), "amp": amp, "fold_bn": fold_bn})

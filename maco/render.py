@@ -100,8 +100,12 @@ def render_step(model: nn.Module, objective: Objective, param: nn.Module, optimi
                 crops: int, crop_size: tuple[float, float], noise: float, input_size: int,
                 mean: torch.Tensor, std: torch.Tensor, box_generators: Sequence[torch.Generator],
                 noise_generators: Sequence[torch.Generator], amp: bool = False,
-                channels_last: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+                channels_last: bool = False, max_batch: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """One optimisation step.
+
+    With ``max_batch``, the ``T * K`` crops go through the model in chunks of
+    at most that many images (every target keeps its share of crops in each
+    chunk); gradients accumulate, so the step is the same, in less memory.
 
     Returns
     -------
@@ -113,19 +117,26 @@ def render_step(model: nn.Module, objective: Objective, param: nn.Module, optimi
     n_targets = len(box_generators)
     optimizer.zero_grad(set_to_none=True)
     canvas = param()
-    canvas.retain_grad()
+    leaf = canvas.detach().requires_grad_(True)
     boxes = torch.stack([sample_crop_boxes(crops, crop_size=crop_size, generator=gen) for gen in box_generators])
-    batch = add_uniform_noise(crop_and_resize(canvas, boxes, input_size), noise, noise_generators)
-    batch = (batch - mean) / std
-    if channels_last:
-        batch = batch.contiguous(memory_format=torch.channels_last)
+    batch = add_uniform_noise(crop_and_resize(leaf, boxes, input_size), noise, noise_generators)
+    batch = ((batch - mean) / std).unflatten(0, (n_targets, crops))
+    per_chunk = crops if max_batch is None else max(1, min(crops, max_batch // n_targets))
     autocast = torch.autocast(batch.device.type, dtype=torch.bfloat16) if amp else nullcontext()
-    with autocast:
-        acts = forward_to_layers(model, batch, objective.layers)
-    scores = objective(acts, n_targets)
-    (-scores.sum()).backward()
+    scores = torch.zeros(n_targets, device=batch.device)
+    for start in range(0, crops, per_chunk):
+        chunk = batch[:, start:start + per_chunk].flatten(0, 1)
+        if channels_last:
+            chunk = chunk.contiguous(memory_format=torch.channels_last)
+        with autocast:
+            acts = forward_to_layers(model, chunk, objective.layers)
+        part = objective(acts, n_targets) * (chunk.shape[0] / (n_targets * crops))
+        last = start + per_chunk >= crops
+        (-part.sum()).backward(retain_graph=not last)
+        scores += part.detach()
+    canvas.backward(leaf.grad)
     optimizer.step()
-    return scores.detach(), canvas.grad
+    return scores, leaf.grad
 
 
 def _check_finite(history: torch.Tensor, start: int, names: Sequence[str]) -> None:
@@ -140,7 +151,7 @@ def _check_finite(history: torch.Tensor, start: int, names: Sequence[str]) -> No
 def render(objective: Objective, param: nn.Module, *, seeds: Sequence[int], steps: int, crops: int,
            crop_size: tuple[float, float], noise: float, input_size: int, mean: Sequence[float], std: Sequence[float],
            device: torch.device, optimizer: Callable[[list[nn.Parameter]], torch.optim.Optimizer],
-           amp: bool = True, fold_bn: bool = True, progress: bool = True,
+           amp: bool = True, fold_bn: bool = True, progress: bool = True, max_batch: int | None = None,
            config: dict[str, Any] | None = None) -> RenderResult:
     """Optimise ``param`` for ``objective`` and return images, alphas and the score trace.
 
@@ -171,7 +182,8 @@ def render(objective: Objective, param: nn.Module, *, seeds: Sequence[int], step
         for step in tqdm(range(steps), disable=not progress, desc="maco", leave=False):
             scores, grad = render_step(work, objective, param, opt, crops=crops, crop_size=crop_size, noise=noise,
                                        input_size=input_size, mean=mean_t, std=std_t, box_generators=box_generators,
-                                       noise_generators=noise_generators, amp=amp and cuda, channels_last=cuda)
+                                       noise_generators=noise_generators, amp=amp and cuda, channels_last=cuda,
+                                       max_batch=max_batch)
             history[step] = scores
             magnitude = grad.detach().abs().mean(1, keepdim=True)
             alphas = magnitude if alphas is None else alphas.add_(magnitude)

@@ -28,6 +28,7 @@ class VisualizationConfig:
     input_size: int = 224
     phase_init: str = "offset"
     fold_bn: bool = True
+    max_batch: int | None = None
 
 
 @dataclass(frozen=True)

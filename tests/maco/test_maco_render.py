@@ -31,6 +31,15 @@ def test_batched_targets_equal_single_runs_with_the_same_seeds(tiny_net):
         torch.testing.assert_close(batch.history[:, t], single.history[:, 0], atol=1e-4, rtol=1e-4)
 
 
+def test_chunked_forward_passes_give_the_same_step(tiny_net):
+    objective = Objective.neuron(tiny_net, "fc", [0, 1, 2])
+    steps = {**FAST, "steps": 3}  # few steps: NAdam at lr 1.0 amplifies float rounding over longer runs
+    whole = maco(objective, seed=1, **steps)
+    chunked = maco(objective, seed=1, max_batch=6, **steps)  # 12 crops in chunks of 6
+    torch.testing.assert_close(chunked.history, whole.history, atol=1e-5, rtol=1e-5)
+    assert (chunked.images - whole.images).abs().max() < 1e-4
+
+
 def test_same_seed_same_images_other_seed_other_images(tiny_net):
     objective = Objective.channel(tiny_net, "layer1", 3)
     a, b, c = (maco(objective, seed=s, **FAST) for s in (1, 1, 2))
@@ -100,6 +109,7 @@ def test_result_round_trips_through_save_and_load(tiny_net, tmp_path):
     (dict(crop_size=(0.0, 0.1)), "crop_size"),
     (dict(device="cuda"), "model is on cpu"),
     (dict(phase_init="flat"), "phase_init"),
+    (dict(max_batch=0), "max_batch"),
 ])
 def test_bad_arguments_get_clear_errors(tiny_net, kwargs, message):
     with pytest.raises(ValueError, match=message):
