@@ -1,0 +1,41 @@
+"""CRAFT-style concept extraction: which concepts a model uses for a class, and how much each matters.
+
+Works on any model split into ``g`` (images -> non-negative spatial features)
+and ``h`` (pooled features -> logits, linear). Uses torch, never ``maco`` or
+``pipelines``; writes files only through :meth:`ConceptBank.save`.
+"""
+from .bank import SCHEMA_VERSION, ConceptBank, library_versions
+from .crops import Crops, extract_crops, grid_boxes
+from .data import IMAGE_EXTENSIONS, LoadedImages, imagenet_class_folder, load_images, resolve_class
+from .extract import crop_image, extract_concepts
+from .features import ModelSplit, extract_features, resnet50_split, split_model
+from .importance import Importance, linear_contributions, percent_of_logit, sobol_total_indices
+from .maps import concept_maps
+from .nmf import NMF, nnls_codes
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "NMF",
+    "SCHEMA_VERSION",
+    "ConceptBank",
+    "Crops",
+    "Importance",
+    "LoadedImages",
+    "ModelSplit",
+    "concept_maps",
+    "crop_image",
+    "extract_concepts",
+    "extract_crops",
+    "extract_features",
+    "grid_boxes",
+    "imagenet_class_folder",
+    "library_versions",
+    "linear_contributions",
+    "load_images",
+    "nnls_codes",
+    "percent_of_logit",
+    "resnet50_split",
+    "resolve_class",
+    "sobol_total_indices",
+    "split_model",
+]

@@ -1,0 +1,223 @@
+"""The result of concept extraction for one class: :class:`ConceptBank`.
+
+Saved as ``arrays.npz`` (numeric arrays, loaded with ``allow_pickle=False``)
+plus ``bank.json`` (schema version, metadata, library versions), each written
+to a temporary name and renamed, so a reader never sees half a file.
+"""
+from __future__ import annotations
+
+import importlib.metadata
+import io
+import json
+import os
+import tempfile
+import warnings
+import zipfile
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import sklearn
+import torch
+
+__all__ = ["SCHEMA_VERSION", "ConceptBank", "library_versions"]
+
+SCHEMA_VERSION = 1
+
+_ARRAYS = ("W", "U", "crop_boxes", "crop_image_index", "contributions", "residual", "logits", "importance_pct",
+           "image_codes", "sobol", "sobol_per_image", "class_weight")
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of torch, numpy, scikit-learn and concept-lens."""
+    try:
+        ours = importlib.metadata.version("concept-lens")
+    except importlib.metadata.PackageNotFoundError:
+        ours = "unknown"
+    return {"torch": torch.__version__, "numpy": np.__version__, "sklearn": sklearn.__version__,
+            "concept-lens": ours}
+
+
+@dataclass(eq=False)
+class ConceptBank:
+    """Concepts of one class: the bank, the crops behind it, and importances.
+
+    Notation: ``k`` concepts, ``C`` channels, ``n`` crops, ``N`` images.
+
+    Attributes
+    ----------
+    W : ndarray, shape (k, C)
+        The concept bank (NMF components), float32.
+    U : ndarray, shape (n, k)
+        Coefficients of the crops (NMF codes).
+    crop_boxes : ndarray, shape (n, 4), int64
+        ``x0, y0, x1, y1`` of each crop in its (resized, cropped) source image.
+    crop_image_index : ndarray, shape (n,), int64
+        Index into ``image_paths`` of each crop's source image.
+    image_paths : list of str
+        Source file of each image (``"<tensor>:i"`` for images passed as a tensor).
+    contributions : ndarray, shape (N, k)
+        Exact contribution of each concept to each image's class logit.
+    residual : ndarray, shape (N,)
+        Logit part the reconstruction misses (``(a - uW) . w_c``).
+    logits : ndarray, shape (N,)
+        Class logit of each image (contributions + residual + bias).
+    importance_pct : ndarray, shape (k,)
+        % of logit (see :mod:`concepts.importance`), sums to 100.
+    image_codes : ndarray, shape (N, k)
+        Concept coefficients of the whole images.
+    bias : float
+        Head bias of the class.
+    class_weight : ndarray, shape (C,)
+        Head weights of the class.
+    sobol, sobol_per_image : ndarray, shape (k,) and (N, k), or None
+        Sobol total-order indices (mean over images, per image).
+    model_id, layer : str
+    class_index : int
+    class_name : str or None
+    seed : int
+    image_size, patch_size : int
+    solver : str
+    reconstruction_error, relative_reconstruction_error : float
+        ``||A - UW||_F`` on the crops, and divided by ``||A||_F``.
+    skipped : list of (str, str)
+        Files that could not be decoded, with the reason.
+    versions : dict
+        Library versions that produced the bank.
+    """
+
+    W: np.ndarray
+    U: np.ndarray
+    crop_boxes: np.ndarray
+    crop_image_index: np.ndarray
+    image_paths: list[str]
+    contributions: np.ndarray
+    residual: np.ndarray
+    logits: np.ndarray
+    importance_pct: np.ndarray
+    image_codes: np.ndarray
+    bias: float
+    class_weight: np.ndarray
+    model_id: str
+    layer: str
+    class_index: int
+    class_name: str | None = None
+    seed: int = 0
+    image_size: int = 224
+    patch_size: int = 64
+    solver: str = "hals"
+    reconstruction_error: float = float("nan")
+    relative_reconstruction_error: float = float("nan")
+    sobol: np.ndarray | None = None
+    sobol_per_image: np.ndarray | None = None
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    versions: dict[str, str] = field(default_factory=library_versions)
+
+    # ------------------------------------------------------------- helpers
+    @property
+    def k(self) -> int:
+        """Number of concepts."""
+        return int(self.W.shape[0])
+
+    @property
+    def order(self) -> np.ndarray:
+        """Concept ids by % of logit, most important first, shape (k,)."""
+        return np.argsort(-np.asarray(self.importance_pct), kind="stable")
+
+    @property
+    def crop_sources(self) -> list[str]:
+        """Source file of each crop, shape (n,)."""
+        return [self.image_paths[int(i)] for i in self.crop_image_index]
+
+    def top_crops(self, n: int = 10, *, one_per_image: bool = True) -> list[list[int]]:
+        """Crop indices per concept (indexed by concept id), highest coefficient first.
+
+        Parameters
+        ----------
+        n : int, default 10
+            Crops per concept (fewer when not enough crops have a positive
+            coefficient, or distinct source images).
+        one_per_image : bool, default True
+            Keep at most one crop per source image (its best).
+        """
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"`n` of `ConceptBank.top_crops` must be an int >= 1; got {n!r}.")
+        result = []
+        for concept in range(self.k):
+            ranked = np.argsort(-self.U[:, concept], kind="stable")
+            chosen: list[int] = []
+            seen: set[int] = set()
+            for idx in ranked:
+                if self.U[idx, concept] <= 0:
+                    break
+                image = int(self.crop_image_index[idx])
+                if one_per_image and image in seen:
+                    continue
+                seen.add(image)
+                chosen.append(int(idx))
+                if len(chosen) == n:
+                    break
+            result.append(chosen)
+        return result
+
+    # ----------------------------------------------------------------- i/o
+    def save(self, directory: str | os.PathLike) -> Path:
+        """Write ``arrays.npz`` and ``bank.json`` into ``directory`` (created); returns it."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        arrays = {name: np.asarray(getattr(self, name)) for name in _ARRAYS if getattr(self, name) is not None}
+        meta: dict[str, Any] = {"schema_version": SCHEMA_VERSION}
+        for f in fields(self):
+            if f.name not in _ARRAYS:
+                value = getattr(self, f.name)
+                meta[f.name] = [list(s) for s in value] if f.name == "skipped" else value
+        _atomic_write(directory / "arrays.npz", lambda fh: _write_npz(fh, arrays))
+        text = json.dumps(meta, indent=2, allow_nan=True)
+        _atomic_write(directory / "bank.json", lambda fh: fh.write(text.encode("utf-8")))
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike) -> "ConceptBank":
+        """Read a bank written by :meth:`save`; warns when library versions differ."""
+        directory = Path(directory)
+        meta = json.loads((directory / "bank.json").read_text(encoding="utf-8"))
+        version = meta.pop("schema_version", None)
+        if version != SCHEMA_VERSION:
+            raise ValueError(f"`directory` of `ConceptBank.load` must hold a bank of schema version "
+                             f"{SCHEMA_VERSION}; got {version!r} in {directory}. Re-run the extraction.")
+        with np.load(directory / "arrays.npz", allow_pickle=False) as npz:
+            arrays = {name: npz[name] for name in npz.files}
+        meta["skipped"] = [tuple(s) for s in meta.get("skipped", [])]
+        known = {f.name for f in fields(cls)}
+        bank = cls(**{k: v for k, v in meta.items() if k in known}, **{k: v for k, v in arrays.items() if k in known})
+        current = library_versions()
+        if bank.versions.get("concept-lens") != current["concept-lens"]:
+            warnings.warn(f"ConceptBank in {directory} was written by concept-lens "
+                          f"{bank.versions.get('concept-lens')}, this is {current['concept-lens']}.",
+                          RuntimeWarning, stacklevel=2)
+        return bank
+
+
+def _write_npz(fh: Any, arrays: dict[str, np.ndarray]) -> None:
+    """``np.savez`` with fixed zip timestamps, so equal banks give equal bytes."""
+    with zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
+        for name, array in arrays.items():
+            buffer = io.BytesIO()
+            np.lib.format.write_array(buffer, np.asanyarray(array), allow_pickle=False)
+            archive.writestr(zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0)), buffer.getvalue())
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    """Write through ``write(file_handle)`` to a temporary file beside ``path``, then rename."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise

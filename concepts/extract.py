@@ -1,0 +1,167 @@
+"""One call from the images of a class to its :class:`ConceptBank` (CRAFT, improved).
+
+Stages (one progress bar each): crop features -> NMF -> whole-image features
+and codes -> exact contributions -> Sobol indices.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .bank import ConceptBank, library_versions
+from .crops import extract_crops
+from .data import LoadedImages
+from .features import ModelSplit, _resolve_device, extract_features
+from .importance import linear_contributions, sobol_total_indices
+from .nmf import NMF
+
+__all__ = ["crop_image", "extract_concepts"]
+
+
+def _check_int(value: object, name: str, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        raise ValueError(f"`{name}` of `extract_concepts` must be an int >= {low}; got {value!r}.")
+    return int(value)
+
+
+def extract_concepts(split: ModelSplit, images: LoadedImages | torch.Tensor, class_index: int, *,
+                     n_concepts: int = 10, patch_size: int = 64, solver: str = "hals", sobol_designs: int = 32,
+                     batch_size: int = 64, device: torch.device | str | None = None, random_state: int = 0,
+                     progress: bool = True) -> ConceptBank:
+    """Find the concepts a model uses for one class, and how much each matters.
+
+    Parameters
+    ----------
+    split : ModelSplit
+        ``g`` (non-negative spatial features) and a linear ``h`` with
+        ``head_weight`` / ``head_bias``.
+    images : LoadedImages or Tensor, shape (N, 3, S, S)
+        Images of the class in [0, 1].
+    class_index : int
+        The class whose logit the importances explain.
+    n_concepts : int, default 10
+        ``k``, concepts in the bank.
+    patch_size : int, default 64
+        Crop side in image pixels (stride ``int(0.8 p)``).
+    solver : {"hals", "mu", "sklearn"}, default "hals"
+        NMF solver (:class:`concepts.NMF`).
+    sobol_designs : int, default 32
+        Sobol points per sample matrix; 0 skips the Sobol indices.
+    batch_size : int, default 64
+        Images or crops per forward pass.
+    device : torch.device or str, optional
+        Default: the device of the model.
+    random_state : int, default 0
+        Seed of the NMF initialisation and of the Sobol scrambling.
+    progress : bool, default True
+        One tqdm bar per stage.
+
+    Returns
+    -------
+    ConceptBank
+    """
+    if not isinstance(split, ModelSplit):
+        raise TypeError(f"`split` of `extract_concepts` must be a ModelSplit; got {type(split).__name__}. "
+                        "Build one with split_model(model, ...) or resnet50_split().")
+    if isinstance(images, LoadedImages):
+        tensor, paths, skipped = images.images, list(images.paths), list(images.skipped)
+    elif isinstance(images, torch.Tensor):
+        tensor, skipped = images, []
+        paths = [f"<tensor>:{i}" for i in range(len(images))]
+    else:
+        raise TypeError(f"`images` of `extract_concepts` must be LoadedImages or a Tensor (N, 3, S, S); got "
+                        f"{type(images).__name__}.")
+    if tensor.ndim != 4 or tensor.shape[1] != 3 or tensor.shape[0] == 0:
+        raise ValueError(f"`images` of `extract_concepts` must hold at least one image (N, 3, S, S); got shape "
+                         f"{tuple(tensor.shape)}.")
+    k = _check_int(n_concepts, "n_concepts", 1)
+    designs = _check_int(sobol_designs, "sobol_designs", 0)
+    if designs == 1:
+        raise ValueError("`sobol_designs` of `extract_concepts` must be 0 (no Sobol) or >= 2; got 1.")
+    _check_int(batch_size, "batch_size", 1)
+    if split.head_weight is None or split.head_bias is None:
+        raise ValueError("`split` of `extract_concepts` must have `head_weight` and `head_bias` (a linear head) for "
+                         "the exact contributions; got None. Build the split from a model with an `fc` nn.Linear.")
+    n_classes = split.head_weight.shape[0]
+    if isinstance(class_index, bool) or not isinstance(class_index, numbers.Integral) \
+            or not 0 <= class_index < n_classes:
+        raise ValueError(f"`class_index` of `extract_concepts` must be an int in [0, {n_classes - 1}]; got "
+                         f"{class_index!r}. Use resolve_class(name, categories) for a class name.")
+    class_index = int(class_index)
+    crops = extract_crops(tensor, patch_size=patch_size, out_size=split.input_size)
+    per_image = len(crops) // len(tensor)
+    if len(crops) < k:
+        need = math.ceil(k / max(per_image, 1))
+        raise ValueError(f"`images` of `extract_concepts` must give at least n_concepts={k} crops; got "
+                         f"{len(crops)} ({len(tensor)} images x {per_image} crops of {patch_size} px). "
+                         f"Pass at least {need} images, a smaller patch_size or fewer concepts.")
+    dev = _resolve_device(device, split)
+
+    with tqdm(total=len(crops), desc="crop features", unit="crop", disable=not progress) as bar:
+        A = extract_features(split, crops, batch_size=batch_size, device=dev, progress=bar.update)
+    with tqdm(total=1, desc=f"NMF ({solver}, k={k})", disable=not progress) as bar:
+        nmf = NMF(k, solver=solver, random_state=random_state, device=dev)
+        U = nmf.fit_transform(A.to(dev))
+        bar.update()
+    W = torch.as_tensor(nmf.components_).float()
+    with tqdm(total=len(tensor), desc="image features", unit="img", disable=not progress) as bar:
+        pooled = extract_features(split, tensor, batch_size=batch_size, device=dev, progress=bar.update)
+        codes = nmf.transform(pooled.to(dev)).float().cpu()
+    weight = split.head_weight[class_index].detach().float().cpu()
+    bias = float(split.head_bias[class_index])
+    imp = linear_contributions(pooled, codes, W, weight, bias)
+    sobol = sobol_per_image = None
+    if designs:
+        with tqdm(total=len(tensor), desc="Sobol indices", unit="img", disable=not progress) as bar:
+            sobol_per_image = sobol_total_indices(codes, W, split.h, class_index, n_designs=designs,
+                                                  batch_size=max(batch_size, 16) * 16, seed=random_state,
+                                                  device=dev, progress=bar.update).numpy()
+        sobol = sobol_per_image.mean(0)
+    categories = split.categories
+    return ConceptBank(
+        W=W.numpy(), U=U.float().cpu().numpy(), crop_boxes=crops.boxes.numpy(),
+        crop_image_index=crops.image_index.numpy(), image_paths=paths,
+        contributions=imp.contributions.numpy(), residual=imp.residual.numpy(), logits=imp.logits.numpy(),
+        importance_pct=imp.percent.numpy(), image_codes=codes.numpy(), bias=bias, class_weight=weight.numpy(),
+        model_id=split.model_id, layer=split.layer, class_index=class_index,
+        class_name=categories[class_index] if categories is not None and class_index < len(categories) else None,
+        seed=int(random_state), image_size=int(tensor.shape[-1]), patch_size=int(patch_size), solver=solver,
+        reconstruction_error=float(nmf.reconstruction_err_),
+        relative_reconstruction_error=float(nmf.relative_reconstruction_err_),
+        sobol=sobol, sobol_per_image=sobol_per_image, skipped=skipped, versions=library_versions(),
+    )
+
+
+def crop_image(images: LoadedImages | torch.Tensor, bank: ConceptBank, crop_index: int) -> torch.Tensor:
+    """Crop ``crop_index`` of ``bank`` cut from the images it was extracted from.
+
+    Parameters
+    ----------
+    images : LoadedImages or Tensor, shape (N, 3, S, S)
+        The same images (same order) passed to :func:`extract_concepts`.
+    bank : ConceptBank
+    crop_index : int
+
+    Returns
+    -------
+    Tensor, shape (3, p, p)
+        True colour in [0, 1] (not normalised, not contrast-stretched).
+    """
+    tensor = images.images if isinstance(images, LoadedImages) else images
+    if not isinstance(tensor, torch.Tensor) or tensor.ndim != 4:
+        raise TypeError(f"`images` of `crop_image` must be LoadedImages or a Tensor (N, 3, S, S); got "
+                        f"{type(images).__name__}.")
+    n = len(bank.crop_boxes)
+    if isinstance(crop_index, bool) or not isinstance(crop_index, (numbers.Integral, np.integer)) \
+            or not 0 <= crop_index < n:
+        raise ValueError(f"`crop_index` of `crop_image` must be an int in [0, {n - 1}]; got {crop_index!r}.")
+    image = int(bank.crop_image_index[crop_index])
+    if image >= len(tensor) or tensor.shape[-1] != bank.image_size:
+        raise ValueError(f"`images` of `crop_image` must be the {len(bank.image_paths)} images of side "
+                         f"{bank.image_size} the bank was extracted from; got shape {tuple(tensor.shape)}.")
+    x0, y0, x1, y1 = (int(v) for v in bank.crop_boxes[crop_index])
+    return tensor[image, :, y0:y1, x0:x1].clone()

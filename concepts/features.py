@@ -1,0 +1,267 @@
+"""The model split ``g`` / ``h`` and batched feature extraction.
+
+``g``: normalised images ``(N, 3, S, S)`` -> spatial features ``(N, C, h, w)``
+before global pooling, non-negative (post-ReLU). ``h``: pooled features
+``(N, C)`` -> logits ``(N, num_classes)``. A :class:`ModelSplit` takes images
+in [0, 1] and applies the model's own normalisation (``mean``/``std``) itself.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import torch
+import torchvision
+from torch import nn
+from torchvision.models import ResNet50_Weights
+
+from .crops import Crops
+
+__all__ = ["ModelSplit", "extract_features", "resnet50_split", "split_model"]
+
+
+@dataclass(eq=False)
+class ModelSplit:
+    """A classifier cut at its last spatial layer.
+
+    Attributes
+    ----------
+    g : callable
+        Normalised images ``(N, 3, S, S)`` -> features ``(N, C, h, w)``, >= 0.
+    h : callable
+        Pooled features ``(N, C)`` -> logits ``(N, num_classes)``.
+    mean, std : tuple of 3 floats
+        Input normalisation, applied by :meth:`features` to images in [0, 1].
+    input_size : int
+        Side ``S`` the model expects.
+    categories : list of str or None
+        Class names, indexed by class.
+    head_weight : Tensor, shape (num_classes, C), or None
+        Linear head weights (for exact contributions).
+    head_bias : Tensor, shape (num_classes,), or None
+    model_id : str
+    layer : str
+        Name of the layer ``g`` ends at (used in error messages and records).
+    """
+
+    g: Callable[[torch.Tensor], torch.Tensor]
+    h: Callable[[torch.Tensor], torch.Tensor]
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    input_size: int
+    categories: list[str] | None = None
+    head_weight: torch.Tensor | None = None
+    head_bias: torch.Tensor | None = None
+    model_id: str = "model"
+    layer: str = "features"
+
+    def modules(self) -> Iterator[nn.Module]:
+        """The ``nn.Module`` parts of ``g`` and ``h`` (for ``.to`` / ``.eval``)."""
+        for part in (self.g, self.h):
+            if isinstance(part, nn.Module):
+                yield part
+            elif isinstance(getattr(part, "__self__", None), nn.Module):
+                yield part.__self__
+
+    def to(self, device: torch.device | str) -> "ModelSplit":
+        """Move the model parts to ``device`` (in place); returns ``self``."""
+        for module in self.modules():
+            module.to(device)
+        return self
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """Images in [0, 1] ``(N, 3, S, S)`` -> normalised inputs of ``g``."""
+        mean = torch.tensor(self.mean, device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
+        std = torch.tensor(self.std, device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
+        return (images - mean) / std
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """Images in [0, 1] ``(N, 3, S, S)`` -> spatial features ``(N, C, h, w)``."""
+        return self.g(self.normalize(images))
+
+
+def _as_triple(value: object, name: str, caller: str) -> tuple[float, float, float]:
+    try:
+        triple = tuple(float(v) for v in value)  # type: ignore[union-attr]
+    except TypeError:
+        triple = ()
+    if len(triple) != 3:
+        raise ValueError(f"`{name}` of `{caller}` must be 3 floats (one per RGB channel); got {value!r}. "
+                         "Pass the normalisation the model was trained with, e.g. (0.485, 0.456, 0.406).")
+    return triple  # type: ignore[return-value]
+
+
+def split_model(model: nn.Module, *, mean: tuple[float, float, float], std: tuple[float, float, float],
+                input_size: int, categories: list[str] | None = None, model_id: str | None = None,
+                layer: str | None = None) -> ModelSplit:
+    """Split a classifier into ``g`` / ``h``.
+
+    Supported layouts: a torchvision ResNet (``conv1 ... layer4``, ``avgpool``,
+    ``fc``), optionally with ``forward_features`` / ``forward_head`` methods
+    (used when present), or any model with ``forward_features`` /
+    ``forward_head`` whose head is average pooling then a linear layer.
+
+    Parameters
+    ----------
+    model : nn.Module
+    mean, std : tuple of 3 floats
+        The input normalisation of the model (from its weights' metadata).
+    input_size : int
+    categories : list of str, optional
+    model_id : str, optional
+        Defaults to the class name of ``model``.
+    layer : str, optional
+        Name of the last spatial layer; defaults to ``"layer4"`` for a ResNet
+        layout and ``"forward_features"`` otherwise.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"`model` of `split_model` must be an nn.Module; got {type(model).__name__}.")
+    mean, std = _as_triple(mean, "mean", "split_model"), _as_triple(std, "std", "split_model")
+    if isinstance(input_size, bool) or not isinstance(input_size, int) or input_size < 1:
+        raise ValueError(f"`input_size` of `split_model` must be a positive int; got {input_size!r}.")
+    model.eval().requires_grad_(False)
+    fc = getattr(model, "fc", None)
+    if hasattr(model, "forward_features") and hasattr(model, "forward_head"):
+        g = model.forward_features
+        layer = layer or ("layer4" if hasattr(model, "layer4") else "forward_features")
+    elif all(hasattr(model, name) for name in ("conv1", "bn1", "relu", "maxpool", "layer4", "fc")):
+        g = nn.Sequential(model.conv1, model.bn1, model.relu, model.maxpool, model.layer1, model.layer2,
+                          model.layer3, model.layer4)
+        layer = layer or "layer4"
+    else:
+        raise ValueError(f"`model` of `split_model` must have `forward_features`/`forward_head` methods or a "
+                         f"torchvision ResNet layout (conv1 ... layer4, avgpool, fc); got {type(model).__name__}. "
+                         "Build a ModelSplit(g=..., h=...) yourself for other models.")
+    if isinstance(fc, nn.Linear):
+        h: Callable[[torch.Tensor], torch.Tensor] = fc
+        weight, bias = fc.weight.detach(), fc.bias.detach() if fc.bias is not None else None
+    else:  # pooling a 1 x 1 map is the identity, so the head maps pooled features to logits
+        def h(pooled: torch.Tensor) -> torch.Tensor:
+            return model.forward_head(pooled[:, :, None, None])
+        weight = bias = None
+    return ModelSplit(g=g, h=h, mean=mean, std=std, input_size=input_size, categories=categories,
+                      head_weight=weight, head_bias=bias, model_id=model_id or type(model).__name__, layer=layer)
+
+
+def resnet50_split(weights: str | ResNet50_Weights | None = "IMAGENET1K_V2", *,
+                   weights_path: str | os.PathLike | None = None, progress: bool = True) -> ModelSplit:
+    """torchvision ResNet50 split at ``layer4`` (post-ReLU, ``(N, 2048, 7, 7)`` at 224 px).
+
+    Parameters
+    ----------
+    weights : str, ResNet50_Weights or None, default "IMAGENET1K_V2"
+        torchvision weights; downloaded and cached by torch unless
+        ``weights_path`` is given. Their ``transforms()`` and ``meta`` give
+        mean, std, input size and categories. ``None``: random weights (for
+        tests), ImageNet normalisation, no categories.
+    weights_path : path, optional
+        A local ``state_dict`` file, loaded with ``torch.load(weights_only=True)``
+        (no network); metadata still comes from ``weights``.
+    progress : bool
+        Show torchvision's download bar.
+    """
+    try:
+        enum = ResNet50_Weights.verify(weights)
+    except (KeyError, TypeError, ValueError) as err:
+        names = ", ".join(w.name for w in ResNet50_Weights)
+        raise ValueError(f"`weights` of `resnet50_split` must be one of {names}, DEFAULT, a ResNet50_Weights "
+                         f"member or None; got {weights!r}.") from err
+    meta_source = enum if enum is not None else ResNet50_Weights.DEFAULT
+    if weights_path is None:
+        model = torchvision.models.resnet50(weights=enum, progress=progress)
+        model_id = f"torchvision/resnet50/{enum.name if enum is not None else 'random'}"
+    else:
+        path = Path(weights_path)
+        if not path.is_file():
+            raise ValueError(f"`weights_path` of `resnet50_split` must be an existing file; got {str(path)!r}. "
+                             "Save one with torch.save(model.state_dict(), path).")
+        model = torchvision.models.resnet50()
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as err:
+            raise ValueError(f"`weights_path` of `resnet50_split` must hold a torchvision ResNet50 state_dict; "
+                             f"{path} does not ({err}).") from err
+        model_id = f"resnet50/{path.name}"
+    transforms = meta_source.transforms()
+    categories = list(enum.meta["categories"]) if enum is not None else None
+    return split_model(model, mean=tuple(transforms.mean), std=tuple(transforms.std),
+                       input_size=int(transforms.crop_size[0]), categories=categories, model_id=model_id,
+                       layer="layer4")
+
+
+def _resolve_device(device: torch.device | str | None, split: ModelSplit) -> torch.device:
+    if device is not None:
+        return torch.device(device)
+    for module in split.modules():
+        for p in module.parameters():
+            return p.device
+    return torch.device("cpu")
+
+
+@torch.no_grad()
+def extract_features(split: ModelSplit, images: torch.Tensor | Crops, *, batch_size: int = 64,
+                     device: torch.device | str | None = None, pooled: bool = True,
+                     progress: Callable[[int], object] | None = None) -> torch.Tensor:
+    """Features of images in [0, 1] or of crops, batched, without gradients.
+
+    Parameters
+    ----------
+    split : ModelSplit
+    images : Tensor, shape (N, 3, S, S), or Crops
+        Images in [0, 1] (resized to ``split.input_size`` when needed), or
+        crops, which are cut and resized batch by batch.
+    batch_size : int, default 64
+    device : torch.device or str, optional
+        Default: the device of the model's parameters. On CUDA: bf16
+        autocast and channels_last.
+    pooled : bool, default True
+        Return spatially averaged features ``(N, C)`` instead of ``(N, C, h, w)``.
+    progress : callable, optional
+        Called with the number of items done after each batch.
+
+    Returns
+    -------
+    Tensor, float32 on the CPU, shape (N, C) or (N, C, h, w)
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"`batch_size` of `extract_features` must be an int >= 1; got {batch_size!r}.")
+    if not isinstance(images, (torch.Tensor, Crops)):
+        raise TypeError(f"`images` of `extract_features` must be a Tensor (N, 3, S, S) or Crops; got "
+                        f"{type(images).__name__}.")
+    if isinstance(images, torch.Tensor) and (images.ndim != 4 or images.shape[1] != 3):
+        raise ValueError(f"`images` of `extract_features` must have shape (N, 3, S, S); got {tuple(images.shape)}.")
+    dev = _resolve_device(device, split)
+    split.to(dev)
+    cuda = dev.type == "cuda"
+    if isinstance(images, Crops) and images.images.device != dev:  # cut crops where the model runs
+        images = Crops(images=images.images.to(dev), boxes=images.boxes, image_index=images.image_index,
+                       out_size=images.out_size)
+    out = []
+    for start in range(0, len(images), batch_size):
+        if isinstance(images, Crops):
+            x = images.batch(start, start + batch_size, out_size=split.input_size, device=dev)
+        else:
+            x = images[start:start + batch_size].to(dev, torch.float32)
+            if x.shape[-2:] != (split.input_size, split.input_size):
+                x = torch.nn.functional.interpolate(x, size=split.input_size, mode="bilinear", antialias=True)
+        if cuda:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cuda):
+            f = split.features(x)
+        if f.ndim != 4:
+            raise ValueError(f"`g` of layer `{split.layer}` must return spatial features (N, C, h, w); got shape "
+                             f"{tuple(f.shape)}. Cut the model before its global pooling.")
+        low = float(f.min())
+        if low < 0:
+            raise ValueError(f"features of layer `{split.layer}` must be non-negative for NMF; got a minimum of "
+                             f"{low:.4g}. Cut the model after a ReLU (e.g. ResNet `layer4`) or add one to `g`.")
+        f = f.float()
+        out.append((f.mean((2, 3)) if pooled else f).cpu())
+        if progress is not None:
+            progress(len(x))
+    if not out:
+        raise ValueError("`images` of `extract_features` must not be empty; got 0 items.")
+    return torch.cat(out)

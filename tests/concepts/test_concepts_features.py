@@ -1,0 +1,83 @@
+"""Model split and feature extraction: layouts, normalisation, crops, negative features, ResNet50."""
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+import torchvision
+
+from concepts import ModelSplit, extract_crops, extract_features, resnet50_split, split_model
+
+
+def test_split_model_forward_features_layout(tiny_net, tiny_split, images):
+    assert tiny_split.layer == "layer4" and tiny_split.model_id == "tiny"
+    assert tiny_split.head_weight.shape == (4, 16) and tiny_split.head_bias.shape == (4,)
+    pooled = extract_features(tiny_split, images, batch_size=4)
+    assert pooled.shape == (6, 16) and pooled.dtype == torch.float32
+    with torch.no_grad():
+        logits = tiny_net(tiny_split.normalize(images))
+    torch.testing.assert_close(tiny_split.h(pooled), logits, atol=1e-5, rtol=1e-5)
+    spatial = extract_features(tiny_split, images, pooled=False)
+    assert spatial.shape == (6, 16, 8, 8) and float(spatial.min()) >= 0
+
+
+def test_split_model_resnet_layout_without_methods():
+    model = torchvision.models.resnet18(num_classes=3)
+    split = split_model(model, mean=(0.4, 0.4, 0.4), std=(0.2, 0.2, 0.2), input_size=64)
+    x = torch.rand(2, 3, 64, 64)
+    feats = extract_features(split, x, pooled=False)
+    assert feats.shape == (2, 512, 2, 2) and split.layer == "layer4"
+    with torch.no_grad():
+        torch.testing.assert_close(split.h(feats.mean((2, 3))), model(split.normalize(x)), atol=1e-4, rtol=1e-4)
+
+
+def test_split_model_rejects_unknown_layout():
+    with pytest.raises(ValueError, match="`model` of `split_model` must have `forward_features`"):
+        split_model(torch.nn.Linear(3, 3), mean=(0, 0, 0), std=(1, 1, 1), input_size=8)
+    with pytest.raises(ValueError, match="`mean` of `split_model` must be 3 floats"):
+        split_model(torchvision.models.resnet18(), mean=(0.5,), std=(1, 1, 1), input_size=8)
+
+
+def test_extract_features_of_crops_equals_explicit_crops(tiny_split, images):
+    crops = extract_crops(images, patch_size=16, out_size=32)
+    assert len(crops) == 6 * 4  # stride 12 on 32 px: offsets 0 and 12 -> 2 x 2
+    lazy = extract_features(tiny_split, crops, batch_size=10)
+    explicit = extract_features(tiny_split, crops.batch(0, len(crops)), batch_size=64)
+    torch.testing.assert_close(lazy, explicit)
+
+
+def test_negative_activations_rejected_naming_the_layer(tiny_net, images):
+    tiny_net.negative = True
+    split = split_model(tiny_net, mean=(0.5,) * 3, std=(0.25,) * 3, input_size=32, layer="block7.conv")
+    with pytest.raises(ValueError, match="features of layer `block7.conv` must be non-negative"):
+        extract_features(split, images)
+
+
+def test_model_split_accepts_plain_callables(images):
+    split = ModelSplit(g=lambda x: torch.relu(x[:, :2]), h=lambda f: f.sum(1, keepdim=True), mean=(0, 0, 0),
+                       std=(1, 1, 1), input_size=32)
+    assert extract_features(split, images).shape == (6, 2)
+
+
+@pytest.mark.slow
+def test_resnet50_split_from_local_weights_file(tmp_path):
+    start = time.perf_counter()
+    model = torchvision.models.resnet50()
+    path = tmp_path / "resnet50.pt"
+    torch.save(model.state_dict(), path)
+    split = resnet50_split("IMAGENET1K_V2", weights_path=path)
+    assert split.layer == "layer4" and split.input_size == 224
+    assert split.categories[0] == "tench" and len(split.categories) == 1000
+    assert split.mean == pytest.approx((0.485, 0.456, 0.406))
+    torch.testing.assert_close(split.head_weight, model.fc.weight)
+    feats = extract_features(split, torch.rand(1, 3, 64, 64), pooled=False)  # resized to 224
+    assert feats.shape == (1, 2048, 7, 7)
+    with pytest.raises(ValueError, match="`weights_path` of `resnet50_split` must be an existing file"):
+        resnet50_split(weights_path=tmp_path / "missing.pt")
+    torch.save({"fc.weight": torch.zeros(2, 2)}, tmp_path / "bad.pt")
+    with pytest.raises(ValueError, match="must hold a torchvision ResNet50 state_dict"):
+        resnet50_split(weights_path=tmp_path / "bad.pt")
+    with pytest.raises(ValueError, match="`weights` of `resnet50_split` must be one of"):
+        resnet50_split("IMAGENET1K_V9", weights_path=path)
+    assert time.perf_counter() - start < 120
