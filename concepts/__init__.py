@@ -8,7 +8,7 @@ from .bank import SCHEMA_VERSION, ConceptBank, library_versions
 from .crops import Crops, extract_crops, grid_boxes
 from .data import IMAGE_EXTENSIONS, LoadedImages, imagenet_class_folder, load_images, resolve_class
 from .extract import crop_image, extract_concepts
-from .features import ModelSplit, extract_features, resnet50_split, split_model
+from .features import ModelSplit, extract_features, load_resnet50, resnet50_split, split_model
 from .importance import Importance, linear_contributions, percent_of_logit, sobol_total_indices
 from .maps import concept_maps
 from .nmf import NMF, nnls_codes
@@ -31,6 +31,7 @@ __all__ = [
     "imagenet_class_folder",
     "library_versions",
     "linear_contributions",
+    "load_resnet50",
     "load_images",
     "nnls_codes",
     "percent_of_logit",

@@ -19,7 +19,7 @@ from torchvision.models import ResNet50_Weights
 
 from .crops import Crops
 
-__all__ = ["ModelSplit", "extract_features", "resnet50_split", "split_model"]
+__all__ = ["ModelSplit", "extract_features", "load_resnet50", "resnet50_split", "split_model"]
 
 
 @dataclass(eq=False)
@@ -145,17 +145,20 @@ def split_model(model: nn.Module, *, mean: tuple[float, float, float], std: tupl
                       head_weight=weight, head_bias=bias, model_id=model_id or type(model).__name__, layer=layer)
 
 
-def resnet50_split(weights: str | ResNet50_Weights | None = "IMAGENET1K_V2", *,
-                   weights_path: str | os.PathLike | None = None, progress: bool = True) -> ModelSplit:
-    """torchvision ResNet50 split at ``layer4`` (post-ReLU, ``(N, 2048, 7, 7)`` at 224 px).
+def load_resnet50(weights: str | ResNet50_Weights | None = "IMAGENET1K_V2", *,
+                  weights_path: str | os.PathLike | None = None,
+                  progress: bool = True) -> tuple[nn.Module, ResNet50_Weights | None, str]:
+    """torchvision ResNet50 from its weights API or a local state-dict file.
+
+    Returns the model (eval mode), the verified weights enum (``None`` for
+    random weights) and a model id for records.
 
     Parameters
     ----------
     weights : str, ResNet50_Weights or None, default "IMAGENET1K_V2"
         torchvision weights; downloaded and cached by torch unless
         ``weights_path`` is given. Their ``transforms()`` and ``meta`` give
-        mean, std, input size and categories. ``None``: random weights (for
-        tests), ImageNet normalisation, no categories.
+        mean, std, input size and categories. ``None``: random weights.
     weights_path : path, optional
         A local ``state_dict`` file, loaded with ``torch.load(weights_only=True)``
         (no network); metadata still comes from ``weights``.
@@ -166,26 +169,32 @@ def resnet50_split(weights: str | ResNet50_Weights | None = "IMAGENET1K_V2", *,
         enum = ResNet50_Weights.verify(weights)
     except (KeyError, TypeError, ValueError) as err:
         names = ", ".join(w.name for w in ResNet50_Weights)
-        raise ValueError(f"`weights` of `resnet50_split` must be one of {names}, DEFAULT, a ResNet50_Weights "
+        raise ValueError(f"`weights` of `load_resnet50` must be one of {names}, DEFAULT, a ResNet50_Weights "
                          f"member or None; got {weights!r}.") from err
-    meta_source = enum if enum is not None else ResNet50_Weights.DEFAULT
     if weights_path is None:
         model = torchvision.models.resnet50(weights=enum, progress=progress)
-        model_id = f"torchvision/resnet50/{enum.name if enum is not None else 'random'}"
-    else:
-        path = Path(weights_path)
-        if not path.is_file():
-            raise ValueError(f"`weights_path` of `resnet50_split` must be an existing file; got {str(path)!r}. "
-                             "Save one with torch.save(model.state_dict(), path).")
-        model = torchvision.models.resnet50()
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        try:
-            model.load_state_dict(state)
-        except RuntimeError as err:
-            raise ValueError(f"`weights_path` of `resnet50_split` must hold a torchvision ResNet50 state_dict; "
-                             f"{path} does not ({err}).") from err
-        model_id = f"resnet50/{path.name}"
-    transforms = meta_source.transforms()
+        return model.eval(), enum, f"torchvision/resnet50/{enum.name if enum is not None else 'random'}"
+    path = Path(weights_path)
+    if not path.is_file():
+        raise ValueError(f"`weights_path` of `load_resnet50` must be an existing file; got {str(path)!r}. "
+                         "Save one with torch.save(model.state_dict(), path).")
+    model = torchvision.models.resnet50()
+    try:
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    except Exception as err:  # noqa: BLE001 - unpickling and shape errors get the same actionable message
+        raise ValueError(f"`weights_path` of `load_resnet50` must hold a torchvision ResNet50 state_dict; "
+                         f"{path} does not ({err}).") from err
+    return model.eval(), enum, f"resnet50/{path.name}"
+
+
+def resnet50_split(weights: str | ResNet50_Weights | None = "IMAGENET1K_V2", *,
+                   weights_path: str | os.PathLike | None = None, progress: bool = True) -> ModelSplit:
+    """torchvision ResNet50 split at ``layer4`` (post-ReLU, ``(N, 2048, 7, 7)`` at 224 px).
+
+    Arguments as in :func:`load_resnet50`.
+    """
+    model, enum, model_id = load_resnet50(weights, weights_path=weights_path, progress=progress)
+    transforms = (enum if enum is not None else ResNet50_Weights.DEFAULT).transforms()
     categories = list(enum.meta["categories"]) if enum is not None else None
     return split_model(model, mean=tuple(transforms.mean), std=tuple(transforms.std),
                        input_size=int(transforms.crop_size[0]), categories=categories, model_id=model_id,

@@ -11,12 +11,12 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
-import torchvision
 from torch import nn
 from torchvision.models import ResNet50_Weights
+
+from concepts import load_resnet50
 
 __all__ = ["ModelBundle", "demo_bundle", "resnet50_bundle"]
 
@@ -55,29 +55,14 @@ def resnet50_bundle(weights: str | ResNet50_Weights | None = "IMAGENET1K_V2",
         A local ``state_dict`` file (``torch.save(model.state_dict(), path)``),
         for machines without internet; metadata still comes from ``weights``.
     """
-    try:
-        enum = ResNet50_Weights.verify(weights)
-    except (KeyError, TypeError, ValueError) as err:
-        names = ", ".join(w.name for w in ResNet50_Weights)
-        raise ValueError(f"`weights` must be one of {names} or DEFAULT; got {weights!r}.") from err
-    if weights_path is None:
-        model = torchvision.models.resnet50(weights=enum)
-        model_id = f"torchvision/resnet50/{enum.name}"
-    else:
-        path = Path(weights_path)
-        if not path.is_file():
-            raise ValueError(f"`--weights` file {path} does not exist; pass the path of a ResNet50 state_dict "
-                             "saved with torch.save(model.state_dict(), path).")
-        model = torchvision.models.resnet50()
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-            model.load_state_dict(state)
-        except Exception as err:  # noqa: BLE001 - any load failure gets the same actionable message
-            raise ValueError(f"`--weights` file {path} is not a torchvision ResNet50 state_dict ({err}).") from err
-        model_id = f"resnet50/{path.name}"
-        _logger.info("loaded ResNet50 weights from %s", path)
+    if weights is None:
+        raise ValueError("`weights` of resnet50_bundle must name torchvision weights (e.g. IMAGENET1K_V2): "
+                         "they give the normalisation and the class names.")
+    model, enum, model_id = load_resnet50(weights, weights_path=weights_path)
+    if weights_path is not None:
+        _logger.info("loaded ResNet50 weights from %s", weights_path)
     transforms = enum.transforms()
-    return ModelBundle(model=model.eval(), model_id=model_id, layer="avgpool", mean=tuple(transforms.mean),
+    return ModelBundle(model=model, model_id=model_id, layer="avgpool", mean=tuple(transforms.mean),
                        std=tuple(transforms.std), input_size=transforms.crop_size[0],
                        categories=list(enum.meta["categories"]))
 

@@ -73,11 +73,11 @@ def test_resnet50_split_from_local_weights_file(tmp_path):
     torch.testing.assert_close(split.head_weight, model.fc.weight)
     feats = extract_features(split, torch.rand(1, 3, 64, 64), pooled=False)  # resized to 224
     assert feats.shape == (1, 2048, 7, 7)
-    with pytest.raises(ValueError, match="`weights_path` of `resnet50_split` must be an existing file"):
+    with pytest.raises(ValueError, match="`weights_path` of `load_resnet50` must be an existing file"):
         resnet50_split(weights_path=tmp_path / "missing.pt")
     torch.save({"fc.weight": torch.zeros(2, 2)}, tmp_path / "bad.pt")
     with pytest.raises(ValueError, match="must hold a torchvision ResNet50 state_dict"):
         resnet50_split(weights_path=tmp_path / "bad.pt")
-    with pytest.raises(ValueError, match="`weights` of `resnet50_split` must be one of"):
+    with pytest.raises(ValueError, match="`weights` of `load_resnet50` must be one of"):
         resnet50_split("IMAGENET1K_V9", weights_path=path)
     assert time.perf_counter() - start < 120

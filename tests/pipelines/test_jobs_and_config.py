@@ -68,8 +68,8 @@ def test_resnet50_loads_from_a_local_weights_file(tmp_path):
 def test_bad_weights_get_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="IMAGENET1K_V1, IMAGENET1K_V2"):
         resnet50_bundle("IMAGENET1K_V9")
-    with pytest.raises(ValueError, match="does not exist"):
+    with pytest.raises(ValueError, match="must be an existing file"):
         resnet50_bundle(weights_path=tmp_path / "none.pth")
     (tmp_path / "junk.pth").write_bytes(b"junk")
-    with pytest.raises(ValueError, match="not a torchvision ResNet50 state_dict"):
+    with pytest.raises(ValueError, match="must hold a torchvision ResNet50 state_dict"):
         resnet50_bundle(weights_path=tmp_path / "junk.pth")

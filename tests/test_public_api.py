@@ -10,7 +10,7 @@ matplotlib.use("Agg")
 from maco import blend_alpha, plot_maco  # noqa: E402
 
 
-@pytest.mark.parametrize("package", ["maco"])
+@pytest.mark.parametrize("package", ["maco", "concepts", "pipelines"])
 def test_every_public_name_imports(package):
     module = importlib.import_module(package)
     for name in module.__all__:
