@@ -20,14 +20,14 @@ __all__ = ["DEMO_CONFIG", "DEMO_IMAGES_PER_CLASS", "DEMO_IMAGES_SEED", "demo_job
 
 DEMO_IMAGES_PER_CLASS = 40
 DEMO_IMAGES_SEED = 2026  # not a training seed: these images are new to the model
-_VIZ = VisualizationConfig(steps=96, image_size=256, crops=8, input_size=DEMO_INPUT_SIZE)
+_VIZ = VisualizationConfig(steps=64, image_size=256, crops=8, input_size=DEMO_INPUT_SIZE)
 DEMO_CONFIG = RunConfig(
     concepts=ConceptConfig(n_concepts=5, patch_size=DEMO_INPUT_SIZE // 2, sobol_designs=32),
     visualization=_VIZ,
     inversion=_VIZ,
     image_size=DEMO_INPUT_SIZE,
     top_crops=10,
-    inversions=3,
+    inversions=2,
 )
 
 
