@@ -34,5 +34,3 @@ def tiny_net() -> TinyNet:
                 module.bias.uniform_(-0.2, 0.2)
     return model.eval()
 
-
-FAST = dict(steps=8, image_size=64, crops=4, input_size=32, progress=False)
