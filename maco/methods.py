@@ -11,7 +11,7 @@ parameterization (and its learning rate) differ, so comparisons are fair.
 from __future__ import annotations
 
 import os
-from typing import Callable, Sequence
+from typing import Sequence
 
 import torch
 from torch import nn
@@ -77,11 +77,7 @@ def maco(objective: Objective, *, steps: int = 256, image_size: int = 512, crops
     _check_spectrum_shape(spectrum, (image_size, image_size), "maco")
     param = MacoImage(spectrum.to(setup["device"]), len(setup["seeds"]), phase_init=phase_init,
                       generators=target_generators(setup["seeds"], 0))
-    config = dict(method="maco", phase_init=phase_init, steps=steps, image_size=image_size, crops=crops,
-                  crop_size=list(crop_size), noise=noise, lr=lr, input_size=input_size, max_batch=max_batch,
-                  objective=repr(objective))
-    return _run(objective, param, setup, lambda params: torch.optim.NAdam(params, lr=lr), mean, std, amp, fold_bn,
-                progress, config)
+    return _run(objective, param, setup, mean, std, amp, fold_bn, progress, {"phase_init": phase_init})
 
 
 def fourier(objective: Objective, *, steps: int = 256, image_size: int = 512, crops: int = 32,
@@ -94,11 +90,7 @@ def fourier(objective: Objective, *, steps: int = 256, image_size: int = 512, cr
     setup = _setup(objective, "fourier", steps, image_size, crops, crop_size, noise, lr, seed, device, input_size, max_batch)
     param = FourierImage(image_size, image_size, len(setup["seeds"]), decay_power=decay_power,
                          generators=target_generators(setup["seeds"], 0), device=setup["device"])
-    config = dict(method="fourier", decay_power=decay_power, steps=steps, image_size=image_size, crops=crops,
-                  crop_size=list(crop_size), noise=noise, lr=lr, input_size=input_size, max_batch=max_batch,
-                  objective=repr(objective))
-    return _run(objective, param, setup, lambda params: torch.optim.NAdam(params, lr=lr), mean, std, amp, fold_bn,
-                progress, config)
+    return _run(objective, param, setup, mean, std, amp, fold_bn, progress, {"decay_power": decay_power})
 
 
 def pixels(objective: Objective, *, steps: int = 256, image_size: int = 512, crops: int = 32,
@@ -111,10 +103,7 @@ def pixels(objective: Objective, *, steps: int = 256, image_size: int = 512, cro
     setup = _setup(objective, "pixels", steps, image_size, crops, crop_size, noise, lr, seed, device, input_size, max_batch)
     param = PixelImage(image_size, image_size, len(setup["seeds"]), generators=target_generators(setup["seeds"], 0),
                        device=setup["device"])
-    config = dict(method="pixels", steps=steps, image_size=image_size, crops=crops, crop_size=list(crop_size),
-                  noise=noise, lr=lr, input_size=input_size, max_batch=max_batch, objective=repr(objective))
-    return _run(objective, param, setup, lambda params: torch.optim.NAdam(params, lr=lr), mean, std, amp, fold_bn,
-                progress, config)
+    return _run(objective, param, setup, mean, std, amp, fold_bn, progress, {})
 
 
 def _setup(objective: Objective, where: str, steps: int, image_size: int, crops: int, crop_size: tuple[float, float],
@@ -149,14 +138,16 @@ def _setup(objective: Objective, where: str, steps: int, image_size: int, crops:
         seed = int.from_bytes(os.urandom(4), "little")
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise TypeError(f"`seed` of {where} must be an int or None; got {type(seed).__name__}.")
-    return {"device": resolved, "seeds": [seed + t for t in range(objective.n_targets)]}
+    config = dict(method=where, steps=steps, image_size=image_size, crops=crops, crop_size=list(crop_size),
+                  noise=noise, lr=lr, input_size=input_size, max_batch=max_batch, objective=repr(objective))
+    return {"device": resolved, "seeds": [seed + t for t in range(objective.n_targets)], "config": config}
 
 
-def _run(objective: Objective, param: nn.Module, setup: dict, optimizer: Callable, mean: Sequence[float],
-         std: Sequence[float], amp: bool, fold_bn: bool, progress: bool, config: dict) -> RenderResult:
-    c = config
+def _run(objective: Objective, param: nn.Module, setup: dict, mean: Sequence[float], std: Sequence[float], amp: bool,
+         fold_bn: bool, progress: bool, extra: dict) -> RenderResult:
+    """Run the shared loop with NAdam; the result's config records every setting."""
+    c = {**setup["config"], **extra, "mean": list(mean), "std": list(std), "amp": amp, "fold_bn": fold_bn}
     return render(objective, param, seeds=setup["seeds"], steps=c["steps"], crops=c["crops"],
                   crop_size=tuple(c["crop_size"]), noise=c["noise"], input_size=c["input_size"], mean=mean, std=std,
-                  device=setup["device"], optimizer=optimizer, amp=amp, fold_bn=fold_bn, progress=progress,
-                  max_batch=c["max_batch"],
-                  config={**config, "mean": list(mean), "std": list(std), "amp": amp, "fold_bn": fold_bn})
+                  device=setup["device"], optimizer=lambda params: torch.optim.NAdam(params, lr=c["lr"]), amp=amp,
+                  fold_bn=fold_bn, progress=progress, max_batch=c["max_batch"], config=c)
