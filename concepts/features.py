@@ -98,6 +98,9 @@ def split_model(model: nn.Module, *, mean: tuple[float, float, float], std: tupl
                 layer: str | None = None) -> ModelSplit:
     """Split a classifier into ``g`` / ``h``.
 
+    The split is for inference: ``model`` is put in ``eval()`` mode without
+    weight gradients (in place; ``g`` and ``h`` share its modules).
+
     Supported layouts: a torchvision ResNet (``conv1 ... layer4``, ``avgpool``,
     ``fc``), optionally with ``forward_features`` / ``forward_head`` methods
     (used when present), or any model with ``forward_features`` /
