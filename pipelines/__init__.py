@@ -5,6 +5,7 @@ The only package of concept-lens that writes files (through :mod:`pipelines.io`)
 from .class_run import class_dir, is_done, run_class
 from .config import ConceptConfig, RunConfig, VisualizationConfig
 from .demo_run import DEMO_CONFIG, run_demo
+from .evaluate import concept_purity, evaluate_demo, plausibility, transferability
 from .gallery import build_gallery
 from .inversion import Inversion, invert_features, layer_features
 from .io import OutputNotWritableError, atomic_write_bytes, atomic_write_text, load_json, save
@@ -16,7 +17,7 @@ from .run import RunSummary, run_classes
 __all__ = [
     "ClassJob", "ConceptConfig", "DEMO_CONFIG", "Inversion", "ModelBundle", "OutputNotWritableError", "RunConfig",
     "RunSummary", "VisualizationConfig", "alpha_over_white", "atomic_write_bytes", "atomic_write_text",
-    "build_gallery", "class_dir", "concept_mosaic", "demo_bundle", "imagenet_jobs", "invert_features", "is_done",
-    "layer_features", "load_json", "parse_class_list", "resnet50_bundle", "resolve_class", "run_class",
-    "run_classes", "run_demo", "save", "to_pil",
+    "build_gallery", "class_dir", "concept_mosaic", "concept_purity", "evaluate_demo", "demo_bundle", "imagenet_jobs", "invert_features", "is_done",
+    "layer_features", "load_json", "parse_class_list", "plausibility", "resnet50_bundle", "resolve_class", "run_class",
+    "run_classes", "run_demo", "save", "to_pil", "transferability",
 ]
