@@ -110,7 +110,8 @@ def run_class(job: ClassJob, bundle: ModelBundle, config: RunConfig, run_dir: Pa
         timings[name] = round(now - clock, 3)
         clock = now
 
-    loaded = load_images(job.folder, image_size=config.image_size, max_images=config.max_images)
+    loaded = load_images(job.folder, image_size=config.image_size, max_images=config.max_images,
+                         num_workers=config.load_workers)
     if len(loaded.paths) == 0:
         raise ValueError(f"class {job.class_index} ({job.class_name}): no readable image in {job.folder} "
                          f"({len(loaded.skipped)} skipped).")

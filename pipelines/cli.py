@@ -86,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--patch-size", type=_positive, default=ConceptConfig.patch_size, help="crop side in px (default: %(default)s)")
     run.add_argument("--max-images", type=_positive, default=None, help="cap on images per class (default: all)")
     run.add_argument("--inversions", type=int, default=RunConfig.inversions, help="feature inversions per class (default: %(default)s)")
+    run.add_argument("--workers", type=int, default=RunConfig.load_workers, help="image decoding processes (default: %(default)s)")
     run.add_argument("--no-gallery", action="store_true", help="do not build the gallery at the end")
     _add_model_arguments(run)
     _add_budget_arguments(run, VisualizationConfig())
@@ -145,7 +146,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     bundle = _bundle(args.weights)
     viz = _viz_config(args)
     config = RunConfig(concepts=ConceptConfig(n_concepts=args.k, patch_size=args.patch_size, random_state=args.seed),
-                       visualization=viz, inversion=viz, max_images=args.max_images, inversions=args.inversions)
+                       visualization=viz, inversion=viz, max_images=args.max_images, inversions=args.inversions,
+                       load_workers=args.workers)
     summary = run_classes(jobs, bundle, config, args.out, device=args.device, progress=not args.quiet,
                           gallery=not args.no_gallery)
     return _report(summary)

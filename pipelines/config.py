@@ -52,6 +52,7 @@ class RunConfig:
     inversion: VisualizationConfig = field(default_factory=VisualizationConfig)
     image_size: int = 224
     max_images: int | None = None
+    load_workers: int = 4
     top_crops: int = 10
     inversions: int = 10
     cossim_pow: float = 2.0

@@ -26,6 +26,7 @@ DEMO_CONFIG = RunConfig(
     visualization=_VIZ,
     inversion=_VIZ,
     image_size=DEMO_INPUT_SIZE,
+    load_workers=0,  # 40 small PNGs per class: worker start-up would cost more than it saves
     top_crops=10,
     inversions=2,
 )

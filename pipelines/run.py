@@ -134,7 +134,7 @@ def run_classes(jobs: Sequence[ClassJob], bundle: ModelBundle, config: RunConfig
         try:
             run_class(job, bundle, config, run_dir, device=torch_device, progress=progress, rank=ctx.rank)
             summary.done.append(job.class_index)
-        except (ValueError, OSError, RuntimeError) as err:
+        except (ValueError, OSError, RuntimeError, FloatingPointError) as err:
             _logger.error("class %d (%s) failed: %s", job.class_index, job.class_name, err)
             _logger.debug("%s", traceback.format_exc())
             summary.failed[job.class_index] = f"{type(err).__name__}: {err}"

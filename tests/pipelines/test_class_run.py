@@ -120,6 +120,18 @@ def test_class_folder_names_with_html_show_as_text(images, tmp_path):
     assert "<b>bad" not in page and "&lt;b&gt;bad&lt;b&gt;.jpg" in page
 
 
+def test_a_class_without_readable_images_fails_alone(images, tmp_path):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "a.jpg").write_bytes(b"junk")
+    jobs = [replace(jobs_for(images, classes=(4,))[0], folder=broken), *jobs_for(images, classes=(5,))]
+    summary = run_classes(jobs, demo_bundle(), TINY, tmp_path / "run", progress=False)
+    assert summary.done == [5] and "no readable image" in summary.failed[4]
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert run["status"] == "incomplete" and run["classes"]["4"]["status"] == "failed"
+    assert "1 skipped" in run["classes"]["4"]["error"]
+
+
 def test_cli_errors_name_the_argument(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["run", "--images", str(tmp_path)])
