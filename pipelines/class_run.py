@@ -102,10 +102,19 @@ def run_class(job: ClassJob, bundle: ModelBundle, config: RunConfig, run_dir: Pa
     """Run every stage for one class and write its folder; returns the ``class.json`` content."""
     folder = class_dir(run_dir, job.class_index)
     timings: dict[str, float] = {}
+    peak_memory_mb: dict[str, float] = {}
+    cuda = device.type == "cuda"
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(device)
     clock = time.perf_counter()
 
     def lap(name: str) -> None:
+        """Record the stage's wall time (and, on CUDA, its peak memory)."""
         nonlocal clock
+        if cuda:
+            torch.cuda.synchronize(device)
+            peak_memory_mb[name] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+            torch.cuda.reset_peak_memory_stats(device)
         now = time.perf_counter()
         timings[name] = round(now - clock, 3)
         clock = now
@@ -173,7 +182,8 @@ def run_class(job: ClassJob, bundle: ModelBundle, config: RunConfig, run_dir: Pa
         "n_images": len(loaded.paths), "n_crops": int(len(bank.U)), "k": len(order),
         "reconstruction_error": round(float(bank.relative_reconstruction_error), 5),
         "skipped": [{"path": str(p), "reason": r} for p, r in loaded.skipped],
-        "concepts": concepts, "inversions": inversions, "timings": timings, "device": str(device), "rank": rank,
+        "concepts": concepts, "inversions": inversions, "timings": timings, "peak_memory_mb": peak_memory_mb,
+        "device": str(device), "rank": rank,
         "status": "done",
     }
     save(record, folder / "class.json")
