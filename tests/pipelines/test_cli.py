@@ -1,0 +1,43 @@
+"""The small CLI subcommands: spectrum, visualize, gallery."""
+import numpy as np
+import pytest
+import torch
+import torchvision
+from PIL import Image
+
+from pipelines.cli import main
+
+
+def test_spectrum_command_writes_a_loadable_spectrum(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(tmp_path / f"{i}.png")
+    assert main(["spectrum", "--images", str(tmp_path), "-o", str(tmp_path / "s.npy"), "--size", "32"]) == 0
+    assert np.load(tmp_path / "s.npy").shape == (3, 32, 17)
+    assert "s.npy" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_visualize_command_renders_a_resnet50_neuron_from_a_local_weights_file(tmp_path):
+    torch.manual_seed(0)
+    torch.save(torchvision.models.resnet50().state_dict(), tmp_path / "r50.pth")
+    out = tmp_path / "neuron.png"
+    code = main(["-q", "visualize", "--layer", "fc", "--neuron", "1", "-o", str(out), "--weights", str(tmp_path / "r50.pth"),
+                 "--steps", "2", "--image-size", "64", "--crops", "2", "--device", "cpu"])
+    assert code == 0
+    with Image.open(out) as image:
+        assert image.size == (64, 64) and image.mode == "RGB"
+
+
+def test_visualize_command_rejects_an_unknown_layer(tmp_path, capsys):
+    torch.save(torchvision.models.resnet50().state_dict(), tmp_path / "r50.pth")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["visualize", "--layer", "layer9", "--channel", "0", "-o", str(tmp_path / "x.png"),
+              "--weights", str(tmp_path / "r50.pth")])
+    assert exit_info.value.code == 2 and "Close matches" in capsys.readouterr().err
+
+
+def test_gallery_command_needs_a_run_folder(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["gallery", str(tmp_path)])
+    assert "not a run folder" in capsys.readouterr().err
