@@ -41,3 +41,24 @@ def test_gallery_command_needs_a_run_folder(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["gallery", str(tmp_path)])
     assert "not a run folder" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_run_command_on_an_image_folder_with_local_weights(tmp_path, capsys):
+    import json
+
+    torch.manual_seed(0)
+    torch.save(torchvision.models.resnet50().state_dict(), tmp_path / "r50.pth")
+    images = tmp_path / "goldfish"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 255, (240, 260, 3), dtype=np.uint8)).save(images / f"{i}.jpg")
+    out = tmp_path / "run"
+    code = main(["-q", "run", "--images", str(images), "--class-index", "goldfish", "--weights", str(tmp_path / "r50.pth"),
+                 "--out", str(out), "--k", "2", "--steps", "2", "--image-size", "64", "--crops", "2",
+                 "--inversions", "1", "--workers", "0", "--device", "cpu"])
+    assert code == 0
+    record = json.loads((out / "classes" / "0001" / "class.json").read_text())
+    assert record["class_name"] == "goldfish" and record["model_id"] == "resnet50/r50.pth" and record["k"] == 2
+    assert (out / "index.html").is_file() and "gallery:" in capsys.readouterr().out
