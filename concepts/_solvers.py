@@ -68,6 +68,37 @@ def _hals_bank(W: torch.Tensor, UtA: torch.Tensor, UtU: torch.Tensor) -> None:
         W[j] = (W[j] + step).clamp_min_(0)
 
 
+def _alternate(A: torch.Tensor, U: torch.Tensor, W: torch.Tensor, *, update_W: bool, max_iter: int, tol: float,
+               codes_step: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], object],
+               bank_step: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], object]
+               ) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """The loop both solvers share: update the codes, then (when fitting) the bank, until converged.
+
+    ``codes_step(U, AWt, WWt)`` and ``bank_step(W, UtA, UtU)`` update in place;
+    the error is tracked through the Gram matrices, never by forming ``UW``.
+    """
+    U, W = U.clone(), W.clone() if update_W else W
+    norm_a2 = A.pow(2).sum(dtype=torch.float64)
+    AWt, WWt = A @ W.T, W @ W.T
+    UtU = U.T @ U
+    initial = previous = _sq_err(norm_a2, AWt, U, UtU, WWt)
+    n_iter = 0
+    for n_iter in range(1, max_iter + 1):
+        codes_step(U, AWt, WWt)
+        UtU = U.T @ U
+        if update_W:
+            UtA = U.T @ A
+            bank_step(W, UtA, UtU)
+            AWt, WWt = A @ W.T, W @ W.T
+            current = _sq_err(norm_a2, UtA, W, UtU, WWt)
+        else:
+            current = _sq_err(norm_a2, AWt, U, UtU, WWt)
+        if _converged(previous, current, initial, tol):
+            break
+        previous = current
+    return U, W, n_iter
+
+
 def _hals(A: torch.Tensor, U: torch.Tensor, W: torch.Tensor, *, update_W: bool, max_iter: int,
           tol: float) -> tuple[torch.Tensor, torch.Tensor, int]:
     """Fast HALS (Cichocki & Phan 2009): exact coordinate minimisation, column by column.
@@ -90,26 +121,8 @@ def _hals(A: torch.Tensor, U: torch.Tensor, W: torch.Tensor, *, update_W: bool, 
     W : Tensor, shape (k, C)
     n_iter : int
     """
-    U, W = U.clone(), W.clone() if update_W else W
-    norm_a2 = A.pow(2).sum(dtype=torch.float64)
-    AWt, WWt = A @ W.T, W @ W.T
-    UtU = U.T @ U
-    initial = previous = _sq_err(norm_a2, AWt, U, UtU, WWt)
-    n_iter = 0
-    for n_iter in range(1, max_iter + 1):
-        _hals_codes(U, AWt, WWt)
-        UtU = U.T @ U
-        if update_W:
-            UtA = U.T @ A
-            _hals_bank(W, UtA, UtU)
-            AWt, WWt = A @ W.T, W @ W.T
-            current = _sq_err(norm_a2, UtA, W, UtU, WWt)
-        else:
-            current = _sq_err(norm_a2, AWt, U, UtU, WWt)
-        if _converged(previous, current, initial, tol):
-            break
-        previous = current
-    return U, W, n_iter
+    return _alternate(A, U, W, update_W=update_W, max_iter=max_iter, tol=tol, codes_step=_hals_codes,
+                      bank_step=_hals_bank)
 
 
 def _mu(A: torch.Tensor, U: torch.Tensor, W: torch.Tensor, *, update_W: bool, max_iter: int,
@@ -120,26 +133,15 @@ def _mu(A: torch.Tensor, U: torch.Tensor, W: torch.Tensor, *, update_W: bool, ma
     initialisation must be strictly positive where it matters (``nndsvda``).
     """
     eps = torch.finfo(A.dtype).eps
-    U, W = U.clone(), W.clone() if update_W else W
-    norm_a2 = A.pow(2).sum(dtype=torch.float64)
-    AWt, WWt = A @ W.T, W @ W.T
-    UtU = U.T @ U
-    initial = previous = _sq_err(norm_a2, AWt, U, UtU, WWt)
-    n_iter = 0
-    for n_iter in range(1, max_iter + 1):
+
+    def codes_step(U: torch.Tensor, AWt: torch.Tensor, WWt: torch.Tensor) -> None:
         U.mul_(AWt / (U @ WWt).clamp_min_(eps))
-        UtU = U.T @ U
-        if update_W:
-            UtA = U.T @ A
-            W.mul_(UtA / (UtU @ W).clamp_min_(eps))
-            AWt, WWt = A @ W.T, W @ W.T
-            current = _sq_err(norm_a2, UtA, W, UtU, WWt)
-        else:
-            current = _sq_err(norm_a2, AWt, U, UtU, WWt)
-        if _converged(previous, current, initial, tol):
-            break
-        previous = current
-    return U, W, n_iter
+
+    def bank_step(W: torch.Tensor, UtA: torch.Tensor, UtU: torch.Tensor) -> None:
+        W.mul_(UtA / (UtU @ W).clamp_min_(eps))
+
+    return _alternate(A, U, W, update_W=update_W, max_iter=max_iter, tol=tol, codes_step=codes_step,
+                      bank_step=bank_step)
 
 
 SOLVERS: dict[str, Callable[..., tuple[torch.Tensor, torch.Tensor, int]]] = {"hals": _hals, "mu": _mu}
