@@ -15,6 +15,7 @@ Usage::
     python benchmarks/bench_maco.py --device cuda                 # paper settings
     python benchmarks/bench_maco.py --device cpu --steps 4 --image-size 128 --crops 4 --targets 2 --input-size 64
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,7 +36,9 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def reference_throughput(model: torch.nn.Module, batch: int, input_size: int, device: torch.device, repeats: int) -> float:
+def reference_throughput(
+    model: torch.nn.Module, batch: int, input_size: int, device: torch.device, repeats: int
+) -> float:
     """Images per second of forward + input gradient, frozen model, as MaCo runs it."""
     cuda = device.type == "cuda"
     model = model.eval().requires_grad_(False)
@@ -58,12 +61,21 @@ def reference_throughput(model: torch.nn.Module, batch: int, input_size: int, de
     return batch / statistics.median(times)
 
 
-def horama_style(model: torch.nn.Module, vector: torch.Tensor, *, steps: int, crops: int, image_size: int,
-                 input_size: int, device: torch.device) -> float:
+def horama_style(
+    model: torch.nn.Module,
+    vector: torch.Tensor,
+    *,
+    steps: int,
+    crops: int,
+    image_size: int,
+    input_size: int,
+    device: torch.device,
+) -> float:
     """Seconds for one visualization done as Horama does: fp32, model not frozen, one target."""
     model = model.train(False).requires_grad_(True)
-    param = MacoImage(default_spectrum(image_size).to(device), 1, phase_init="reference",
-                      generators=target_generators([0], 0))
+    param = MacoImage(
+        default_spectrum(image_size).to(device), 1, phase_init="reference", generators=target_generators([0], 0)
+    )
     opt = torch.optim.NAdam(param.parameters(), lr=1.0)
     box_gen, noise_gen = target_generators([0], 1), target_generators([0], 2, device)
     mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
@@ -97,8 +109,12 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=512)
     parser.add_argument("--input-size", type=int, default=224)
     parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument("--horama-targets", type=int, default=1,
-                        help="Horama-style visualizations actually run; the time is scaled to --targets")
+    parser.add_argument(
+        "--horama-targets",
+        type=int,
+        default=1,
+        help="Horama-style visualizations actually run; the time is scaled to --targets",
+    )
     args = parser.parse_args()
     device = torch.device(args.device)
     torch.manual_seed(0)
@@ -107,26 +123,53 @@ def main() -> None:
 
     ref = reference_throughput(model, batch, args.input_size, device, args.repeats)
     vectors = torch.rand(args.targets, 2048, device=device)
-    maco(Objective.direction(model, "avgpool", vectors), steps=2, image_size=args.image_size, crops=args.crops,
-         input_size=args.input_size, seed=0, progress=False)  # warm-up (cuDNN autotune, allocator)
-    result = maco(Objective.direction(model, "avgpool", vectors), steps=args.steps, image_size=args.image_size,
-                  crops=args.crops, input_size=args.input_size, seed=0, progress=False)
+    maco(
+        Objective.direction(model, "avgpool", vectors),
+        steps=2,
+        image_size=args.image_size,
+        crops=args.crops,
+        input_size=args.input_size,
+        seed=0,
+        progress=False,
+    )  # warm-up (cuDNN autotune, allocator)
+    result = maco(
+        Objective.direction(model, "avgpool", vectors),
+        steps=args.steps,
+        image_size=args.image_size,
+        crops=args.crops,
+        input_size=args.input_size,
+        seed=0,
+        progress=False,
+    )
     ours = result.images_per_second
     horama_seconds = statistics.median(
-        horama_style(model, vectors[i], steps=args.steps, crops=args.crops, image_size=args.image_size,
-                     input_size=args.input_size, device=device) for i in range(args.horama_targets))
+        horama_style(
+            model,
+            vectors[i],
+            steps=args.steps,
+            crops=args.crops,
+            image_size=args.image_size,
+            input_size=args.input_size,
+            device=device,
+        )
+        for i in range(args.horama_targets)
+    )
     horama_total = horama_seconds * args.targets
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(f"device: {name}; date: {datetime.date.today()}; torch {torch.__version__}")
-    print(f"settings: {args.targets} targets x {args.crops} crops, {args.steps} steps, {args.image_size} px canvas, "
-          f"{args.input_size} px input (batch {batch})")
+    print(
+        f"settings: {args.targets} targets x {args.crops} crops, {args.steps} steps, {args.image_size} px canvas, "
+        f"{args.input_size} px input (batch {batch})"
+    )
     print("| measure | value | ratio |")
     print("|---|---|---|")
     print(f"| (1) model forward + input grad, frozen, bf16/channels_last on CUDA | {ref:,.0f} img/s | 1.00 |")
     print(f"| (2) MaCo, {args.targets} targets in one batch | {ours:,.0f} img/s | {ours / ref:.2f} of (1) |")
     print(f"| (3) {args.targets} concept visualizations, one call | {result.seconds:.1f} s | |")
-    print(f"| (4) Horama-style: one target per call, fp32, not frozen | {horama_total:.1f} s | "
-          f"{horama_total / result.seconds:.1f}x slower than (3) |")
+    print(
+        f"| (4) Horama-style: one target per call, fp32, not frozen | {horama_total:.1f} s | "
+        f"{horama_total / result.seconds:.1f}x slower than (3) |"
+    )
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@
 >>> image, alpha = maco(Objective.neuron(model, "fc", 1))            # doctest: +SKIP
 >>> images, alphas = maco(Objective.direction(model, "avgpool", W))  # doctest: +SKIP
 """
+
 from .hooks import capture, forward_to_layers, list_layers, resolve_layer
 from .methods import fourier, maco, pixels
 from .model import fold_batchnorm, frozen
@@ -15,10 +16,42 @@ from .spectrum import compute_spectrum, default_spectrum, load_spectrum, resize_
 from .transforms import add_uniform_noise, crop_and_resize, sample_crop_boxes
 
 __all__ = [
-    "COLOR_CORRELATION", "Channel", "Direction", "FourierImage", "IMAGENET_MEAN", "IMAGENET_STD", "Inversion",
-    "Layer", "MacoImage", "Neuron", "NonFiniteScoreError", "Objective", "PixelImage", "RenderResult", "Scaled", "Sum",
-    "add_uniform_noise", "alpha_to_unit", "blend_alpha", "capture", "compute_spectrum", "crop_and_resize",
-    "default_spectrum", "fold_batchnorm", "forward_to_layers", "fourier", "frozen", "list_layers", "load_spectrum",
-    "maco", "pixels", "plot_maco", "render", "render_step", "resize_spectrum", "resolve_layer", "sample_crop_boxes",
+    "COLOR_CORRELATION",
+    "Channel",
+    "Direction",
+    "FourierImage",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "Inversion",
+    "Layer",
+    "MacoImage",
+    "Neuron",
+    "NonFiniteScoreError",
+    "Objective",
+    "PixelImage",
+    "RenderResult",
+    "Scaled",
+    "Sum",
+    "add_uniform_noise",
+    "alpha_to_unit",
+    "blend_alpha",
+    "capture",
+    "compute_spectrum",
+    "crop_and_resize",
+    "default_spectrum",
+    "fold_batchnorm",
+    "forward_to_layers",
+    "fourier",
+    "frozen",
+    "list_layers",
+    "load_spectrum",
+    "maco",
+    "pixels",
+    "plot_maco",
+    "render",
+    "render_step",
+    "resize_spectrum",
+    "resolve_layer",
+    "sample_crop_boxes",
     "save_spectrum",
 ]

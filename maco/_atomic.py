@@ -1,4 +1,5 @@
 """Atomic file writes for the few explicit ``save`` calls of this package."""
+
 from __future__ import annotations
 
 import os

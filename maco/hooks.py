@@ -5,6 +5,7 @@ indexed into ``model.named_children()``: ``-1`` is the last child (``fc``
 for a torchvision ResNet) and ``-2`` the one before (``avgpool``, the pooled
 features).
 """
+
 from __future__ import annotations
 
 import difflib
@@ -29,15 +30,19 @@ def resolve_layer(model: nn.Module, layer: str | int) -> str:
     if isinstance(layer, int):
         children = [name for name, _ in model.named_children()]
         if not -len(children) <= layer < len(children):
-            raise ValueError(f"`layer` index {layer} is out of range: {type(model).__name__} has {len(children)} "
-                             f"top-level children ({', '.join(children)}); use -{len(children)}..{len(children) - 1} or a name.")
+            raise ValueError(
+                f"`layer` index {layer} is out of range: {type(model).__name__} has {len(children)} "
+                f"top-level children ({', '.join(children)}); use -{len(children)}..{len(children) - 1} or a name."
+            )
         return children[layer]
     names = list_layers(model)
     if layer not in names:
         close = difflib.get_close_matches(layer, names, n=5, cutoff=0.5)
         hint = f" Close matches: {', '.join(close)}." if close else ""
-        raise ValueError(f"`layer` {layer!r} is not a module of {type(model).__name__}.{hint} "
-                         f"maco.list_layers(model) lists all {len(names)} names.")
+        raise ValueError(
+            f"`layer` {layer!r} is not a module of {type(model).__name__}.{hint} "
+            f"maco.list_layers(model) lists all {len(names)} names."
+        )
     return layer
 
 
@@ -82,5 +87,7 @@ def forward_to_layers(model: nn.Module, inputs: torch.Tensor, layers: Sequence[s
             pass
     missing = set(layers) - set(store)
     if missing:
-        raise RuntimeError(f"layers {sorted(missing)} were never called during the forward pass of {type(model).__name__}.")
+        raise RuntimeError(
+            f"layers {sorted(missing)} were never called during the forward pass of {type(model).__name__}."
+        )
     return dict(store)

@@ -12,6 +12,7 @@ Pairs are found by running one probe forward pass: a BatchNorm whose input is
 the very tensor a convolution just returned is folded into it. The result is
 checked against the original model on the probe; a mismatch raises.
 """
+
 from __future__ import annotations
 
 import copy
@@ -113,6 +114,8 @@ def fold_batchnorm(model: nn.Module, probe: torch.Tensor, *, atol: float = 1e-3)
         got = folded(probe)
     scale = expected.abs().max().clamp_min(1.0)
     if not torch.allclose(got, expected, atol=atol * float(scale), rtol=0):
-        raise RuntimeError(f"folding BatchNorm changed the outputs of {type(model).__name__} "
-                           f"(max diff {float((got - expected).abs().max()):.3g}); pass fold_bn=False.")
+        raise RuntimeError(
+            f"folding BatchNorm changed the outputs of {type(model).__name__} "
+            f"(max diff {float((got - expected).abs().max()):.3g}); pass fold_bn=False."
+        )
     return folded

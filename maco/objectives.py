@@ -14,6 +14,7 @@ Objectives are frozen dataclasses; ``a + b``, ``a - b``, ``-a`` and
 Terms of a sum have either one target (broadcast to all) or the same ``T``.
 The render loop minimises ``-sum(scores)``: the sign is flipped there, once.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -116,8 +117,9 @@ class Objective:
 
     # Constructors in the seeds' call shape: Objective.neuron(model, "fc", 1).
     @staticmethod
-    def neuron(model: nn.Module, layer: str | int, index: int | Sequence[int], *,
-               position: tuple[int, int] | None = None) -> "Neuron":
+    def neuron(
+        model: nn.Module, layer: str | int, index: int | Sequence[int], *, position: tuple[int, int] | None = None
+    ) -> "Neuron":
         """One unit per target: ``index`` is a channel (its centre position on conv layers)."""
         return Neuron(model, resolve_layer(model, layer), _as_indices(index, "index"), position)
 
@@ -134,13 +136,17 @@ class Objective:
     @staticmethod
     def direction(model: nn.Module, layer: str | int, vectors: torch.Tensor, *, cossim_pow: float = 2.0) -> "Direction":
         """``dot * max(cos, 0.1) ** cossim_pow`` with each row of ``vectors`` ((k, C) or (C,)): k targets."""
-        return Direction(model, resolve_layer(model, layer), _as_matrix(vectors, "vectors", "direction"), float(cossim_pow))
+        return Direction(
+            model, resolve_layer(model, layer), _as_matrix(vectors, "vectors", "direction"), float(cossim_pow)
+        )
 
     @staticmethod
     def inversion(model: nn.Module, layer: str | int, targets: torch.Tensor, *, cossim_pow: float = 2.0) -> "Inversion":
         """Match reference activations ``targets`` ((T, C) or (T, C, H, W)): T targets."""
         if not isinstance(targets, torch.Tensor) or targets.ndim < 1:
-            raise TypeError(f"`targets` of Objective.inversion must be a tensor of activations; got {type(targets).__name__}.")
+            raise TypeError(
+                f"`targets` of Objective.inversion must be a tensor of activations; got {type(targets).__name__}."
+            )
         targets = _per_sample(targets.detach().float())
         if targets.ndim == 1:
             targets = targets[None]
@@ -154,7 +160,9 @@ def _as_matrix(vectors: torch.Tensor, what: str, where: str) -> torch.Tensor:
     if vectors.ndim == 1:
         vectors = vectors[None]
     if vectors.ndim != 2 or vectors.shape[0] == 0 or not torch.isfinite(vectors).all():
-        raise ValueError(f"`{what}` of Objective.{where} must be a finite (k, C) or (C,) tensor; got shape {tuple(vectors.shape)}.")
+        raise ValueError(
+            f"`{what}` of Objective.{where} must be a finite (k, C) or (C,) tensor; got shape {tuple(vectors.shape)}."
+        )
     return vectors
 
 
@@ -164,8 +172,10 @@ def _terms(objective: Objective) -> tuple[Objective, ...]:
 
 def _check_channels(acts: torch.Tensor, n_channels: int, layer: str, what: str) -> None:
     if acts.shape[1] != n_channels:
-        raise ValueError(f"`{what}` has {n_channels} channels but layer {layer!r} outputs {acts.shape[1]}; "
-                         "give one value per channel of that layer.")
+        raise ValueError(
+            f"`{what}` has {n_channels} channels but layer {layer!r} outputs {acts.shape[1]}; "
+            "give one value per channel of that layer."
+        )
 
 
 @dataclass(frozen=True, repr=False)
@@ -199,12 +209,16 @@ class Neuron(_Leaf):
 
     def __call__(self, acts: Mapping[str, torch.Tensor], n_targets: int) -> torch.Tensor:
         a = self._acts(acts)
-        index = torch.tensor(self.indices, device=a.device)[_target_of_sample(len(a), n_targets, a.device) % self.n_targets]
+        index = torch.tensor(self.indices, device=a.device)[
+            _target_of_sample(len(a), n_targets, a.device) % self.n_targets
+        ]
         if a.ndim == 4:
             y, x = self.position if self.position is not None else (a.shape[2] // 2, a.shape[3] // 2)
             a = a[:, :, y, x]
         if a.ndim != 2:
-            raise ValueError(f"Objective.neuron needs a (N, C) or (N, C, H, W) layer; {self.layer_name!r} gives {tuple(a.shape)}.")
+            raise ValueError(
+                f"Objective.neuron needs a (N, C) or (N, C, H, W) layer; {self.layer_name!r} gives {tuple(a.shape)}."
+            )
         return self._reduce(a.gather(1, index[:, None])[:, 0], n_targets)
 
 
@@ -225,7 +239,9 @@ class Channel(_Leaf):
 
     def __call__(self, acts: Mapping[str, torch.Tensor], n_targets: int) -> torch.Tensor:
         a = self._acts(acts)
-        index = torch.tensor(self.indices, device=a.device)[_target_of_sample(len(a), n_targets, a.device) % self.n_targets]
+        index = torch.tensor(self.indices, device=a.device)[
+            _target_of_sample(len(a), n_targets, a.device) % self.n_targets
+        ]
         per_channel = a.flatten(2).mean(2) if a.ndim > 2 else a
         return self._reduce(per_channel.gather(1, index[:, None])[:, 0], n_targets)
 
@@ -261,7 +277,8 @@ class Direction(_Leaf):
         return [f"direction({self.layer_name}, {i})" for i in range(self.n_targets)]
 
     def __repr__(self) -> str:
-        return f"Objective.direction(model, {self.layer_name!r}, <{tuple(self.vectors.shape)} tensor>, cossim_pow={self.cossim_pow})"
+        shape = tuple(self.vectors.shape)
+        return f"Objective.direction(model, {self.layer_name!r}, <{shape} tensor>, cossim_pow={self.cossim_pow})"
 
     def __call__(self, acts: Mapping[str, torch.Tensor], n_targets: int) -> torch.Tensor:
         a = self._acts(acts)
@@ -284,14 +301,17 @@ class Inversion(_Leaf):
         return [f"inversion({self.layer_name}, {i})" for i in range(self.n_targets)]
 
     def __repr__(self) -> str:
-        return f"Objective.inversion(model, {self.layer_name!r}, <{tuple(self.targets.shape)} tensor>, cossim_pow={self.cossim_pow})"
+        shape = tuple(self.targets.shape)
+        return f"Objective.inversion(model, {self.layer_name!r}, <{shape} tensor>, cossim_pow={self.cossim_pow})"
 
     def __call__(self, acts: Mapping[str, torch.Tensor], n_targets: int) -> torch.Tensor:
         a = self._acts(acts).flatten(1)
         targets = self.targets.to(a.device).flatten(1)
         if a.shape[1] != targets.shape[1]:
-            raise ValueError(f"`targets` of Objective.inversion have {targets.shape[1]} values per sample but layer "
-                             f"{self.layer_name!r} gives {a.shape[1]}; compute them at that layer.")
+            raise ValueError(
+                f"`targets` of Objective.inversion have {targets.shape[1]} values per sample but layer "
+                f"{self.layer_name!r} gives {a.shape[1]}; compute them at that layer."
+            )
         t = targets[_target_of_sample(len(a), n_targets, a.device) % self.n_targets]
         dot = (a * t).sum(1) / (t.pow(2).sum(1) + 1e-8)
         cos = (a * t).sum(1) / (a.norm(dim=1) * t.norm(dim=1) + 1e-8)

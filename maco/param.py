@@ -15,6 +15,7 @@ All three re-correlate colours with the same matrix and squash with a sigmoid.
 Each target draws its initial values from its own generator, so a target gets
 the same image whether it is optimised alone or in a batch.
 """
+
 from __future__ import annotations
 
 import math
@@ -87,8 +88,14 @@ class MacoImage(nn.Module):
     colour of each channel.
     """
 
-    def __init__(self, magnitude: torch.Tensor, n_targets: int = 1, *, phase_init: str = "offset",
-                 generators: Sequence[torch.Generator] | None = None) -> None:
+    def __init__(
+        self,
+        magnitude: torch.Tensor,
+        n_targets: int = 1,
+        *,
+        phase_init: str = "offset",
+        generators: Sequence[torch.Generator] | None = None,
+    ) -> None:
         super().__init__()
         if phase_init not in PHASE_INITS:
             raise ValueError(f"`phase_init` of MacoImage must be one of {PHASE_INITS}; got {phase_init!r}.")
@@ -145,8 +152,17 @@ class FourierImage(nn.Module):
     ``1 / max(f, 1 / max(H, W)) ** decay_power``; initial values N(0, sd^2).
     """
 
-    def __init__(self, height: int, width: int, n_targets: int = 1, *, decay_power: float = 1.0, sd: float = 0.01,
-                 generators: Sequence[torch.Generator] | None = None, device: torch.device | str | None = None) -> None:
+    def __init__(
+        self,
+        height: int,
+        width: int,
+        n_targets: int = 1,
+        *,
+        decay_power: float = 1.0,
+        sd: float = 0.01,
+        generators: Sequence[torch.Generator] | None = None,
+        device: torch.device | str | None = None,
+    ) -> None:
         super().__init__()
         self.height, self.width = height, width
         shape = (3, height, width // 2 + 1, 2)
@@ -168,11 +184,21 @@ class FourierImage(nn.Module):
 class PixelImage(nn.Module):
     """Plain pixels in the decorrelated basis, initial values N(0, sd^2)."""
 
-    def __init__(self, height: int, width: int, n_targets: int = 1, *, sd: float = 0.01,
-                 generators: Sequence[torch.Generator] | None = None, device: torch.device | str | None = None) -> None:
+    def __init__(
+        self,
+        height: int,
+        width: int,
+        n_targets: int = 1,
+        *,
+        sd: float = 0.01,
+        generators: Sequence[torch.Generator] | None = None,
+        device: torch.device | str | None = None,
+    ) -> None:
         super().__init__()
         self.height, self.width = height, width
-        init = torch.stack([torch.randn((3, height, width), generator=gen) * sd for gen in _generators(n_targets, generators)])
+        init = torch.stack(
+            [torch.randn((3, height, width), generator=gen) * sd for gen in _generators(n_targets, generators)]
+        )
         self.pixels = nn.Parameter(init.to(device))
         self.register_buffer("correlation", COLOR_CORRELATION.to(device))
 

@@ -3,6 +3,7 @@
 Computation lives elsewhere; this module only turns ``(3, H, W)`` images and
 ``(1, H, W)`` alpha maps into pictures.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -12,7 +13,9 @@ __all__ = ["alpha_to_unit", "blend_alpha", "plot_maco"]
 
 
 def _to_hwc(image: torch.Tensor | np.ndarray) -> np.ndarray:
-    array = image.detach().float().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image, dtype=np.float32)
+    array = (
+        image.detach().float().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image, dtype=np.float32)
+    )
     if array.ndim == 4 and array.shape[0] == 1:
         array = array[0]
     if array.ndim == 3 and array.shape[0] in (1, 3) and array.shape[-1] not in (1, 3):
@@ -31,8 +34,13 @@ def alpha_to_unit(alpha: torch.Tensor | np.ndarray, *, percentile: float = 80.0)
     return array / peak if peak > 0 else np.ones_like(array)
 
 
-def blend_alpha(image: torch.Tensor | np.ndarray, alpha: torch.Tensor | np.ndarray, *,
-                percentile_image: float = 1.0, percentile_alpha: float = 80.0) -> np.ndarray:
+def blend_alpha(
+    image: torch.Tensor | np.ndarray,
+    alpha: torch.Tensor | np.ndarray,
+    *,
+    percentile_image: float = 1.0,
+    percentile_alpha: float = 80.0,
+) -> np.ndarray:
     """RGBA ``(H, W, 4)`` float array: the image (percentile-clipped) with the alpha map as transparency."""
     rgb = _to_hwc(image)
     low, high = np.percentile(rgb, [percentile_image, 100 - percentile_image])
@@ -40,8 +48,14 @@ def blend_alpha(image: torch.Tensor | np.ndarray, alpha: torch.Tensor | np.ndarr
     return np.concatenate([rgb, alpha_to_unit(alpha, percentile=percentile_alpha)[..., None]], axis=-1)
 
 
-def plot_maco(image: torch.Tensor | np.ndarray, alpha: torch.Tensor | np.ndarray | None = None, *, ax=None,
-              percentile_image: float = 1.0, percentile_alpha: float = 80.0):
+def plot_maco(
+    image: torch.Tensor | np.ndarray,
+    alpha: torch.Tensor | np.ndarray | None = None,
+    *,
+    ax=None,
+    percentile_image: float = 1.0,
+    percentile_alpha: float = 80.0,
+):
     """Show a visualization, alpha-blended over white if ``alpha`` is given. Returns the axes."""
     import matplotlib.pyplot as plt
 

@@ -7,6 +7,7 @@ crops (stopping at the deepest layer the objective reads), and ascends the
 sum of the per-target scores. The alpha map of each target accumulates
 ``|d score / d canvas|`` over all steps.
 """
+
 from __future__ import annotations
 
 import copy
@@ -28,7 +29,15 @@ from .model import fold_batchnorm, frozen
 from .objectives import Objective
 from .transforms import add_uniform_noise, crop_and_resize, sample_crop_boxes
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "NonFiniteScoreError", "RenderResult", "render", "render_step", "target_generators"]
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "NonFiniteScoreError",
+    "RenderResult",
+    "render",
+    "render_step",
+    "target_generators",
+]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -96,11 +105,24 @@ def target_generators(seeds: Sequence[int], stream: int, device: torch.device | 
     return [torch.Generator(device=device).manual_seed((int(seed) * 4 + stream) % (2**63)) for seed in seeds]
 
 
-def render_step(model: nn.Module, objective: Objective, param: nn.Module, optimizer: torch.optim.Optimizer, *,
-                crops: int, crop_size: tuple[float, float], noise: float, input_size: int,
-                mean: torch.Tensor, std: torch.Tensor, box_generators: Sequence[torch.Generator],
-                noise_generators: Sequence[torch.Generator], amp: bool = False,
-                channels_last: bool = False, max_batch: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def render_step(
+    model: nn.Module,
+    objective: Objective,
+    param: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    *,
+    crops: int,
+    crop_size: tuple[float, float],
+    noise: float,
+    input_size: int,
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    box_generators: Sequence[torch.Generator],
+    noise_generators: Sequence[torch.Generator],
+    amp: bool = False,
+    channels_last: bool = False,
+    max_batch: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """One optimisation step.
 
     With ``max_batch``, the ``T * K`` crops go through the model in chunks of
@@ -125,7 +147,7 @@ def render_step(model: nn.Module, objective: Objective, param: nn.Module, optimi
     autocast = torch.autocast(batch.device.type, dtype=torch.bfloat16) if amp else nullcontext()
     scores = torch.zeros(n_targets, device=batch.device)
     for start in range(0, crops, per_chunk):
-        chunk = batch[:, start:start + per_chunk].flatten(0, 1)
+        chunk = batch[:, start : start + per_chunk].flatten(0, 1)
         if channels_last:
             chunk = chunk.contiguous(memory_format=torch.channels_last)
         with autocast:
@@ -144,15 +166,32 @@ def _check_finite(history: torch.Tensor, start: int, names: Sequence[str]) -> No
     if bool(torch.isfinite(chunk).all()):
         return
     step, target = (~torch.isfinite(chunk)).nonzero()[0].tolist()
-    raise NonFiniteScoreError(f"the score of target {target} ({names[target]}) became {chunk[step, target].item()} at step "
-                              f"{start + step}; lower `lr`, check the model for NaNs, or use amp=False.")
+    raise NonFiniteScoreError(
+        f"the score of target {target} ({names[target]}) became {chunk[step, target].item()} at step "
+        f"{start + step}; lower `lr`, check the model for NaNs, or use amp=False."
+    )
 
 
-def render(objective: Objective, param: nn.Module, *, seeds: Sequence[int], steps: int, crops: int,
-           crop_size: tuple[float, float], noise: float, input_size: int, mean: Sequence[float], std: Sequence[float],
-           device: torch.device, optimizer: Callable[[list[nn.Parameter]], torch.optim.Optimizer],
-           amp: bool = True, fold_bn: bool = True, progress: bool = True, max_batch: int | None = None,
-           config: dict[str, Any] | None = None) -> RenderResult:
+def render(
+    objective: Objective,
+    param: nn.Module,
+    *,
+    seeds: Sequence[int],
+    steps: int,
+    crops: int,
+    crop_size: tuple[float, float],
+    noise: float,
+    input_size: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+    device: torch.device,
+    optimizer: Callable[[list[nn.Parameter]], torch.optim.Optimizer],
+    amp: bool = True,
+    fold_bn: bool = True,
+    progress: bool = True,
+    max_batch: int | None = None,
+    config: dict[str, Any] | None = None,
+) -> RenderResult:
     """Optimise ``param`` for ``objective`` and return images, alphas and the score trace.
 
     The model is frozen during the run and restored afterwards. On CUDA the
@@ -172,7 +211,9 @@ def render(objective: Objective, param: nn.Module, *, seeds: Sequence[int], step
     with frozen(model):
         work = model
         if fold_bn or cuda:
-            probe = torch.rand(2, 3, input_size, input_size, device=device, generator=target_generators([0], 3, device)[0])
+            probe = torch.rand(
+                2, 3, input_size, input_size, device=device, generator=target_generators([0], 3, device)[0]
+            )
             work = fold_batchnorm(model, (probe - mean_t) / std_t) if fold_bn else model
             if cuda:
                 work = (work if work is not model else copy.deepcopy(model)).to(memory_format=torch.channels_last)
@@ -180,10 +221,23 @@ def render(objective: Objective, param: nn.Module, *, seeds: Sequence[int], step
         alphas = None
         checked = 0
         for step in tqdm(range(steps), disable=not progress, desc="maco", leave=False):
-            scores, grad = render_step(work, objective, param, opt, crops=crops, crop_size=crop_size, noise=noise,
-                                       input_size=input_size, mean=mean_t, std=std_t, box_generators=box_generators,
-                                       noise_generators=noise_generators, amp=amp and cuda, channels_last=cuda,
-                                       max_batch=max_batch)
+            scores, grad = render_step(
+                work,
+                objective,
+                param,
+                opt,
+                crops=crops,
+                crop_size=crop_size,
+                noise=noise,
+                input_size=input_size,
+                mean=mean_t,
+                std=std_t,
+                box_generators=box_generators,
+                noise_generators=noise_generators,
+                amp=amp and cuda,
+                channels_last=cuda,
+                max_batch=max_batch,
+            )
             history[step] = scores
             magnitude = grad.detach().abs().mean(1, keepdim=True)
             alphas = magnitude if alphas is None else alphas.add_(magnitude)
@@ -195,5 +249,12 @@ def render(objective: Objective, param: nn.Module, *, seeds: Sequence[int], step
         if cuda:
             torch.cuda.synchronize(device)
     seconds = time.perf_counter() - start
-    return RenderResult(images=images, alphas=alphas.float().cpu(), names=names, history=history.float().cpu(),
-                        seeds=[int(s) for s in seeds], seconds=seconds, config=dict(config or {}))
+    return RenderResult(
+        images=images,
+        alphas=alphas.float().cpu(),
+        names=names,
+        history=history.float().cpu(),
+        seeds=[int(s) for s in seeds],
+        seconds=seconds,
+        config=dict(config or {}),
+    )

@@ -9,6 +9,7 @@ The packaged default (``maco/data/spectrum_imagenet.npy``, float16, 512 x 512)
 was computed with :func:`compute_spectrum` from 500 ImageNet photographs (one
 per even class index); ``maco/data/README.md`` records the command.
 """
+
 from __future__ import annotations
 
 import os
@@ -64,7 +65,10 @@ def compute_spectrum(images: str | os.PathLike | Iterable[str | os.PathLike], *,
     if isinstance(images, (str, os.PathLike)):
         folder = Path(images)
         if not folder.is_dir():
-            raise ValueError(f"`images` of compute_spectrum must be a folder or a list of files; got {folder!s}, which is not a folder.")
+            raise ValueError(
+                f"`images` of compute_spectrum must be a folder or a list of files; "
+                f"got {folder!s}, which is not a folder."
+            )
         paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in _IMAGE_SUFFIXES)
     else:
         paths = [Path(p) for p in images]
@@ -112,7 +116,9 @@ def resize_spectrum(spectrum: torch.Tensor, size: int | tuple[int, int]) -> torc
     if spectrum.shape[-2:] == (height, width // 2 + 1):
         return spectrum.float().clone()
     shifted = torch.fft.fftshift(spectrum.float(), dim=-2)
-    resized = F.interpolate(shifted[None], size=(height, width // 2 + 1), mode="bilinear", align_corners=False, antialias=True)[0]
+    resized = F.interpolate(
+        shifted[None], size=(height, width // 2 + 1), mode="bilinear", align_corners=False, antialias=True
+    )[0]
     return symmetrize_spectrum(torch.fft.ifftshift(resized, dim=-2).clamp_min(0.0))
 
 
@@ -147,7 +153,10 @@ def default_spectrum(size: int | tuple[int, int] = 512) -> torch.Tensor:
 
 def _check_even_size(size: int, where: str) -> None:
     if not isinstance(size, int) or size < 2 or size % 2:
-        raise ValueError(f"`image_size` of {where} must be an even integer >= 2 (irfft2 needs even sides); got {size!r}. Use e.g. 512.")
+        raise ValueError(
+            f"`image_size` of {where} must be an even integer >= 2 (irfft2 needs even sides); "
+            f"got {size!r}. Use e.g. 512."
+        )
 
 
 def _check_spectrum_shape(spectrum: torch.Tensor, canvas: tuple[int, int] | None, where: str) -> None:
@@ -156,7 +165,8 @@ def _check_spectrum_shape(spectrum: torch.Tensor, canvas: tuple[int, int] | None
         raise ValueError(f"`spectrum` of {where} must be a (3, H, W//2+1) tensor; got {shape}.")
     if canvas is not None and tuple(spectrum.shape[-2:]) != (canvas[0], canvas[1] // 2 + 1):
         raise ValueError(
-            f"`spectrum` of {where} must have shape (3, {canvas[0]}, {canvas[1] // 2 + 1}) for a {canvas[0]}x{canvas[1]} canvas; "
+            f"`spectrum` of {where} must have shape (3, {canvas[0]}, {canvas[1] // 2 + 1}) "
+            f"for a {canvas[0]}x{canvas[1]} canvas; "
             f"got {tuple(spectrum.shape)}. Resize it with maco.resize_spectrum(spectrum, {canvas[0]})."
         )
     if not torch.isfinite(spectrum).all() or (spectrum < 0).any():

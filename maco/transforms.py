@@ -5,6 +5,7 @@ input side ``s``. Every function is pure: randomness comes from the
 generators passed in, one per target, so a target sees the same crops and
 noise whether it runs alone or in a batch.
 """
+
 from __future__ import annotations
 
 import math
@@ -18,8 +19,13 @@ __all__ = ["add_uniform_noise", "crop_and_resize", "sample_crop_boxes"]
 MIN_CROP_AREA = 0.05
 
 
-def sample_crop_boxes(n_crops: int, *, crop_size: tuple[float, float] = (0.25, 0.1), center_std: float = 0.15,
-                      generator: torch.Generator | None = None) -> torch.Tensor:
+def sample_crop_boxes(
+    n_crops: int,
+    *,
+    crop_size: tuple[float, float] = (0.25, 0.1),
+    center_std: float = 0.15,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Draw ``K`` square crop boxes in normalised canvas coordinates.
 
     The crop *area*, as a fraction of the canvas, is drawn from
@@ -69,7 +75,9 @@ def crop_and_resize(images: torch.Tensor, boxes: torch.Tensor, out_size: int) ->
     return roi_align(images, rois, output_size=(out_size, out_size), spatial_scale=1.0, sampling_ratio=-1, aligned=True)
 
 
-def add_uniform_noise(crops: torch.Tensor, amplitude: float, generators: Sequence[torch.Generator | None]) -> torch.Tensor:
+def add_uniform_noise(
+    crops: torch.Tensor, amplitude: float, generators: Sequence[torch.Generator | None]
+) -> torch.Tensor:
     """Add i.i.d. ``U(-amplitude, amplitude)`` noise; ``crops`` is ``(T * K, 3, s, s)``."""
     if amplitude == 0:
         return crops
@@ -80,9 +88,15 @@ def add_uniform_noise(crops: torch.Tensor, amplitude: float, generators: Sequenc
 
 
 def _check_crop_size(crop_size: tuple[float, float], where: str) -> tuple[float, float]:
-    if (not isinstance(crop_size, (tuple, list)) or len(crop_size) != 2
-            or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in crop_size)
-            or not 0 < crop_size[0] <= 1 or crop_size[1] < 0):
-        raise ValueError(f"`crop_size` of {where} must be (mean, std) of the crop area as a fraction of the canvas, "
-                         f"with 0 < mean <= 1 and std >= 0; got {crop_size!r}. The paper's default is (0.25, 0.1).")
+    if (
+        not isinstance(crop_size, (tuple, list))
+        or len(crop_size) != 2
+        or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in crop_size)
+        or not 0 < crop_size[0] <= 1
+        or crop_size[1] < 0
+    ):
+        raise ValueError(
+            f"`crop_size` of {where} must be (mean, std) of the crop area as a fraction of the canvas, "
+            f"with 0 < mean <= 1 and std >= 0; got {crop_size!r}. The paper's default is (0.25, 0.1)."
+        )
     return float(crop_size[0]), float(crop_size[1])

@@ -2,6 +2,7 @@
 
 The only package of concept-lens that writes files (through :mod:`pipelines.io`).
 """
+
 from .class_run import class_dir, is_done, run_class
 from .config import ConceptConfig, RunConfig, VisualizationConfig
 from .demo_run import DEMO_CONFIG, run_demo
@@ -15,9 +16,37 @@ from .mosaic import alpha_over_white, concept_mosaic, to_pil
 from .run import RunSummary, run_classes
 
 __all__ = [
-    "ClassJob", "ConceptConfig", "DEMO_CONFIG", "Inversion", "ModelBundle", "OutputNotWritableError", "RunConfig",
-    "RunSummary", "VisualizationConfig", "alpha_over_white", "atomic_write_bytes", "atomic_write_text",
-    "build_gallery", "class_dir", "concept_mosaic", "concept_purity", "evaluate_demo", "demo_bundle", "imagenet_jobs", "invert_features", "is_done",
-    "layer_features", "load_json", "parse_class_list", "plausibility", "resnet50_bundle", "resolve_class", "run_class",
-    "run_classes", "run_demo", "save", "to_pil", "transferability",
+    "ClassJob",
+    "ConceptConfig",
+    "DEMO_CONFIG",
+    "Inversion",
+    "ModelBundle",
+    "OutputNotWritableError",
+    "RunConfig",
+    "RunSummary",
+    "VisualizationConfig",
+    "alpha_over_white",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "build_gallery",
+    "class_dir",
+    "concept_mosaic",
+    "concept_purity",
+    "evaluate_demo",
+    "demo_bundle",
+    "imagenet_jobs",
+    "invert_features",
+    "is_done",
+    "layer_features",
+    "load_json",
+    "parse_class_list",
+    "plausibility",
+    "resnet50_bundle",
+    "resolve_class",
+    "run_class",
+    "run_classes",
+    "run_demo",
+    "save",
+    "to_pil",
+    "transferability",
 ]

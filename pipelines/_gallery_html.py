@@ -4,6 +4,7 @@
 turns one class's ``class.json`` data into HTML. Every text goes through
 :func:`html.escape`; links between pages use class indices, never names.
 """
+
 from __future__ import annotations
 
 import html
@@ -40,8 +41,6 @@ $body
 
 
 @dataclass
-
-
 class _Class:
     """One class folder: its index (from the folder name) and parsed data."""
 
@@ -72,10 +71,8 @@ def _stats(items: list[tuple[str, Any]]) -> str:
     return f'<ul class="stats">{cells}</ul>'
 
 
-def _page(title: str, heading: str, body: str, *, root: str, crumb: str = "",
-          stats: str = "") -> str:
-    return _PAGE.substitute(title=_e(title), heading=_e(heading), body=body,
-                            root=root, crumb=crumb, stats=stats)
+def _page(title: str, heading: str, body: str, *, root: str, crumb: str = "", stats: str = "") -> str:
+    return _PAGE.substitute(title=_e(title), heading=_e(heading), body=body, root=root, crumb=crumb, stats=stats)
 
 
 def _paths(data: dict[str, Any], key: str) -> list[Any]:
@@ -106,10 +103,10 @@ def _missing(rel: Any, folder: Path, missing: list[str], cls: str = "") -> str:
     """Placeholder for an image that is not there (and a logged warning)."""
     klass = f' class="missing {_e(cls)}"'
     if not isinstance(rel, str) or not rel:
-        return f'<div{klass}>no image</div>'
+        return f"<div{klass}>no image</div>"
     _logger.warning("image %s referenced by %s is missing", rel, folder / "class.json")
     missing.append(f"{folder}/{rel}")
-    return f'<div{klass}>missing image: {_e(rel)}</div>'
+    return f"<div{klass}>missing image: {_e(rel)}</div>"
 
 
 def _img(folder: Path, rel: Any, *, alt: str, missing: list[str], cls: str = "") -> str:
@@ -141,27 +138,29 @@ def _aligned(concept: dict[str, Any], known: set[int]) -> str:
 
 
 def _viz(c: _Class, concept: dict[str, Any], title: str, missing: list[str]) -> str:
-    plain = _img(c.folder, concept.get("visualization"), cls="plain",
-                 alt=f"visualization of {title}", missing=missing)
+    plain = _img(c.folder, concept.get("visualization"), cls="plain", alt=f"visualization of {title}", missing=missing)
     alpha_rel = concept.get("visualization_alpha")
     if not alpha_rel:
         return f'<figure class="viz">{plain}</figure>'
-    alpha = _img(c.folder, alpha_rel, cls="alpha checker",
-                 alt=f"alpha-blended visualization of {title}", missing=missing)
-    button = ('<button type="button" class="toggle-alpha" aria-pressed="false" '
-              'hidden>Show alpha</button>')
-    return (f'<figure class="viz"><div class="pair">{plain}{alpha}</div>'
-            f'<figcaption><span>MaCo visualization</span>{button}</figcaption></figure>')
+    alpha = _img(
+        c.folder, alpha_rel, cls="alpha checker", alt=f"alpha-blended visualization of {title}", missing=missing
+    )
+    button = '<button type="button" class="toggle-alpha" aria-pressed="false" hidden>Show alpha</button>'
+    return (
+        f'<figure class="viz"><div class="pair">{plain}{alpha}</div>'
+        f"<figcaption><span>MaCo visualization</span>{button}</figcaption></figure>"
+    )
 
 
 def _concept_head(concept: dict[str, Any], rank: int) -> str:
     """Title line: rank, concept id, % of logit (with a meter) and Sobol."""
     pct = _num(concept.get("importance_pct"), ".1f")
-    parts = [f'<h3>Concept {rank + 1} <span class="muted">(id '
-             f'{_e(concept.get("concept_id", "?"))})</span></h3>']
+    parts = [f'<h3>Concept {rank + 1} <span class="muted">(id {_e(concept.get("concept_id", "?"))})</span></h3>']
     if pct != _NA:
-        parts.append(f'<span class="pct">{pct}%</span><span class="muted">of logit</span>'
-                     f'<meter min="0" max="100" value="{pct}">{pct}%</meter>')
+        parts.append(
+            f'<span class="pct">{pct}%</span><span class="muted">of logit</span>'
+            f'<meter min="0" max="100" value="{pct}">{pct}%</meter>'
+        )
     else:
         parts.append(f'<span class="pct">{_NA}</span><span class="muted">of logit</span>')
     if concept.get("sobol") is not None:
@@ -169,52 +168,56 @@ def _concept_head(concept: dict[str, Any], rank: int) -> str:
     return f'<div class="head">{"".join(parts)}</div>'
 
 
-def _concept(c: _Class, concept: dict[str, Any], known: set[int],
-             missing: list[str]) -> str:
+def _concept(c: _Class, concept: dict[str, Any], known: set[int], missing: list[str]) -> str:
     rank = concept.get("rank", 0)
     rank = rank if isinstance(rank, int) else 0
     title = f"concept {rank + 1} of {c.name}"
     crops = "".join(
         _img(c.folder, rel, alt=f"top crop {i + 1} of {title}", missing=missing)
-        for i, rel in enumerate(_paths(concept, "top_crops")))
+        for i, rel in enumerate(_paths(concept, "top_crops"))
+    )
     crops_html = f'<h4>Top crops</h4><div class="crops">{crops}</div>' if crops else ""
     mosaic = ""
     if concept.get("mosaic"):
-        mosaic_img = _img(c.folder, concept["mosaic"], alt=f"mosaic of {title}",
-                          missing=missing)
-        mosaic = (f'<details class="mosaic"><summary>Mosaic (visualization + crops)'
-                  f'</summary>{mosaic_img}</details>')
-    return (f'<article class="concept rank-{min(rank, 9)}" id="concept-{rank}">\n'
-            f'{_concept_head(concept, rank)}\n{_viz(c, concept, title, missing)}\n'
-            f'<div class="side">{crops_html}{_aligned(concept, known)}{mosaic}</div>\n'
-            f'</article>')
+        mosaic_img = _img(c.folder, concept["mosaic"], alt=f"mosaic of {title}", missing=missing)
+        mosaic = f'<details class="mosaic"><summary>Mosaic (visualization + crops)</summary>{mosaic_img}</details>'
+    return (
+        f'<article class="concept rank-{min(rank, 9)}" id="concept-{rank}">\n'
+        f"{_concept_head(concept, rank)}\n{_viz(c, concept, title, missing)}\n"
+        f'<div class="side">{crops_html}{_aligned(concept, known)}{mosaic}</div>\n'
+        f"</article>"
+    )
 
 
 def _inversions(c: _Class, missing: list[str]) -> str:
     figures = []
     for i, inv in enumerate(_list(c.data, "inversions")):
-        ref = _img(c.folder, inv.get("reference"), alt=f"reference {i + 1}",
-                   missing=missing)
-        out = _img(c.folder, inv.get("inversion"), alt=f"inversion {i + 1}",
-                   missing=missing)
+        ref = _img(c.folder, inv.get("reference"), alt=f"reference {i + 1}", missing=missing)
+        out = _img(c.folder, inv.get("inversion"), alt=f"inversion {i + 1}", missing=missing)
         source = inv.get("source")
         source_html = f'<br><span class="muted">{_e(source)}</span>' if source else ""
-        figures.append(f'<figure class="inversion"><div class="pair">{ref}{out}</div>'
-                       f'<figcaption>reference &rarr; inversion, cosine '
-                       f'<b>{_num(inv.get("cosine"), ".3f")}</b>{source_html}'
-                       f'</figcaption></figure>')
+        figures.append(
+            f'<figure class="inversion"><div class="pair">{ref}{out}</div>'
+            f"<figcaption>reference &rarr; inversion, cosine "
+            f"<b>{_num(inv.get('cosine'), '.3f')}</b>{source_html}"
+            f"</figcaption></figure>"
+        )
     if not figures:
         return ""
     return f'<h2>Feature inversions</h2><div class="inversions">{"".join(figures)}</div>'
 
 
 def _skipped(c: _Class) -> str:
-    rows = "".join(f"<tr><td>{_e(s.get('path', '?'))}</td><td>{_e(s.get('reason', ''))}</td></tr>"
-                   for s in _list(c.data, "skipped"))
+    rows = "".join(
+        f"<tr><td>{_e(s.get('path', '?'))}</td><td>{_e(s.get('reason', ''))}</td></tr>"
+        for s in _list(c.data, "skipped")
+    )
     if not rows:
         return ""
-    return (f'<h2>Skipped images</h2><table class="skipped"><thead><tr><th>File</th>'
-            f'<th>Reason</th></tr></thead><tbody>{rows}</tbody></table>')
+    return (
+        f'<h2>Skipped images</h2><table class="skipped"><thead><tr><th>File</th>'
+        f"<th>Reason</th></tr></thead><tbody>{rows}</tbody></table>"
+    )
 
 
 def _concepts(c: _Class) -> list[dict[str, Any]]:
@@ -233,15 +236,26 @@ def _class_page(c: _Class, known: set[int], missing: list[str]) -> str:
     d = c.data
     status = d.get("status")
     badge = f' <span class="badge">{_e(status)}</span>' if status not in (None, "done") else ""
-    stats = _stats([("class", c.index), ("wnid", d.get("wnid") or _NA),
-                    ("model", d.get("model_id") or _NA),
-                    ("images", d.get("n_images", _NA)), ("crops", d.get("n_crops", _NA)),
-                    ("concepts", len(_list(d, "concepts"))),
-                    ("skipped", len(_list(d, "skipped")))]) + badge
+    stats = (
+        _stats(
+            [
+                ("class", c.index),
+                ("wnid", d.get("wnid") or _NA),
+                ("model", d.get("model_id") or _NA),
+                ("images", d.get("n_images", _NA)),
+                ("crops", d.get("n_crops", _NA)),
+                ("concepts", len(_list(d, "concepts"))),
+                ("skipped", len(_list(d, "skipped"))),
+            ]
+        )
+        + badge
+    )
     concepts = "\n".join(_concept(c, k, known, missing) for k in _concepts(c))
-    body = (f"<h2>Concepts, by importance</h2>\n"
-            f"{concepts or '<p class=muted>No concepts yet.</p>'}\n"
-            f"{_inversions(c, missing)}{_skipped(c)}")
+    body = (
+        f"<h2>Concepts, by importance</h2>\n"
+        f"{concepts or '<p class=muted>No concepts yet.</p>'}\n"
+        f"{_inversions(c, missing)}{_skipped(c)}"
+    )
     crumb = '<div class="crumb"><a href="../../index.html">&larr; All classes</a></div>'
     heading = f"{c.name} ({c.index})"
     return _page(heading, heading, body, root="../../", crumb=crumb, stats=stats)

@@ -11,6 +11,7 @@ Layout of ``<run>/classes/<class_index:04d>/``::
 Each intermediate result is written atomically as soon as it exists, so a
 run killed at any point redoes at most the stage it was in.
 """
+
 from __future__ import annotations
 
 import logging
@@ -60,28 +61,37 @@ def _cached_render(directory: Path, make) -> RenderResult:
     return result
 
 
-def _bank(folder: Path, job: ClassJob, bundle: ModelBundle, config: RunConfig, device: torch.device,
-          loaded, progress: bool) -> ConceptBank:
+def _bank(
+    folder: Path, job: ClassJob, bundle: ModelBundle, config: RunConfig, device: torch.device, loaded, progress: bool
+) -> ConceptBank:
     if (folder / "bank").is_dir():
         try:
             return ConceptBank.load(folder / "bank")
         except (OSError, ValueError, KeyError) as err:
             _logger.warning("redoing the concept bank of class %d: %s", job.class_index, err)
-    split = split_model(bundle.model, mean=bundle.mean, std=bundle.std, input_size=bundle.input_size,
-                        categories=bundle.categories, model_id=bundle.model_id)
+    split = split_model(
+        bundle.model,
+        mean=bundle.mean,
+        std=bundle.std,
+        input_size=bundle.input_size,
+        categories=bundle.categories,
+        model_id=bundle.model_id,
+    )
     bank = extract_concepts(split, loaded, job.class_index, **asdict(config.concepts), device=device, progress=progress)
     bank.save(folder / "bank")
     return bank
 
 
 @torch.no_grad()
-def _class_probabilities(bundle: ModelBundle, images: torch.Tensor, class_index: int, device: torch.device) -> torch.Tensor:
+def _class_probabilities(
+    bundle: ModelBundle, images: torch.Tensor, class_index: int, device: torch.device
+) -> torch.Tensor:
     mean = torch.tensor(bundle.mean, device=device).view(1, 3, 1, 1)
     std = torch.tensor(bundle.std, device=device).view(1, 3, 1, 1)
     probs = []
     with frozen(bundle.model):
         for start in range(0, len(images), 64):
-            x = images[start:start + 64].to(device)
+            x = images[start : start + 64].to(device)
             if x.shape[-1] != bundle.input_size:
                 x = F.interpolate(x, size=bundle.input_size, mode="bilinear", antialias=True)
             probs.append(bundle.model((x - mean) / std).float().softmax(1)[:, class_index].cpu())
@@ -93,12 +103,22 @@ def _aligned_classes(bank: ConceptBank, bundle: ModelBundle, concept: int, n: in
     w = torch.as_tensor(bank.W[concept]).float()
     cos = F.cosine_similarity(torch.as_tensor(head).float(), w[None], dim=1)
     top = cos.topk(min(n, len(cos)))
-    return [{"class_index": int(i), "class_name": bundle.categories[int(i)], "cosine": round(float(c), 4)}
-            for c, i in zip(top.values, top.indices)]
+    return [
+        {"class_index": int(i), "class_name": bundle.categories[int(i)], "cosine": round(float(c), 4)}
+        for c, i in zip(top.values, top.indices)
+    ]
 
 
-def run_class(job: ClassJob, bundle: ModelBundle, config: RunConfig, run_dir: Path, *,
-              device: torch.device, progress: bool = True, rank: int = 0) -> dict[str, Any]:
+def run_class(
+    job: ClassJob,
+    bundle: ModelBundle,
+    config: RunConfig,
+    run_dir: Path,
+    *,
+    device: torch.device,
+    progress: bool = True,
+    rank: int = 0,
+) -> dict[str, Any]:
     """Run every stage for one class and write its folder; returns the ``class.json`` content."""
     folder = class_dir(run_dir, job.class_index)
     timings: dict[str, float] = {}
@@ -119,11 +139,14 @@ def run_class(job: ClassJob, bundle: ModelBundle, config: RunConfig, run_dir: Pa
         timings[name] = round(now - clock, 3)
         clock = now
 
-    loaded = load_images(job.folder, image_size=config.image_size, max_images=config.max_images,
-                         num_workers=config.load_workers)
+    loaded = load_images(
+        job.folder, image_size=config.image_size, max_images=config.max_images, num_workers=config.load_workers
+    )
     if len(loaded.paths) == 0:
-        raise ValueError(f"class {job.class_index} ({job.class_name}): no readable image in {job.folder} "
-                         f"({len(loaded.skipped)} skipped).")
+        raise ValueError(
+            f"class {job.class_index} ({job.class_name}): no readable image in {job.folder} "
+            f"({len(loaded.skipped)} skipped)."
+        )
     lap("load")
     bank = _bank(folder, job, bundle, config, device, loaded, progress)
     lap("concepts")
@@ -131,9 +154,17 @@ def run_class(job: ClassJob, bundle: ModelBundle, config: RunConfig, run_dir: Pa
     order = [int(c) for c in bank.order]
     vectors = torch.as_tensor(bank.W)[order].float().to(device)
     viz = config.visualization
-    renders = _cached_render(folder / "renders" / "concepts", lambda: maco(
-        Objective.direction(bundle.model, bundle.layer, vectors, cossim_pow=config.cossim_pow), **asdict(viz),
-        mean=bundle.mean, std=bundle.std, device=device, progress=progress))
+    renders = _cached_render(
+        folder / "renders" / "concepts",
+        lambda: maco(
+            Objective.direction(bundle.model, bundle.layer, vectors, cossim_pow=config.cossim_pow),
+            **asdict(viz),
+            mean=bundle.mean,
+            std=bundle.std,
+            device=device,
+            progress=progress,
+        ),
+    )
     lap("visualizations")
 
     top_crops = bank.top_crops(config.top_crops)
@@ -149,49 +180,86 @@ def run_class(job: ClassJob, bundle: ModelBundle, config: RunConfig, run_dir: Pa
             crop_files.append(f"{stem}_crop_{j}.png")
             save(to_pil(patch), folder / crop_files[-1])
         importance = float(bank.importance_pct[concept])
-        title = f"{job.class_name} ({job.class_index}) - concept {position + 1} of {len(order)} - {importance:.1f}% of logit"
+        title = (
+            f"{job.class_name} ({job.class_index}) - concept {position + 1} of {len(order)} "
+            f"- {importance:.1f}% of logit"
+        )
         save(concept_mosaic(image, alpha, patches, title=title), folder / f"{stem}_mosaic.png")
         sobol = getattr(bank, "sobol", None)
-        concepts.append({
-            "rank": position, "concept_id": concept, "importance_pct": round(importance, 3),
-            "sobol": None if sobol is None else round(float(sobol[concept]), 4),
-            "visualization": f"{stem}_viz.png", "visualization_alpha": f"{stem}_alpha.png",
-            "mosaic": f"{stem}_mosaic.png", "top_crops": crop_files,
-            "aligned_classes": _aligned_classes(bank, bundle, concept, config.aligned_classes),
-        })
+        concepts.append(
+            {
+                "rank": position,
+                "concept_id": concept,
+                "importance_pct": round(importance, 3),
+                "sobol": None if sobol is None else round(float(sobol[concept]), 4),
+                "visualization": f"{stem}_viz.png",
+                "visualization_alpha": f"{stem}_alpha.png",
+                "mosaic": f"{stem}_mosaic.png",
+                "top_crops": crop_files,
+                "aligned_classes": _aligned_classes(bank, bundle, concept, config.aligned_classes),
+            }
+        )
     lap("mosaics")
 
     inversions = []
     if config.inversions > 0:
         probs = _class_probabilities(bundle, loaded.images, job.class_index, device)
         chosen = probs.argsort(descending=True)[: config.inversions].tolist()
-        result = _cached_render(folder / "renders" / "inversions", lambda: invert_features(
-            bundle.model, bundle.layer, loaded.images[chosen], config.inversion, mean=bundle.mean, std=bundle.std,
-            cossim_pow=config.cossim_pow, progress=progress).render)
+        result = _cached_render(
+            folder / "renders" / "inversions",
+            lambda: (
+                invert_features(
+                    bundle.model,
+                    bundle.layer,
+                    loaded.images[chosen],
+                    config.inversion,
+                    mean=bundle.mean,
+                    std=bundle.std,
+                    cossim_pow=config.cossim_pow,
+                    progress=progress,
+                ).render
+            ),
+        )
         reached = _inversion_cosines(bundle, result.images, loaded.images[chosen], device)
         for i, source in enumerate(chosen):
             save(to_pil(loaded.images[source]), folder / f"inversions/{i:02d}_ref.png")
             save(to_pil(result.images[i]), folder / f"inversions/{i:02d}_inv.png")
-            inversions.append({"reference": f"inversions/{i:02d}_ref.png", "inversion": f"inversions/{i:02d}_inv.png",
-                               "cosine": round(float(reached[i]), 4), "source": str(loaded.paths[source]),
-                               "probability": round(float(probs[source]), 4)})
+            inversions.append(
+                {
+                    "reference": f"inversions/{i:02d}_ref.png",
+                    "inversion": f"inversions/{i:02d}_inv.png",
+                    "cosine": round(float(reached[i]), 4),
+                    "source": str(loaded.paths[source]),
+                    "probability": round(float(probs[source]), 4),
+                }
+            )
     lap("inversions")
 
     record = {
-        "class_index": job.class_index, "class_name": job.class_name, "wnid": job.wnid, "model_id": bundle.model_id,
-        "n_images": len(loaded.paths), "n_crops": int(len(bank.U)), "k": len(order),
+        "class_index": job.class_index,
+        "class_name": job.class_name,
+        "wnid": job.wnid,
+        "model_id": bundle.model_id,
+        "n_images": len(loaded.paths),
+        "n_crops": int(len(bank.U)),
+        "k": len(order),
         "reconstruction_error": round(float(bank.relative_reconstruction_error), 5),
         "skipped": [{"path": str(p), "reason": r} for p, r in loaded.skipped],
-        "concepts": concepts, "inversions": inversions, "timings": timings, "peak_memory_mb": peak_memory_mb,
-        "device": str(device), "rank": rank,
+        "concepts": concepts,
+        "inversions": inversions,
+        "timings": timings,
+        "peak_memory_mb": peak_memory_mb,
+        "device": str(device),
+        "rank": rank,
         "status": "done",
     }
     save(record, folder / "class.json")
     return record
 
 
-def _inversion_cosines(bundle: ModelBundle, inverted: torch.Tensor, references: torch.Tensor,
-                       device: torch.device) -> torch.Tensor:
+def _inversion_cosines(
+    bundle: ModelBundle, inverted: torch.Tensor, references: torch.Tensor, device: torch.device
+) -> torch.Tensor:
     with frozen(bundle.model):
         kwargs = dict(input_size=bundle.input_size, mean=bundle.mean, std=bundle.std)
         a = layer_features(bundle.model, bundle.layer, inverted, **kwargs)

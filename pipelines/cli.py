@@ -9,6 +9,7 @@
 
 Several GPUs: ``torchrun --nproc-per-node 8 -m pipelines.cli run ...``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,27 +40,40 @@ def _positive(text: str) -> int:
 def _even(text: str) -> int:
     value = _positive(text)
     if value % 2:
-        raise argparse.ArgumentTypeError(f"expected an even size (the Fourier parameterization needs it), got {value}; try {value + 1}")
+        raise argparse.ArgumentTypeError(
+            f"expected an even size (the Fourier parameterization needs it), got {value}; try {value + 1}"
+        )
     return value
 
 
 def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--weights", default="IMAGENET1K_V2", metavar="NAME|FILE",
-                        help="torchvision ResNet50 weights (IMAGENET1K_V2, IMAGENET1K_V1; downloaded once and cached) "
-                             "or the path of a local ResNet50 state_dict file (default: %(default)s)")
+    parser.add_argument(
+        "--weights",
+        default="IMAGENET1K_V2",
+        metavar="NAME|FILE",
+        help="torchvision ResNet50 weights (IMAGENET1K_V2, IMAGENET1K_V1; downloaded once and cached) "
+        "or the path of a local ResNet50 state_dict file (default: %(default)s)",
+    )
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available, else cpu)")
 
 
 def _add_budget_arguments(parser: argparse.ArgumentParser, viz: VisualizationConfig) -> None:
     parser.add_argument("--steps", type=_positive, default=viz.steps, help="MaCo steps (default: %(default)s)")
-    parser.add_argument("--image-size", type=_even, default=viz.image_size, help="MaCo canvas side (default: %(default)s)")
-    parser.add_argument("--crops", type=_positive, default=viz.crops, help="crops per step and target (default: %(default)s)")
+    parser.add_argument(
+        "--image-size", type=_even, default=viz.image_size, help="MaCo canvas side (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--crops", type=_positive, default=viz.crops, help="crops per step and target (default: %(default)s)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of every random choice (default: %(default)s)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="concept-lens", description="Concept-based explanations of vision models: "
-                                     "CRAFT concepts, MaCo visualizations, a static gallery.")
+    parser = argparse.ArgumentParser(
+        prog="concept-lens",
+        description="Concept-based explanations of vision models: "
+        "CRAFT concepts, MaCo visualizations, a static gallery.",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -69,24 +83,46 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available, else cpu)")
     demo_viz = DEMO_CONFIG.visualization
     demo.add_argument("--steps", type=_positive, default=demo_viz.steps, help="MaCo steps (default: %(default)s)")
-    demo.add_argument("--image-size", type=_even, default=demo_viz.image_size, help="MaCo canvas side (default: %(default)s)")
-    demo.add_argument("--crops", type=_positive, default=demo_viz.crops, help="crops per step and target (default: %(default)s)")
-    demo.add_argument("--images-per-class", type=_positive, default=DEMO_IMAGES_PER_CLASS,
-                      help="demo images generated per class (default: %(default)s)")
+    demo.add_argument(
+        "--image-size", type=_even, default=demo_viz.image_size, help="MaCo canvas side (default: %(default)s)"
+    )
+    demo.add_argument(
+        "--crops", type=_positive, default=demo_viz.crops, help="crops per step and target (default: %(default)s)"
+    )
+    demo.add_argument(
+        "--images-per-class",
+        type=_positive,
+        default=DEMO_IMAGES_PER_CLASS,
+        help="demo images generated per class (default: %(default)s)",
+    )
 
     run = sub.add_parser("run", help="explain ImageNet classes of a ResNet50: concepts, visualizations, gallery")
     source = run.add_mutually_exclusive_group(required=True)
     source.add_argument("--imagenet-root", type=Path, help="folder of <wnid>/ class folders (ImageNet layout)")
     source.add_argument("--images", type=Path, help="one folder of images of a single class (with --class-index)")
-    run.add_argument("--classes", nargs="+", default=None,
-                     help="with --imagenet-root: indices, ranges (0-9), WordNet ids or names")
+    run.add_argument(
+        "--classes", nargs="+", default=None, help="with --imagenet-root: indices, ranges (0-9), WordNet ids or names"
+    )
     run.add_argument("--class-index", default=None, help="with --images: the class index (or exact name) they show")
-    run.add_argument("--out", type=Path, default=Path("outputs/run"), help="run folder; rerun to resume (default: %(default)s)")
-    run.add_argument("--k", type=_positive, default=ConceptConfig.n_concepts, help="concepts per class (default: %(default)s)")
-    run.add_argument("--patch-size", type=_positive, default=ConceptConfig.patch_size, help="crop side in px (default: %(default)s)")
+    run.add_argument(
+        "--out", type=Path, default=Path("outputs/run"), help="run folder; rerun to resume (default: %(default)s)"
+    )
+    run.add_argument(
+        "--k", type=_positive, default=ConceptConfig.n_concepts, help="concepts per class (default: %(default)s)"
+    )
+    run.add_argument(
+        "--patch-size", type=_positive, default=ConceptConfig.patch_size, help="crop side in px (default: %(default)s)"
+    )
     run.add_argument("--max-images", type=_positive, default=None, help="cap on images per class (default: all)")
-    run.add_argument("--inversions", type=int, default=RunConfig.inversions, help="feature inversions per class (default: %(default)s)")
-    run.add_argument("--workers", type=int, default=RunConfig.load_workers, help="image decoding processes (default: %(default)s)")
+    run.add_argument(
+        "--inversions",
+        type=int,
+        default=RunConfig.inversions,
+        help="feature inversions per class (default: %(default)s)",
+    )
+    run.add_argument(
+        "--workers", type=int, default=RunConfig.load_workers, help="image decoding processes (default: %(default)s)"
+    )
     run.add_argument("--no-gallery", action="store_true", help="do not build the gallery at the end")
     _add_model_arguments(run)
     _add_budget_arguments(run, VisualizationConfig())
@@ -100,7 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     spectrum.add_argument("--size", type=_even, default=512, help="canvas side (default: %(default)s)")
 
     viz = sub.add_parser("visualize", help="visualize one neuron, channel or direction of a ResNet50 with MaCo")
-    viz.add_argument("--layer", default="fc", help="module name (e.g. fc, layer4, avgpool) or child index (default: %(default)s)")
+    viz.add_argument(
+        "--layer", default="fc", help="module name (e.g. fc, layer4, avgpool) or child index (default: %(default)s)"
+    )
     what = viz.add_mutually_exclusive_group(required=True)
     what.add_argument("--neuron", type=int, help="unit index (class index for fc)")
     what.add_argument("--channel", type=int, help="channel index")
@@ -145,17 +183,25 @@ def _cmd_run(args: argparse.Namespace) -> int:
         jobs = [ClassJob(class_index=index, class_name=categories[index], folder=args.images)]
     bundle = _bundle(args.weights)
     viz = _viz_config(args)
-    config = RunConfig(concepts=ConceptConfig(n_concepts=args.k, patch_size=args.patch_size, random_state=args.seed),
-                       visualization=viz, inversion=viz, max_images=args.max_images, inversions=args.inversions,
-                       load_workers=args.workers)
-    summary = run_classes(jobs, bundle, config, args.out, device=args.device, progress=not args.quiet,
-                          gallery=not args.no_gallery)
+    config = RunConfig(
+        concepts=ConceptConfig(n_concepts=args.k, patch_size=args.patch_size, random_state=args.seed),
+        visualization=viz,
+        inversion=viz,
+        max_images=args.max_images,
+        inversions=args.inversions,
+        load_workers=args.workers,
+    )
+    summary = run_classes(
+        jobs, bundle, config, args.out, device=args.device, progress=not args.quiet, gallery=not args.no_gallery
+    )
     return _report(summary)
 
 
 def _report(summary) -> int:
-    print(f"{len(summary.done)} classes done, {len(summary.skipped)} already finished, {len(summary.failed)} failed "
-          f"in {summary.seconds:.0f} s -> {summary.run_dir}")
+    print(
+        f"{len(summary.done)} classes done, {len(summary.skipped)} already finished, {len(summary.failed)} failed "
+        f"in {summary.seconds:.0f} s -> {summary.run_dir}"
+    )
     for index, error in summary.failed.items():
         print(f"  class {index}: {error}")
     if summary.gallery is not None:
@@ -170,8 +216,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     viz = replace(DEMO_CONFIG.visualization, steps=args.steps, image_size=args.image_size, crops=args.crops)
     config = replace(DEMO_CONFIG, visualization=viz, inversion=viz)
-    return _report(run_demo(args.out, config=config, n_per_class=args.images_per_class, device=args.device,
-                            progress=not args.quiet))
+    return _report(
+        run_demo(
+            args.out, config=config, n_per_class=args.images_per_class, device=args.device, progress=not args.quiet
+        )
+    )
 
 
 def _cmd_gallery(args: argparse.Namespace) -> int:
@@ -211,24 +260,36 @@ def _cmd_visualize(args: argparse.Namespace) -> int:
     elif args.channel is not None:
         objective = Objective.channel(model, args.layer, args.channel)
     else:
-        objective = Objective.direction(model, args.layer, torch.from_numpy(np.load(args.direction, allow_pickle=False)))
+        objective = Objective.direction(
+            model, args.layer, torch.from_numpy(np.load(args.direction, allow_pickle=False))
+        )
     result = maco(objective, **asdict(_viz_config(args)), mean=bundle.mean, std=bundle.std, progress=not args.quiet)
-    outputs = [args.output] if len(result.images) == 1 else [
-        args.output.with_name(f"{args.output.stem}_{i}{args.output.suffix}") for i in range(len(result.images))]
+    outputs = (
+        [args.output]
+        if len(result.images) == 1
+        else [args.output.with_name(f"{args.output.stem}_{i}{args.output.suffix}") for i in range(len(result.images))]
+    )
     for image, path in zip(result.images, outputs):
         save(to_pil(image), path)
         print(path)
     return 0
 
 
-_COMMANDS = {"demo": _cmd_demo, "run": _cmd_run, "gallery": _cmd_gallery, "spectrum": _cmd_spectrum,
-             "visualize": _cmd_visualize}
+_COMMANDS = {
+    "demo": _cmd_demo,
+    "run": _cmd_run,
+    "gallery": _cmd_gallery,
+    "spectrum": _cmd_spectrum,
+    "visualize": _cmd_visualize,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
     try:
         return _COMMANDS[args.command](args)
     except (ValueError, OutputNotWritableError) as err:

@@ -5,6 +5,7 @@ The fields of :class:`VisualizationConfig` are exactly the keywords of
 keywords of :func:`concepts.extract_concepts` (a test checks both), so the
 library calls receive them one for one with ``**asdict(config)``.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field

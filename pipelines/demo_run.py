@@ -5,6 +5,7 @@ The demo world's images are written as class folders under ``<out>/images``
 class pipeline runs on them with the shipped demo network and budgets scaled
 to a laptop CPU.
 """
+
 from __future__ import annotations
 
 import os
@@ -41,9 +42,14 @@ def demo_jobs(image_root: str | os.PathLike, *, n_per_class: int = DEMO_IMAGES_P
     return [ClassJob(class_index=c, class_name=name, folder=folders[c]) for c, name in enumerate(CLASS_NAMES)]
 
 
-def run_demo(out: str | os.PathLike = "outputs/demo", *, config: RunConfig = DEMO_CONFIG,
-             n_per_class: int = DEMO_IMAGES_PER_CLASS, device: str | None = None,
-             progress: bool = True) -> RunSummary:
+def run_demo(
+    out: str | os.PathLike = "outputs/demo",
+    *,
+    config: RunConfig = DEMO_CONFIG,
+    n_per_class: int = DEMO_IMAGES_PER_CLASS,
+    device: str | None = None,
+    progress: bool = True,
+) -> RunSummary:
     """Run the whole pipeline on the demo world into ``out`` and build its gallery."""
     out = Path(out)
     jobs = demo_jobs(out / "images", n_per_class=n_per_class)

@@ -17,6 +17,7 @@ normalised with its own ``mean``/``std``.
   world (models ``a`` -> ``b``), with real-image, noise and other-class
   baselines. Nothing here writes files.
 """
+
 from __future__ import annotations
 
 import logging
@@ -31,14 +32,20 @@ from torch import nn
 
 from concepts import extract_concepts, split_model
 from maco import Objective, fourier, maco, pixels, resolve_layer
-from pipelines.demo import (CLASS_NAMES, DEMO_INPUT_SIZE, DEMO_MEAN, DEMO_STD, PART_NAMES, DemoWorld,
-                            load_demo_model)
+from pipelines.demo import CLASS_NAMES, DEMO_INPUT_SIZE, DEMO_MEAN, DEMO_STD, PART_NAMES, DemoWorld, load_demo_model
 from pipelines.inversion import layer_features
 
 _logger = logging.getLogger(__name__)
 
-__all__ = ["METHODS", "concept_purity", "evaluate_demo", "layer_feature_fn", "plausibility",
-           "reference_features", "transferability"]
+__all__ = [
+    "METHODS",
+    "concept_purity",
+    "evaluate_demo",
+    "layer_feature_fn",
+    "plausibility",
+    "reference_features",
+    "transferability",
+]
 
 METHODS: dict[str, Callable] = {"maco": maco, "fourier": fourier, "pixels": pixels}
 FeatureFn = Callable[[torch.Tensor], torch.Tensor]
@@ -60,8 +67,16 @@ def _check_images(images, name: str, where: str) -> None:
         raise ValueError(f"`{name}` of {where} must be a tensor (n, 3, H, W) in [0, 1] with n >= 1; got {got}.")
 
 
-def transferability(images: torch.Tensor, labels: torch.Tensor | Sequence[int], model: nn.Module, *,
-                    mean: Sequence[float], std: Sequence[float], input_size: int, batch_size: int = 32) -> dict:
+def transferability(
+    images: torch.Tensor,
+    labels: torch.Tensor | Sequence[int],
+    model: nn.Module,
+    *,
+    mean: Sequence[float],
+    std: Sequence[float],
+    input_size: int,
+    batch_size: int = 32,
+) -> dict:
     """Share of images that ``model`` classifies as their label (whole canvas, resized).
 
     Parameters
@@ -82,12 +97,17 @@ def transferability(images: torch.Tensor, labels: torch.Tensor | Sequence[int], 
     _check_images(images, "images", "transferability")
     labels = torch.as_tensor(labels, dtype=torch.long).flatten()
     if len(labels) != len(images):
-        raise ValueError(f"`labels` of transferability must have one entry per image ({len(images)}); "
-                         f"got {len(labels)}.")
+        raise ValueError(
+            f"`labels` of transferability must have one entry per image ({len(images)}); got {len(labels)}."
+        )
     device = next(model.parameters()).device
     with torch.no_grad():
-        logits = torch.cat([model(_prepare(chunk.to(device), mean, std, input_size)).float().cpu()
-                            for chunk in images.split(batch_size)])
+        logits = torch.cat(
+            [
+                model(_prepare(chunk.to(device), mean, std, input_size)).float().cpu()
+                for chunk in images.split(batch_size)
+            ]
+        )
     predicted = logits.argmax(1)
     correct = predicted == labels
     out = {"top1": correct.float().mean().item(), "correct": correct.tolist(), "predicted": predicted.tolist()}
@@ -97,8 +117,9 @@ def transferability(images: torch.Tensor, labels: torch.Tensor | Sequence[int], 
     return out
 
 
-def layer_feature_fn(model: nn.Module, layer: str, *, mean: Sequence[float], std: Sequence[float],
-                     input_size: int, batch_size: int = 32) -> FeatureFn:
+def layer_feature_fn(
+    model: nn.Module, layer: str, *, mean: Sequence[float], std: Sequence[float], input_size: int, batch_size: int = 32
+) -> FeatureFn:
     """A feature function ``(n, 3, H, W) in [0, 1] -> (n, D)``: ``layer``'s output, flattened, no gradients.
 
     Built on :func:`pipelines.inversion.layer_features`; use a pooled layer
@@ -109,8 +130,9 @@ def layer_feature_fn(model: nn.Module, layer: str, *, mean: Sequence[float], std
     def features(images: torch.Tensor) -> torch.Tensor:
         _check_images(images, "images", "layer_feature_fn")
         with torch.no_grad():
-            return layer_features(model, name, images, input_size=input_size, mean=tuple(mean), std=tuple(std),
-                                  batch_size=batch_size).cpu()
+            return layer_features(
+                model, name, images, input_size=input_size, mean=tuple(mean), std=tuple(std), batch_size=batch_size
+            ).cpu()
 
     return features
 
@@ -120,8 +142,12 @@ def reference_features(references: Mapping[int, torch.Tensor], feature_fn: Featu
     return {int(c): feature_fn(images) for c, images in references.items()}
 
 
-def plausibility(images: torch.Tensor, labels: torch.Tensor | Sequence[int], references: Mapping[int, torch.Tensor],
-                 feature_fn: FeatureFn) -> dict:
+def plausibility(
+    images: torch.Tensor,
+    labels: torch.Tensor | Sequence[int],
+    references: Mapping[int, torch.Tensor],
+    feature_fn: FeatureFn,
+) -> dict:
     """1-nearest-neighbour cosine distance from each image to the real images of its class (lower is better).
 
     Parameters
@@ -149,8 +175,10 @@ def plausibility(images: torch.Tensor, labels: torch.Tensor | Sequence[int], ref
     references = {int(c): ref for c, ref in references.items()}
     missing = sorted(set(labels.tolist()) - set(references))
     if missing:
-        raise ValueError(f"`references` of plausibility must hold real images of every label; missing classes "
-                         f"{missing}. Pass references[c] = images (M, 3, H, W) of class c.")
+        raise ValueError(
+            f"`references` of plausibility must hold real images of every label; missing classes "
+            f"{missing}. Pass references[c] = images (M, 3, H, W) of class c."
+        )
     feats = F.normalize(feature_fn(images).float(), dim=1)
     distance, nearest = [], []
     for f, c in zip(feats, labels.tolist()):
@@ -161,8 +189,14 @@ def plausibility(images: torch.Tensor, labels: torch.Tensor | Sequence[int], ref
     return {"distance": distance, "nearest": nearest, "mean": float(np.mean(distance))}
 
 
-def concept_purity(boxes: Sequence, image_index: Sequence, masks: torch.Tensor | np.ndarray,
-                   part_names: Sequence[str], *, min_coverage: float = 0.1) -> dict:
+def concept_purity(
+    boxes: Sequence,
+    image_index: Sequence,
+    masks: torch.Tensor | np.ndarray,
+    part_names: Sequence[str],
+    *,
+    min_coverage: float = 0.1,
+) -> dict:
     """How much each concept's top patches show one ground-truth part.
 
     A patch's dominant part is the part with the largest mask area inside its
@@ -189,20 +223,26 @@ def concept_purity(boxes: Sequence, image_index: Sequence, masks: torch.Tensor |
     """
     masks = torch.as_tensor(np.asarray(masks) if not isinstance(masks, torch.Tensor) else masks).bool()
     if masks.ndim != 4 or masks.shape[1] != len(part_names):
-        raise ValueError(f"`masks` of concept_purity must have shape (N, P={len(part_names)}, H, W); "
-                         f"got {tuple(masks.shape)}.")
+        raise ValueError(
+            f"`masks` of concept_purity must have shape (N, P={len(part_names)}, H, W); got {tuple(masks.shape)}."
+        )
     if len(boxes) != len(image_index):
-        raise ValueError(f"`boxes` and `image_index` of concept_purity must both hold one entry per concept; "
-                         f"got {len(boxes)} and {len(image_index)}.")
+        raise ValueError(
+            f"`boxes` and `image_index` of concept_purity must both hold one entry per concept; "
+            f"got {len(boxes)} and {len(image_index)}."
+        )
     per_concept, labels, dominant = [], [], []
     for concept_boxes, concept_images in zip(boxes, image_index):
         concept_boxes = np.asarray(concept_boxes, dtype=np.int64).reshape(-1, 4)
         concept_images = np.asarray(concept_images, dtype=np.int64).reshape(-1)
         if len(concept_boxes) != len(concept_images):
-            raise ValueError(f"concept_purity needs one image index per box; got {len(concept_boxes)} boxes and "
-                             f"{len(concept_images)} indices for one concept.")
-        parts = [_dominant_part(masks[i], box, part_names, min_coverage)
-                 for box, i in zip(concept_boxes, concept_images)]
+            raise ValueError(
+                f"concept_purity needs one image index per box; got {len(concept_boxes)} boxes and "
+                f"{len(concept_images)} indices for one concept."
+            )
+        parts = [
+            _dominant_part(masks[i], box, part_names, min_coverage) for box, i in zip(concept_boxes, concept_images)
+        ]
         dominant.append(parts)
         if not parts:
             per_concept.append(None)
@@ -212,26 +252,44 @@ def concept_purity(boxes: Sequence, image_index: Sequence, masks: torch.Tensor |
         per_concept.append(count / len(parts))
         labels.append(label)
     scored = [p for p in per_concept if p is not None]
-    return {"mean": float(np.mean(scored)) if scored else float("nan"), "per_concept": per_concept,
-            "labels": labels, "dominant": dominant}
+    return {
+        "mean": float(np.mean(scored)) if scored else float("nan"),
+        "per_concept": per_concept,
+        "labels": labels,
+        "dominant": dominant,
+    }
 
 
 def _dominant_part(mask: torch.Tensor, box: np.ndarray, part_names: Sequence[str], min_coverage: float) -> str:
     """``mask`` (P, H, W) -> the part with most area in ``box``, or "background"."""
     x0, y0, x1, y1 = (int(v) for v in box)
-    window = mask[:, max(y0, 0):y1, max(x0, 0):x1]
+    window = mask[:, max(y0, 0) : y1, max(x0, 0) : x1]
     area = max(window.shape[1] * window.shape[2], 1)
     if window.any(0).sum().item() < min_coverage * area:
         return "background"
     return part_names[int(window.flatten(1).sum(1).argmax())]
 
 
-def evaluate_demo(*, steps: int = 64, image_size: int = 128, crops: int = 8, seeds: Sequence[int] = (0,),
-                  crop_size: tuple[float, float] = (0.25, 0.1), noise: float = 0.1,
-                  methods: Sequence[str] = ("maco", "fourier", "pixels"), n_reference: int = 20, n_heldout: int = 10,
-                  data_seed: int = 1000, compute_purity: bool = True, purity_result: dict | None = None,
-                  n_concepts: int = 5, n_concept_images: int = 40, top_patches: int = 10, patch_size: int = 64,
-                  progress: bool = False) -> dict:
+def evaluate_demo(
+    *,
+    steps: int = 64,
+    image_size: int = 128,
+    crops: int = 8,
+    seeds: Sequence[int] = (0,),
+    crop_size: tuple[float, float] = (0.25, 0.1),
+    noise: float = 0.1,
+    methods: Sequence[str] = ("maco", "fourier", "pixels"),
+    n_reference: int = 20,
+    n_heldout: int = 10,
+    data_seed: int = 1000,
+    compute_purity: bool = True,
+    purity_result: dict | None = None,
+    n_concepts: int = 5,
+    n_concept_images: int = 40,
+    top_patches: int = 10,
+    patch_size: int = 64,
+    progress: bool = False,
+) -> dict:
     """Transferability, plausibility and concept purity on the demo world.
 
     Every method renders one logit visualization per demo class on model
@@ -283,79 +341,163 @@ def evaluate_demo(*, steps: int = 64, image_size: int = 128, crops: int = 8, see
     feature_fn = layer_feature_fn(model_b, "avgpool", **norm)
     refs = reference_features({c: ref_images[ref_labels == c] for c in classes}, feature_fn)
 
-    out: dict = {"config": dict(steps=steps, image_size=image_size, crops=crops, seeds=seeds, crop_size=list(crop_size),
-                                noise=noise, n_reference=n_reference, n_heldout=n_heldout, data_seed=data_seed,
-                                scorer="demo model b", renderer="demo model a", feature_layer="b.avgpool"),
-                 "methods": {}}
+    out: dict = {
+        "config": dict(
+            steps=steps,
+            image_size=image_size,
+            crops=crops,
+            seeds=seeds,
+            crop_size=list(crop_size),
+            noise=noise,
+            n_reference=n_reference,
+            n_heldout=n_heldout,
+            data_seed=data_seed,
+            scorer="demo model b",
+            renderer="demo model a",
+            feature_layer="b.avgpool",
+        ),
+        "methods": {},
+    }
     for name in methods:
         start, images, history = time.perf_counter(), [], []
         for seed in seeds:
-            result = METHODS[name](Objective.neuron(model_a, "fc", classes), steps=steps, image_size=image_size,
-                                   crops=crops, crop_size=crop_size, noise=noise, seed=seed, progress=progress, **norm)
+            result = METHODS[name](
+                Objective.neuron(model_a, "fc", classes),
+                steps=steps,
+                image_size=image_size,
+                crops=crops,
+                crop_size=crop_size,
+                noise=noise,
+                seed=seed,
+                progress=progress,
+                **norm,
+            )
             images.append(result.images)
             history.append(result.history[-1])
         images, labels = torch.cat(images), torch.tensor(classes * len(seeds))
         transfer = transferability(images, labels, model_b, **norm)
         plaus = plausibility(images, labels, refs, feature_fn)
         out["methods"][name] = {
-            "top1": transfer["top1"], "top5": transfer.get("top5"),
+            "top1": transfer["top1"],
+            "top5": transfer.get("top5"),
             "self_top1": transferability(images, labels, model_a, **norm)["top1"],
-            "plausibility": plaus["mean"], "final_score": torch.cat(history).mean().item(),
-            "per_target": [dict(seed=seeds[i // len(classes)], target=int(t), correct=ok, predicted=p, distance=d)
-                           for i, (t, ok, p, d) in enumerate(zip(labels.tolist(), transfer["correct"],
-                                                                  transfer["predicted"], plaus["distance"]))],
-            "seconds": time.perf_counter() - start, "images": images,
+            "plausibility": plaus["mean"],
+            "final_score": torch.cat(history).mean().item(),
+            "per_target": [
+                dict(seed=seeds[i // len(classes)], target=int(t), correct=ok, predicted=p, distance=d)
+                for i, (t, ok, p, d) in enumerate(
+                    zip(labels.tolist(), transfer["correct"], transfer["predicted"], plaus["distance"])
+                )
+            ],
+            "seconds": time.perf_counter() - start,
+            "images": images,
         }
         _logger.info("%s: top-1 %.2f, plausibility %.3f", name, transfer["top1"], plaus["mean"])
-    out["baselines"] = _demo_baselines(held_images, held_labels, refs, feature_fn, model_b, norm, len(classes),
-                                       len(seeds), image_size)
+    out["baselines"] = _demo_baselines(
+        held_images, held_labels, refs, feature_fn, model_b, norm, len(classes), len(seeds), image_size
+    )
     if purity_result is not None:
         out["concept_purity"] = purity_result
     elif compute_purity:
-        out["concept_purity"] = _demo_purity(world, n_concepts=n_concepts, n_images=n_concept_images,
-                                             top_patches=top_patches, patch_size=patch_size, seed=data_seed + 2)
+        out["concept_purity"] = _demo_purity(
+            world,
+            n_concepts=n_concepts,
+            n_images=n_concept_images,
+            top_patches=top_patches,
+            patch_size=patch_size,
+            seed=data_seed + 2,
+        )
     else:
         out["concept_purity"] = None
     return out
 
 
-def _demo_baselines(held_images: torch.Tensor, held_labels: torch.Tensor, refs: dict, feature_fn: FeatureFn,
-                    model_b: nn.Module, norm: dict, n_classes: int, n_seeds: int, image_size: int) -> dict:
+def _demo_baselines(
+    held_images: torch.Tensor,
+    held_labels: torch.Tensor,
+    refs: dict,
+    feature_fn: FeatureFn,
+    model_b: nn.Module,
+    norm: dict,
+    n_classes: int,
+    n_seeds: int,
+    image_size: int,
+) -> dict:
     """Real held-out images, uniform noise and other-class images, scored like the visualizations."""
     transfer = transferability(held_images, held_labels, model_b, **norm)
     generator = torch.Generator().manual_seed(0)
     noise_labels = torch.arange(n_classes).repeat(n_seeds)
     noise_images = torch.rand(len(noise_labels), 3, image_size, image_size, generator=generator)
     return {
-        "real": {"top1": transfer["top1"], "top5": transfer.get("top5"),
-                 "plausibility": plausibility(held_images, held_labels, refs, feature_fn)["mean"]},
-        "noise": {"top1": transferability(noise_images, noise_labels, model_b, **norm)["top1"],
-                  "plausibility": plausibility(noise_images, noise_labels, refs, feature_fn)["mean"]},
-        "other_class": {"plausibility": plausibility(held_images, (held_labels + 1) % n_classes, refs,
-                                                     feature_fn)["mean"]},
+        "real": {
+            "top1": transfer["top1"],
+            "top5": transfer.get("top5"),
+            "plausibility": plausibility(held_images, held_labels, refs, feature_fn)["mean"],
+        },
+        "noise": {
+            "top1": transferability(noise_images, noise_labels, model_b, **norm)["top1"],
+            "plausibility": plausibility(noise_images, noise_labels, refs, feature_fn)["mean"],
+        },
+        "other_class": {
+            "plausibility": plausibility(held_images, (held_labels + 1) % n_classes, refs, feature_fn)["mean"]
+        },
     }
 
 
-def _demo_purity(world: DemoWorld, *, n_concepts: int, n_images: int, top_patches: int, patch_size: int, seed: int) -> dict:
+def _demo_purity(
+    world: DemoWorld, *, n_concepts: int, n_images: int, top_patches: int, patch_size: int, seed: int
+) -> dict:
     """Concepts of every demo class on model ``a``; purity of their top patches, and a random-patch baseline."""
-    split = split_model(load_demo_model("a"), mean=DEMO_MEAN, std=DEMO_STD, input_size=DEMO_INPUT_SIZE,
-                        categories=list(CLASS_NAMES), model_id="demo-a")
+    split = split_model(
+        load_demo_model("a"),
+        mean=DEMO_MEAN,
+        std=DEMO_STD,
+        input_size=DEMO_INPUT_SIZE,
+        categories=list(CLASS_NAMES),
+        model_id="demo-a",
+    )
     rng = np.random.default_rng(seed)
     per_class, chance = {}, []
     for c, name in enumerate(CLASS_NAMES):
         raw, masks = world.sample(c, n_images, seed=seed)
         images = torch.from_numpy(raw).permute(0, 3, 1, 2).float().div(255)
-        bank = extract_concepts(split, images, c, n_concepts=n_concepts, patch_size=patch_size, sobol_designs=0,
-                                random_state=0, progress=False)
+        bank = extract_concepts(
+            split,
+            images,
+            c,
+            n_concepts=n_concepts,
+            patch_size=patch_size,
+            sobol_designs=0,
+            random_state=0,
+            progress=False,
+        )
         top = bank.top_crops(top_patches)
-        result = concept_purity([bank.crop_boxes[t] for t in top], [bank.crop_image_index[t] for t in top],
-                                masks, PART_NAMES)
+        result = concept_purity(
+            [bank.crop_boxes[t] for t in top], [bank.crop_image_index[t] for t in top], masks, PART_NAMES
+        )
         shuffled = [rng.choice(len(bank.crop_boxes), size=len(t), replace=False) for t in top]
-        chance.append(concept_purity([bank.crop_boxes[t] for t in shuffled],
-                                     [bank.crop_image_index[t] for t in shuffled], masks, PART_NAMES)["mean"])
-        per_class[name] = {"mean": result["mean"], "per_concept": result["per_concept"], "labels": result["labels"],
-                           "importance_pct": [round(float(p), 1) for p in bank.importance_pct]}
-    return {"mean": float(np.mean([v["mean"] for v in per_class.values()])), "random_patches": float(np.mean(chance)),
-            "per_class": per_class,
-            "config": dict(n_concepts=n_concepts, n_images=n_images, top_patches=top_patches, patch_size=patch_size,
-                           image_size=DEMO_INPUT_SIZE, model="demo model a", seed=seed)}
+        chance.append(
+            concept_purity(
+                [bank.crop_boxes[t] for t in shuffled], [bank.crop_image_index[t] for t in shuffled], masks, PART_NAMES
+            )["mean"]
+        )
+        per_class[name] = {
+            "mean": result["mean"],
+            "per_concept": result["per_concept"],
+            "labels": result["labels"],
+            "importance_pct": [round(float(p), 1) for p in bank.importance_pct],
+        }
+    return {
+        "mean": float(np.mean([v["mean"] for v in per_class.values()])),
+        "random_patches": float(np.mean(chance)),
+        "per_class": per_class,
+        "config": dict(
+            n_concepts=n_concepts,
+            n_images=n_images,
+            top_patches=top_patches,
+            patch_size=patch_size,
+            image_size=DEMO_INPUT_SIZE,
+            model="demo model a",
+            seed=seed,
+        ),
+    }

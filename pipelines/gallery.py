@@ -10,6 +10,7 @@ Every text goes through :func:`html.escape`; links between pages use class
 indices, never names. Missing images are logged and shown as placeholders; a
 ``class.json`` that cannot be read is listed as broken on the index.
 """
+
 from __future__ import annotations
 
 import json
@@ -24,7 +25,17 @@ from PIL import Image
 from pipelines.io import atomic_write_bytes, atomic_write_text, save
 
 from ._gallery_html import (
-    _NA, _Class, _e, _num, _stats, _page, _list, _resolve, _missing, _concepts, _class_page,
+    _NA,
+    _Class,
+    _e,
+    _num,
+    _stats,
+    _page,
+    _list,
+    _resolve,
+    _missing,
+    _concepts,
+    _class_page,
 )
 
 _logger = logging.getLogger(__name__)
@@ -54,8 +65,7 @@ def _read_class(folder: Path) -> _Class | None:
     if not isinstance(data, dict):
         return _Class(index, folder, error="class.json is not a JSON object")
     if data.get("class_index") not in (None, index):
-        _logger.warning("%s says class_index %r; using the folder's %d",
-                        meta, data.get("class_index"), index)
+        _logger.warning("%s says class_index %r; using the folder's %d", meta, data.get("class_index"), index)
     return _Class(index, folder, data=data)
 
 
@@ -87,8 +97,7 @@ def _thumbnail(run_dir: Path, c: _Class, rel: Any, missing: list[str]) -> str:
             return _missing(rel, c.folder, missing)
         small.thumbnail((THUMB_SIZE, THUMB_SIZE))
         save(small, thumb)
-    return (f'<img src="assets/thumbs/{c.index:04d}.png" alt="top concept of '
-            f'{_e(c.name)}" loading="lazy">')
+    return f'<img src="assets/thumbs/{c.index:04d}.png" alt="top concept of {_e(c.name)}" loading="lazy">'
 
 
 def _card(run_dir: Path, c: _Class, missing: list[str]) -> str:
@@ -100,24 +109,29 @@ def _card(run_dir: Path, c: _Class, missing: list[str]) -> str:
     status = c.data.get("status")
     badge = f' <span class="badge">{_e(status)}</span>' if status not in (None, "done") else ""
     search = f"{c.name} {c.index} {c.index:04d} {c.data.get('wnid') or ''}".lower()
-    return (f'<a class="card" href="classes/{c.index:04d}/index.html" data-search="{_e(search)}">'
-            f'<div class="thumb">{thumb}</div><div class="body">'
-            f'<div class="name">{_e(c.name)}</div>'
-            f'<div class="meta">#{c.index} &middot; {_e(top_text)}{badge}</div></div></a>')
+    return (
+        f'<a class="card" href="classes/{c.index:04d}/index.html" data-search="{_e(search)}">'
+        f'<div class="thumb">{thumb}</div><div class="body">'
+        f'<div class="name">{_e(c.name)}</div>'
+        f'<div class="meta">#{c.index} &middot; {_e(top_text)}{badge}</div></div></a>'
+    )
 
 
-def _index_page(run_dir: Path, good: list[_Class], broken: list[_Class],
-                missing: list[str]) -> str:
-    stats = _stats([
-        ("classes", len(good)),
-        ("concepts", sum(len(_list(c.data, "concepts")) for c in good)),
-        ("images", sum(c.data.get("n_images") or 0 for c in good
-                       if isinstance(c.data.get("n_images"), int))),
-        ("skipped", sum(len(_list(c.data, "skipped")) for c in good)),
-    ] + ([("broken", len(broken))] if broken else []))
-    search = ('<div class="search"><input id="search" type="search" '
-              'placeholder="Search classes by name or index" aria-label="Search classes">'
-              '<span id="search-count" class="muted"></span></div>')
+def _index_page(run_dir: Path, good: list[_Class], broken: list[_Class], missing: list[str]) -> str:
+    stats = _stats(
+        [
+            ("classes", len(good)),
+            ("concepts", sum(len(_list(c.data, "concepts")) for c in good)),
+            ("images", sum(c.data.get("n_images") or 0 for c in good if isinstance(c.data.get("n_images"), int))),
+            ("skipped", sum(len(_list(c.data, "skipped")) for c in good)),
+        ]
+        + ([("broken", len(broken))] if broken else [])
+    )
+    search = (
+        '<div class="search"><input id="search" type="search" '
+        'placeholder="Search classes by name or index" aria-label="Search classes">'
+        '<span id="search-count" class="muted"></span></div>'
+    )
     cards = "\n".join(_card(run_dir, c, missing) for c in good)
     body = f'{search}<div class="cards">\n{cards}\n</div>'
     if broken:
@@ -180,7 +194,8 @@ def build_gallery(run_dir: str | os.PathLike) -> Path:
     if not run_dir.is_dir():
         raise FileNotFoundError(
             f"run_dir of build_gallery must be an existing run folder; got {run_dir}. "
-            f"Pass the --out folder of a finished `concept-lens run`.")
+            f"Pass the --out folder of a finished `concept-lens run`."
+        )
     classes = _read_classes(run_dir)
     _copy_assets(run_dir)
     missing: list[str] = []
@@ -194,6 +209,5 @@ def build_gallery(run_dir: str | os.PathLike) -> Path:
     atomic_write_text(index, _index_page(run_dir, good, broken, missing))
     if missing:
         _logger.warning("gallery of %s: %d image(s) missing", run_dir, len(missing))
-    _logger.info("gallery written to %s (%d classes, %d broken)", index, len(good),
-                 len(broken))
+    _logger.info("gallery written to %s (%d classes, %d broken)", index, len(good), len(broken))
     return index

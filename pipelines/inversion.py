@@ -5,6 +5,7 @@ reference image (``maco.Objective.inversion``); all references are inverted
 in one batch. The cosine between the reached and the target activations says
 how faithful each inversion is, and is reported with it.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -34,15 +35,23 @@ class Inversion:
 
 
 @torch.no_grad()
-def layer_features(model: nn.Module, layer: str, images: torch.Tensor, *, input_size: int,
-                   mean: tuple[float, ...], std: tuple[float, ...], batch_size: int = 64) -> torch.Tensor:
+def layer_features(
+    model: nn.Module,
+    layer: str,
+    images: torch.Tensor,
+    *,
+    input_size: int,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    batch_size: int = 64,
+) -> torch.Tensor:
     """Activations ``(N, ...)`` of ``layer`` for ``(N, 3, H, W)`` images in [0, 1], resized to ``input_size``."""
     device = next(model.parameters()).device
     mean_t = torch.tensor(mean, device=device).view(1, 3, 1, 1)
     std_t = torch.tensor(std, device=device).view(1, 3, 1, 1)
     outputs = []
     for start in range(0, len(images), batch_size):
-        x = images[start:start + batch_size].to(device).float()
+        x = images[start : start + batch_size].to(device).float()
         if x.shape[-1] != input_size or x.shape[-2] != input_size:
             x = F.interpolate(x, size=(input_size, input_size), mode="bilinear", antialias=True, align_corners=False)
         acts = forward_to_layers(model, (x - mean_t) / std_t, [layer])[layer]
@@ -50,14 +59,27 @@ def layer_features(model: nn.Module, layer: str, images: torch.Tensor, *, input_
     return torch.cat(outputs)
 
 
-def invert_features(model: nn.Module, layer: str, references: torch.Tensor, config: VisualizationConfig, *,
-                    mean: tuple[float, ...], std: tuple[float, ...], cossim_pow: float = 2.0,
-                    progress: bool = False) -> Inversion:
+def invert_features(
+    model: nn.Module,
+    layer: str,
+    references: torch.Tensor,
+    config: VisualizationConfig,
+    *,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    cossim_pow: float = 2.0,
+    progress: bool = False,
+) -> Inversion:
     """Invert the ``layer`` activations of ``(T, 3, H, W)`` reference images with MaCo, in one batch."""
     with frozen(model):
         targets = layer_features(model, layer, references, input_size=config.input_size, mean=mean, std=std)
-    render = maco(Objective.inversion(model, layer, targets, cossim_pow=cossim_pow), **asdict(config),
-                  mean=mean, std=std, progress=progress)
+    render = maco(
+        Objective.inversion(model, layer, targets, cossim_pow=cossim_pow),
+        **asdict(config),
+        mean=mean,
+        std=std,
+        progress=progress,
+    )
     with frozen(model):
         reached = layer_features(model, layer, render.images, input_size=config.input_size, mean=mean, std=std)
     cosines = F.cosine_similarity(reached, targets, dim=1).cpu()

@@ -10,6 +10,7 @@ a ``.<name>.*.tmp`` file, removed on any error we can catch).
 dict, as lucid's ``misc/io/saving.py`` does; an unknown extension raises a
 ``ValueError`` listing the supported ones. Pickle is not supported on purpose.
 """
+
 from __future__ import annotations
 
 import errno
@@ -50,9 +51,7 @@ def _not_writable(directory: Path, err: OSError) -> OutputNotWritableError:
     reason = err.strerror or str(err)
     if err.errno in (errno.ENOTDIR, errno.EEXIST):
         reason = f"a part of the path is a file, not a folder ({reason})"
-    return OutputNotWritableError(
-        f"output folder {directory} is not writable: {reason}; choose another --out"
-    )
+    return OutputNotWritableError(f"output folder {directory} is not writable: {reason}; choose another --out")
 
 
 def _ensure_dir(directory: Path) -> None:
@@ -90,9 +89,7 @@ def _atomic_write(path: str | os.PathLike, write: Callable[[Any], None]) -> Path
     directory = path.parent
     _ensure_dir(directory)
     try:
-        fd, tmp_name = tempfile.mkstemp(
-            dir=directory, prefix=f".{path.name}.", suffix=".tmp"
-        )
+        fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as err:
         if err.errno in _NOT_WRITABLE:
             raise _not_writable(directory, err) from err
@@ -134,18 +131,14 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
         If the destination folder cannot be created or written to.
     """
     if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise TypeError(
-            f"data of atomic_write_bytes must be bytes; got {type(data).__name__}."
-        )
+        raise TypeError(f"data of atomic_write_bytes must be bytes; got {type(data).__name__}.")
     return _atomic_write(path, lambda handle: handle.write(data))
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     """Write ``text`` (UTF-8) to ``path`` atomically; see :func:`atomic_write_bytes`."""
     if not isinstance(text, str):
-        raise TypeError(
-            f"text of atomic_write_text must be str; got {type(text).__name__}."
-        )
+        raise TypeError(f"text of atomic_write_text must be str; got {type(text).__name__}.")
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
@@ -189,13 +182,10 @@ def _json_default(obj: Any) -> Any:
 
 def _save_json(obj: Any, path: Path) -> None:
     try:
-        text = json.dumps(
-            obj, sort_keys=True, indent=2, allow_nan=False, default=_json_default
-        )
+        text = json.dumps(obj, sort_keys=True, indent=2, allow_nan=False, default=_json_default)
     except ValueError as err:
         raise ValueError(
-            f"cannot save {path.name} as JSON: {err}. Replace NaN/inf values "
-            f"(e.g. with None) before saving."
+            f"cannot save {path.name} as JSON: {err}. Replace NaN/inf values (e.g. with None) before saving."
         ) from err
     atomic_write_text(path, text + "\n")
 
@@ -216,20 +206,14 @@ def _to_uint8_image(obj: Any) -> Any:
         obj = tensor.float().permute(1, 2, 0).numpy()
     if not isinstance(obj, np.ndarray):
         raise TypeError(
-            f"obj saved as PNG must be a PIL Image, a numpy array or a torch "
-            f"tensor; got {type(obj).__name__}."
+            f"obj saved as PNG must be a PIL Image, a numpy array or a torch tensor; got {type(obj).__name__}."
         )
     array = obj
     if array.ndim != 3 or array.shape[2] not in (3, 4):
-        raise ValueError(
-            f"an array saved as PNG must have shape (H, W, 3|4); got {array.shape}."
-        )
+        raise ValueError(f"an array saved as PNG must have shape (H, W, 3|4); got {array.shape}.")
     if array.dtype != np.uint8:
         if not np.issubdtype(array.dtype, np.floating):
-            raise TypeError(
-                f"an array saved as PNG must be uint8 or float in [0, 1]; got "
-                f"dtype {array.dtype}."
-            )
+            raise TypeError(f"an array saved as PNG must be uint8 or float in [0, 1]; got dtype {array.dtype}.")
         array = np.round(np.clip(np.nan_to_num(array), 0.0, 1.0) * 255.0)
         array = array.astype(np.uint8)
     mode = "RGB" if array.shape[2] == 3 else "RGBA"
@@ -245,9 +229,7 @@ def _save_png(obj: Any, path: Path) -> None:
 
 def _save_npz(obj: Any, path: Path) -> None:
     if not isinstance(obj, dict):
-        raise TypeError(
-            f"obj saved as .npz must be a dict of arrays; got {type(obj).__name__}."
-        )
+        raise TypeError(f"obj saved as .npz must be a dict of arrays; got {type(obj).__name__}.")
     arrays = {}
     for key, value in obj.items():
         if hasattr(value, "detach") and hasattr(value, "cpu"):
@@ -255,8 +237,7 @@ def _save_npz(obj: Any, path: Path) -> None:
         arrays[str(key)] = np.asarray(value)
         if arrays[str(key)].dtype == object:
             raise TypeError(
-                f"entry {key!r} saved as .npz must be a numeric array; got an "
-                f"object array (pickle is refused)."
+                f"entry {key!r} saved as .npz must be a numeric array; got an object array (pickle is refused)."
             )
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)
@@ -265,9 +246,7 @@ def _save_npz(obj: Any, path: Path) -> None:
 
 def _save_text(obj: Any, path: Path) -> None:
     if not isinstance(obj, str):
-        raise TypeError(
-            f"obj saved as {path.suffix} must be a str; got {type(obj).__name__}."
-        )
+        raise TypeError(f"obj saved as {path.suffix} must be a str; got {type(obj).__name__}.")
     atomic_write_text(path, obj)
 
 

@@ -4,6 +4,7 @@ Classes are keyed by their index, never by a short name (the Lens site lost
 five classes to name collisions). ``--classes`` accepts indices, ranges
 (``0-9``), WordNet ids and names, comma- or space-separated.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -30,7 +31,10 @@ def resolve_class(value: str | int, categories: Sequence[str], wnids: Sequence[s
     if isinstance(value, int) or (isinstance(value, str) and value.strip().isdigit()):
         index = int(value)
         if not 0 <= index < len(categories):
-            raise ValueError(f"class index {index} is out of range: the model has {len(categories)} classes (0-{len(categories) - 1}).")
+            raise ValueError(
+                f"class index {index} is out of range: the model has {len(categories)} classes "
+                f"(0-{len(categories) - 1})."
+            )
         return index
     text = value.strip()
     if wnids is not None and text in wnids:
@@ -48,7 +52,9 @@ def resolve_class(value: str | int, categories: Sequence[str], wnids: Sequence[s
     pool = list(categories) + list(wnids or [])
     close = difflib.get_close_matches(text, pool, n=5, cutoff=0.6)
     hint = f" Close matches: {', '.join(close)}." if close else ""
-    raise ValueError(f"unknown class {text!r}.{hint} Pass a class index (0-{len(categories) - 1}), a WordNet id or an exact name.")
+    raise ValueError(
+        f"unknown class {text!r}.{hint} Pass a class index (0-{len(categories) - 1}), a WordNet id or an exact name."
+    )
 
 
 def parse_class_list(spec: Sequence[str], categories: Sequence[str], wnids: Sequence[str] | None = None) -> list[int]:
@@ -78,5 +84,7 @@ def imagenet_jobs(root: str | os.PathLike, classes: Sequence[str], categories: S
     if not wnids:
         raise ValueError(f"`--imagenet-root` {root} has no class folders; expected {root}/<wnid>/*.JPEG.")
     names = list(categories) if len(categories) == len(wnids) else wnids
-    return [ClassJob(class_index=i, class_name=names[i], folder=root / wnids[i], wnid=wnids[i])
-            for i in parse_class_list(classes, names, wnids)]
+    return [
+        ClassJob(class_index=i, class_name=names[i], folder=root / wnids[i], wnid=wnids[i])
+        for i in parse_class_list(classes, names, wnids)
+    ]

@@ -6,6 +6,7 @@ size, and the category names. Built-in: torchvision's ResNet50 through its
 weights API (downloaded and cached by torch on a user's machine) or from a
 local state-dict file, and the embedded demo network.
 """
+
 from __future__ import annotations
 
 import logging
@@ -41,8 +42,9 @@ class ModelBundle:
         return self
 
 
-def resnet50_bundle(weights: str | ResNet50_Weights | None = "IMAGENET1K_V2",
-                    weights_path: str | os.PathLike | None = None) -> ModelBundle:
+def resnet50_bundle(
+    weights: str | ResNet50_Weights | None = "IMAGENET1K_V2", weights_path: str | os.PathLike | None = None
+) -> ModelBundle:
     """torchvision ResNet50, from its weights enum or a local state-dict file.
 
     Parameters
@@ -56,20 +58,35 @@ def resnet50_bundle(weights: str | ResNet50_Weights | None = "IMAGENET1K_V2",
         for machines without internet; metadata still comes from ``weights``.
     """
     if weights is None:
-        raise ValueError("`weights` of resnet50_bundle must name torchvision weights (e.g. IMAGENET1K_V2): "
-                         "they give the normalisation and the class names.")
+        raise ValueError(
+            "`weights` of resnet50_bundle must name torchvision weights (e.g. IMAGENET1K_V2): "
+            "they give the normalisation and the class names."
+        )
     model, enum, model_id = load_resnet50(weights, weights_path=weights_path)
     if weights_path is not None:
         _logger.info("loaded ResNet50 weights from %s", weights_path)
     transforms = enum.transforms()
-    return ModelBundle(model=model, model_id=model_id, layer="avgpool", mean=tuple(transforms.mean),
-                       std=tuple(transforms.std), input_size=transforms.crop_size[0],
-                       categories=list(enum.meta["categories"]))
+    return ModelBundle(
+        model=model,
+        model_id=model_id,
+        layer="avgpool",
+        mean=tuple(transforms.mean),
+        std=tuple(transforms.std),
+        input_size=transforms.crop_size[0],
+        categories=list(enum.meta["categories"]),
+    )
 
 
 def demo_bundle(which: str = "a") -> ModelBundle:
     """The embedded demo network (see :mod:`pipelines.demo`)."""
     from .demo import CLASS_NAMES, DEMO_INPUT_SIZE, DEMO_MEAN, DEMO_STD, load_demo_model
 
-    return ModelBundle(model=load_demo_model(which), model_id=f"demo/{which}", layer="avgpool", mean=tuple(DEMO_MEAN),
-                       std=tuple(DEMO_STD), input_size=DEMO_INPUT_SIZE, categories=list(CLASS_NAMES))
+    return ModelBundle(
+        model=load_demo_model(which),
+        model_id=f"demo/{which}",
+        layer="avgpool",
+        mean=tuple(DEMO_MEAN),
+        std=tuple(DEMO_STD),
+        input_size=DEMO_INPUT_SIZE,
+        categories=list(CLASS_NAMES),
+    )

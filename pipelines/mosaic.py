@@ -4,6 +4,7 @@ A mosaic pairs a concept's visualization (plain and alpha-blended) with its
 top-activating patches, shown in true colour, under a title that gives the
 concept's rank and importance.
 """
+
 from __future__ import annotations
 
 import math
@@ -39,8 +40,15 @@ def alpha_over_white(image: torch.Tensor, alpha: torch.Tensor) -> Image.Image:
     return to_pil(rgb)
 
 
-def concept_mosaic(visualization: torch.Tensor, alpha: torch.Tensor, patches: Sequence[torch.Tensor], *,
-                   title: str, tile: int = 128, columns: int = 5) -> Image.Image:
+def concept_mosaic(
+    visualization: torch.Tensor,
+    alpha: torch.Tensor,
+    patches: Sequence[torch.Tensor],
+    *,
+    title: str,
+    tile: int = 128,
+    columns: int = 5,
+) -> Image.Image:
     """One picture per concept: visualization, alpha-blended visualization, and top patches.
 
     Parameters
@@ -62,7 +70,9 @@ def concept_mosaic(visualization: torch.Tensor, alpha: torch.Tensor, patches: Se
     draw = ImageDraw.Draw(canvas)
     draw.text((gap, 8), title, fill=TEXT, font=ImageFont.load_default())
     canvas.paste(to_pil(visualization, big), (gap, header))
-    canvas.paste(alpha_over_white(visualization, alpha).resize((big, big), Image.Resampling.LANCZOS), (2 * gap + big, header))
+    canvas.paste(
+        alpha_over_white(visualization, alpha).resize((big, big), Image.Resampling.LANCZOS), (2 * gap + big, header)
+    )
     left = 3 * gap + 2 * big
     for i, patch in enumerate(patches):
         row, col = divmod(i, columns)

@@ -7,6 +7,7 @@ Under ``torchrun`` each rank takes every ``WORLD_SIZE``-th class (so each
 class runs exactly once, across nodes too); rank 0 writes ``run.json`` and
 builds the gallery once all ranks are done.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -90,9 +91,18 @@ def _resolve_device(device: str | None, local_rank: int) -> torch.device:
     return resolved
 
 
-def _write_run_json(run_dir: Path, jobs: Sequence[ClassJob], bundle: ModelBundle, config: RunConfig,
-                    device: torch.device, world: int, status: str, started: str, seconds: float,
-                    failed: dict[int, str]) -> None:
+def _write_run_json(
+    run_dir: Path,
+    jobs: Sequence[ClassJob],
+    bundle: ModelBundle,
+    config: RunConfig,
+    device: torch.device,
+    world: int,
+    status: str,
+    started: str,
+    seconds: float,
+    failed: dict[int, str],
+) -> None:
     classes = {}
     for job in jobs:
         record: dict[str, Any] = {"class_name": job.class_name, "folder": str(job.folder)}
@@ -105,13 +115,32 @@ def _write_run_json(run_dir: Path, jobs: Sequence[ClassJob], bundle: ModelBundle
             if job.class_index in failed:
                 record["error"] = failed[job.class_index]
         classes[str(job.class_index)] = record
-    save({"status": status, "started": started, "seconds": round(seconds, 2), "config": config.to_dict(),
-          "model_id": bundle.model_id, "device": str(device), "world_size": world, "versions": _versions(),
-          "classes": classes}, run_dir / "run.json")
+    save(
+        {
+            "status": status,
+            "started": started,
+            "seconds": round(seconds, 2),
+            "config": config.to_dict(),
+            "model_id": bundle.model_id,
+            "device": str(device),
+            "world_size": world,
+            "versions": _versions(),
+            "classes": classes,
+        },
+        run_dir / "run.json",
+    )
 
 
-def run_classes(jobs: Sequence[ClassJob], bundle: ModelBundle, config: RunConfig, run_dir: str | os.PathLike, *,
-                device: str | None = None, progress: bool = True, gallery: bool = True) -> RunSummary:
+def run_classes(
+    jobs: Sequence[ClassJob],
+    bundle: ModelBundle,
+    config: RunConfig,
+    run_dir: str | os.PathLike,
+    *,
+    device: str | None = None,
+    progress: bool = True,
+    gallery: bool = True,
+) -> RunSummary:
     """Run every class of ``jobs`` (this rank's share under torchrun) and build the gallery.
 
     A class that fails is recorded in ``run.json`` with its error and the run
@@ -126,7 +155,7 @@ def run_classes(jobs: Sequence[ClassJob], bundle: ModelBundle, config: RunConfig
     summary = RunSummary(run_dir=run_dir)
     if ctx.rank == 0:
         _write_run_json(run_dir, jobs, bundle, config, torch_device, ctx.world_size, "running", started, 0.0, {})
-    mine = list(jobs)[ctx.rank::ctx.world_size]
+    mine = list(jobs)[ctx.rank :: ctx.world_size]
     for job in tqdm(mine, desc=f"classes (rank {ctx.rank})" if ctx.world_size > 1 else "classes", disable=not progress):
         if is_done(run_dir, job.class_index):
             summary.skipped.append(job.class_index)
@@ -147,8 +176,9 @@ def run_classes(jobs: Sequence[ClassJob], bundle: ModelBundle, config: RunConfig
     if ctx.rank == 0:
         failed = {k: v for part in failed_lists for k, v in part.items()}
         status = "done" if not failed else "incomplete"
-        _write_run_json(run_dir, jobs, bundle, config, torch_device, ctx.world_size, status, started,
-                        summary.seconds, failed)
+        _write_run_json(
+            run_dir, jobs, bundle, config, torch_device, ctx.world_size, status, started, summary.seconds, failed
+        )
         if gallery:
             summary.gallery = build_gallery(run_dir)
     if ctx.initialised_here:

@@ -1,4 +1,5 @@
 """Tiny CPU models for the maco tests."""
+
 import pytest
 import torch
 from torch import nn
@@ -33,4 +34,3 @@ def tiny_net() -> TinyNet:
                 module.weight.uniform_(0.5, 1.5)
                 module.bias.uniform_(-0.2, 0.2)
     return model.eval()
-

@@ -21,8 +21,17 @@ def make_objectives(model):
     }
 
 
-OBJECTIVE_NAMES = ["neuron", "neuron_conv", "channel", "layer", "direction_pooled", "direction_conv", "inversion", "sum",
-                   "difference"]
+OBJECTIVE_NAMES = [
+    "neuron",
+    "neuron_conv",
+    "channel",
+    "layer",
+    "direction_pooled",
+    "direction_conv",
+    "inversion",
+    "sum",
+    "difference",
+]
 
 
 @pytest.mark.parametrize("name", OBJECTIVE_NAMES)

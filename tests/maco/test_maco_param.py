@@ -1,5 +1,3 @@
-import math
-
 import pytest
 import torch
 
@@ -32,11 +30,14 @@ def test_phase_is_the_only_parameter_and_magnitude_a_buffer():
     assert "magnitude" in dict(param.named_buffers())
 
 
-@pytest.mark.parametrize("make", [
-    lambda: MacoImage(default_spectrum(24), 2),
-    lambda: FourierImage(24, 24, 2),
-    lambda: PixelImage(24, 24, 2),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: MacoImage(default_spectrum(24), 2),
+        lambda: FourierImage(24, 24, 2),
+        lambda: PixelImage(24, 24, 2),
+    ],
+)
 def test_parameterizations_share_one_interface(make):
     image = make()()
     assert image.shape == (2, 3, 24, 24)
@@ -45,7 +46,9 @@ def test_parameterizations_share_one_interface(make):
 
 
 def test_each_target_draws_its_own_initial_phase():
-    g = lambda s: torch.Generator().manual_seed(s)
+    def g(seed):
+        return torch.Generator().manual_seed(seed)
+
     batch = MacoImage(default_spectrum(16), 2, generators=[g(4), g(5)])
     single = MacoImage(default_spectrum(16), 1, generators=[g(5)])
     torch.testing.assert_close(batch()[1], single()[0])
@@ -53,8 +56,12 @@ def test_each_target_draws_its_own_initial_phase():
 
 def test_offset_init_removes_the_corner_flare_of_the_reference_init():
     def corner_energy(phase_init):
-        image = MacoImage(default_spectrum(128), 4, phase_init=phase_init,
-                          generators=[torch.Generator().manual_seed(s) for s in range(4)]).spatial()
+        image = MacoImage(
+            default_spectrum(128),
+            4,
+            phase_init=phase_init,
+            generators=[torch.Generator().manual_seed(s) for s in range(4)],
+        ).spatial()
         energy = (image - image.mean((2, 3), keepdim=True)).pow(2).sum(1)
         c = 8
         corners = torch.zeros(128, 128, dtype=torch.bool)

@@ -102,15 +102,18 @@ def test_result_round_trips_through_save_and_load(tiny_net, tmp_path):
     assert loaded.names == result.names and loaded.config == result.config
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(image_size=63), "even integer"),
-    (dict(spectrum=torch.ones(3, 32, 17)), r"shape \(3, 64, 33\).*resize_spectrum"),
-    (dict(steps=0), "steps"),
-    (dict(crop_size=(0.0, 0.1)), "crop_size"),
-    (dict(device="cuda"), "model is on cpu"),
-    (dict(phase_init="flat"), "phase_init"),
-    (dict(max_batch=0), "max_batch"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(image_size=63), "even integer"),
+        (dict(spectrum=torch.ones(3, 32, 17)), r"shape \(3, 64, 33\).*resize_spectrum"),
+        (dict(steps=0), "steps"),
+        (dict(crop_size=(0.0, 0.1)), "crop_size"),
+        (dict(device="cuda"), "model is on cpu"),
+        (dict(phase_init="flat"), "phase_init"),
+        (dict(max_batch=0), "max_batch"),
+    ],
+)
 def test_bad_arguments_get_clear_errors(tiny_net, kwargs, message):
     with pytest.raises(ValueError, match=message):
         maco(Objective.neuron(tiny_net, "fc", 0), **{**FAST, **kwargs})

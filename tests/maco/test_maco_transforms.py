@@ -26,8 +26,7 @@ def test_crop_and_resize_cuts_the_right_region():
     image = torch.zeros(2, 3, 64, 64)
     image[0, 0, :32, :32] = 1.0  # red top-left quadrant of target 0
     image[1, 2, 32:, 32:] = 1.0  # blue bottom-right quadrant of target 1
-    boxes = torch.tensor([[[0.0, 0.0, 0.5, 0.5], [0.5, 0.5, 1.0, 1.0]],
-                          [[0.5, 0.5, 1.0, 1.0], [0.0, 0.0, 0.5, 0.5]]])
+    boxes = torch.tensor([[[0.0, 0.0, 0.5, 0.5], [0.5, 0.5, 1.0, 1.0]], [[0.5, 0.5, 1.0, 1.0], [0.0, 0.0, 0.5, 0.5]]])
     crops = crop_and_resize(image, boxes, 16)
     assert crops.shape == (4, 3, 16, 16)
     means = crops.mean((2, 3))
@@ -39,7 +38,9 @@ def test_crop_and_resize_cuts_the_right_region():
 
 def test_uniform_noise_range_mean_and_per_target_streams():
     crops = torch.zeros(4, 3, 32, 32)
-    gens = lambda: [torch.Generator().manual_seed(s) for s in (1, 2)]
+    def gens():
+        return [torch.Generator().manual_seed(s) for s in (1, 2)]
+
     noisy = add_uniform_noise(crops, 0.1, gens())
     assert noisy.abs().max() <= 0.1
     assert abs(noisy.mean().item()) < 0.005

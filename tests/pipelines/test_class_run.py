@@ -1,4 +1,5 @@
 """The class pipeline end to end on the demo world, at tiny budgets."""
+
 import json
 import os
 import subprocess
@@ -53,7 +54,12 @@ def test_a_run_writes_every_output_and_records_it(images, tmp_path):
         assert importances == sorted(importances, reverse=True)
         assert len(record["inversions"]) == 2 and all(-1 <= inv["cosine"] <= 1 for inv in record["inversions"])
         for concept in record["concepts"]:
-            for name in (concept["visualization"], concept["visualization_alpha"], concept["mosaic"], *concept["top_crops"]):
+            for name in (
+                concept["visualization"],
+                concept["visualization_alpha"],
+                concept["mosaic"],
+                *concept["top_crops"],
+            ):
                 assert (folder / name).is_file(), name
         bank = ConceptBank.load(folder / "bank")
         assert bank.class_index == index and bank.W.shape == (5, 128)
@@ -95,7 +101,11 @@ def test_same_seed_same_outputs(images, tmp_path):
     jobs = jobs_for(images, classes=(3,))
     for name in ("a", "b"):
         run_classes(jobs, demo_bundle(), TINY, tmp_path / name, progress=False, gallery=False)
-    for rel in ("classes/0003/concepts/00_viz.png", "classes/0003/concepts/01_mosaic.png", "classes/0003/bank/arrays.npz"):
+    for rel in (
+        "classes/0003/concepts/00_viz.png",
+        "classes/0003/concepts/01_mosaic.png",
+        "classes/0003/bank/arrays.npz",
+    ):
         a, b = tmp_path / "a" / rel, tmp_path / "b" / rel
         if a.exists():
             assert a.read_bytes() == b.read_bytes(), rel
@@ -144,9 +154,31 @@ def test_cli_errors_name_the_argument(tmp_path, capsys):
 @pytest.mark.slow
 def test_torchrun_shards_classes_over_two_cpu_processes(tmp_path):
     out = tmp_path / "run"
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29533",
-               "-m", "pipelines.cli", "-q", "demo", "--out", str(out), "--steps", "2", "--image-size", "64",
-               "--crops", "2", "--images-per-class", "5", "--device", "cpu"]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "--master-port",
+        "29533",
+        "-m",
+        "pipelines.cli",
+        "-q",
+        "demo",
+        "--out",
+        str(out),
+        "--steps",
+        "2",
+        "--image-size",
+        "64",
+        "--crops",
+        "2",
+        "--images-per-class",
+        "5",
+        "--device",
+        "cpu",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
     assert done.returncode == 0, done.stdout + done.stderr

@@ -1,4 +1,5 @@
 """The small CLI subcommands: spectrum, visualize, gallery."""
+
 import numpy as np
 import pytest
 import torch
@@ -22,8 +23,28 @@ def test_visualize_command_renders_a_resnet50_neuron_from_a_local_weights_file(t
     torch.manual_seed(0)
     torch.save(torchvision.models.resnet50().state_dict(), tmp_path / "r50.pth")
     out = tmp_path / "neuron.png"
-    code = main(["-q", "visualize", "--layer", "fc", "--neuron", "1", "-o", str(out), "--weights", str(tmp_path / "r50.pth"),
-                 "--steps", "2", "--image-size", "64", "--crops", "2", "--device", "cpu"])
+    code = main(
+        [
+            "-q",
+            "visualize",
+            "--layer",
+            "fc",
+            "--neuron",
+            "1",
+            "-o",
+            str(out),
+            "--weights",
+            str(tmp_path / "r50.pth"),
+            "--steps",
+            "2",
+            "--image-size",
+            "64",
+            "--crops",
+            "2",
+            "--device",
+            "cpu",
+        ]
+    )
     assert code == 0
     with Image.open(out) as image:
         assert image.size == (64, 64) and image.mode == "RGB"
@@ -32,8 +53,19 @@ def test_visualize_command_renders_a_resnet50_neuron_from_a_local_weights_file(t
 def test_visualize_command_rejects_an_unknown_layer(tmp_path, capsys):
     torch.save(torchvision.models.resnet50().state_dict(), tmp_path / "r50.pth")
     with pytest.raises(SystemExit) as exit_info:
-        main(["visualize", "--layer", "layer9", "--channel", "0", "-o", str(tmp_path / "x.png"),
-              "--weights", str(tmp_path / "r50.pth")])
+        main(
+            [
+                "visualize",
+                "--layer",
+                "layer9",
+                "--channel",
+                "0",
+                "-o",
+                str(tmp_path / "x.png"),
+                "--weights",
+                str(tmp_path / "r50.pth"),
+            ]
+        )
     assert exit_info.value.code == 2 and "Close matches" in capsys.readouterr().err
 
 
@@ -55,9 +87,34 @@ def test_run_command_on_an_image_folder_with_local_weights(tmp_path, capsys):
     for i in range(3):
         Image.fromarray(rng.integers(0, 255, (240, 260, 3), dtype=np.uint8)).save(images / f"{i}.jpg")
     out = tmp_path / "run"
-    code = main(["-q", "run", "--images", str(images), "--class-index", "goldfish", "--weights", str(tmp_path / "r50.pth"),
-                 "--out", str(out), "--k", "2", "--steps", "2", "--image-size", "64", "--crops", "2",
-                 "--inversions", "1", "--workers", "0", "--device", "cpu"])
+    code = main(
+        [
+            "-q",
+            "run",
+            "--images",
+            str(images),
+            "--class-index",
+            "goldfish",
+            "--weights",
+            str(tmp_path / "r50.pth"),
+            "--out",
+            str(out),
+            "--k",
+            "2",
+            "--steps",
+            "2",
+            "--image-size",
+            "64",
+            "--crops",
+            "2",
+            "--inversions",
+            "1",
+            "--workers",
+            "0",
+            "--device",
+            "cpu",
+        ]
+    )
     assert code == 0
     record = json.loads((out / "classes" / "0001" / "class.json").read_text())
     assert record["class_name"] == "goldfish" and record["model_id"] == "resnet50/r50.pth" and record["k"] == 2
