@@ -215,7 +215,7 @@ def run_class(
                     config.inversion,
                     mean=bundle.mean,
                     std=bundle.std,
-                    cossim_pow=config.cossim_pow,
+                    cossim_pow=config.inversion_cossim_pow,
                     progress=progress,
                 ).render
             ),

@@ -15,10 +15,11 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
-from .config import ConceptConfig, RunConfig, VisualizationConfig
+from .config import INVERSION_CROP_SIZE, ConceptConfig, RunConfig, VisualizationConfig
 from .demo_run import DEMO_CONFIG, DEMO_IMAGES_PER_CLASS
 from .io import OutputNotWritableError
 
@@ -186,7 +187,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     config = RunConfig(
         concepts=ConceptConfig(n_concepts=args.k, patch_size=args.patch_size, random_state=args.seed),
         visualization=viz,
-        inversion=viz,
+        inversion=replace(viz, crop_size=INVERSION_CROP_SIZE),
         max_images=args.max_images,
         inversions=args.inversions,
         load_workers=args.workers,
@@ -210,12 +211,14 @@ def _report(summary) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from dataclasses import replace
-
     from .demo_run import run_demo
 
-    viz = replace(DEMO_CONFIG.visualization, steps=args.steps, image_size=args.image_size, crops=args.crops)
-    config = replace(DEMO_CONFIG, visualization=viz, inversion=viz)
+    budget = dict(steps=args.steps, image_size=args.image_size, crops=args.crops)
+    config = replace(
+        DEMO_CONFIG,
+        visualization=replace(DEMO_CONFIG.visualization, **budget),
+        inversion=replace(DEMO_CONFIG.inversion, **budget),
+    )
     return _report(
         run_demo(
             args.out, config=config, n_per_class=args.images_per_class, device=args.device, progress=not args.quiet

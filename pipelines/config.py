@@ -11,7 +11,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["ConceptConfig", "RunConfig", "VisualizationConfig"]
+__all__ = ["INVERSION_CROP_SIZE", "ConceptConfig", "RunConfig", "VisualizationConfig"]
+
+# Feature inversion matches the features of a whole reference image, so its crops cover most of the canvas:
+# on the demo world, crop area N(0.8, 0.1) with cossim_pow 4 reached cosines of 0.90-0.95 where the
+# visualization default N(0.25, 0.1) with cossim_pow 2 reached 0.42-0.77 (BENCHMARKS.md).
+INVERSION_CROP_SIZE = (0.8, 0.1)
 
 
 @dataclass(frozen=True)
@@ -50,13 +55,14 @@ class RunConfig:
 
     concepts: ConceptConfig = field(default_factory=ConceptConfig)
     visualization: VisualizationConfig = field(default_factory=VisualizationConfig)
-    inversion: VisualizationConfig = field(default_factory=VisualizationConfig)
+    inversion: VisualizationConfig = field(default_factory=lambda: VisualizationConfig(crop_size=INVERSION_CROP_SIZE))
     image_size: int = 224
     max_images: int | None = None
     load_workers: int = 4
     top_crops: int = 10
     inversions: int = 10
     cossim_pow: float = 2.0
+    inversion_cossim_pow: float = 4.0
     aligned_classes: int = 5
 
     def to_dict(self) -> dict[str, Any]:

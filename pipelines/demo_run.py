@@ -9,9 +9,10 @@ to a laptop CPU.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
-from .config import ConceptConfig, RunConfig, VisualizationConfig
+from .config import INVERSION_CROP_SIZE, ConceptConfig, RunConfig, VisualizationConfig
 from .demo import CLASS_NAMES, DEMO_INPUT_SIZE, DemoWorld
 from .jobs import ClassJob
 from .models import demo_bundle
@@ -25,7 +26,7 @@ _VIZ = VisualizationConfig(steps=64, image_size=256, crops=8, input_size=DEMO_IN
 DEMO_CONFIG = RunConfig(
     concepts=ConceptConfig(n_concepts=5, patch_size=DEMO_INPUT_SIZE // 2, sobol_designs=32),
     visualization=_VIZ,
-    inversion=_VIZ,
+    inversion=replace(_VIZ, crop_size=INVERSION_CROP_SIZE),
     image_size=DEMO_INPUT_SIZE,
     load_workers=0,  # 40 small PNGs per class: worker start-up would cost more than it saves
     top_crops=10,
