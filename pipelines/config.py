@@ -14,8 +14,8 @@ from typing import Any
 __all__ = ["INVERSION_CROP_SIZE", "ConceptConfig", "RunConfig", "VisualizationConfig"]
 
 # Feature inversion matches the features of a whole reference image, so its crops cover most of the canvas:
-# on the demo world, crop area N(0.8, 0.1) with cossim_pow 4 reached cosines of 0.90-0.95 where the
-# visualization default N(0.25, 0.1) with cossim_pow 2 reached 0.42-0.77 (BENCHMARKS.md).
+# on the demo world (flag, house, tree; 6 images each), crop area N(0.8, 0.1) reached cosines of 0.65-0.99
+# where the visualization default N(0.25, 0.1) reached 0.42-0.77 on flag and house (BENCHMARKS.md).
 INVERSION_CROP_SIZE = (0.8, 0.1)
 
 
@@ -62,7 +62,7 @@ class RunConfig:
     top_crops: int = 10
     inversions: int = 10
     cossim_pow: float = 2.0
-    inversion_cossim_pow: float = 4.0
+    inversion_cossim_pow: float = 2.0
     aligned_classes: int = 5
 
     def to_dict(self) -> dict[str, Any]:
