@@ -141,8 +141,18 @@ class Objective:
         )
 
     @staticmethod
-    def inversion(model: nn.Module, layer: str | int, targets: torch.Tensor, *, cossim_pow: float = 2.0) -> "Inversion":
-        """Match reference activations ``targets`` ((T, C) or (T, C, H, W)): T targets."""
+    def inversion(
+        model: nn.Module, layer: str | int, targets: torch.Tensor, *, cossim_pow: float | None = None
+    ) -> "Inversion":
+        """Match reference activations ``targets`` ((T, C) or (T, C, H, W)): T targets.
+
+        The score is the cosine between the activations and their target
+        (bounded, so the optimiser cannot trade direction for magnitude). With
+        ``cossim_pow`` it is Lucid's caricature instead: the projection on the
+        target, ``dot / |t|^2``, times ``max(cos, 0.1) ** cossim_pow``, which can
+        exaggerate what the layer keeps (and, on the demo world, sometimes
+        collapsed to cosines of 0.1).
+        """
         if not isinstance(targets, torch.Tensor) or targets.ndim < 1:
             raise TypeError(
                 f"`targets` of Objective.inversion must be a tensor of activations; got {type(targets).__name__}."
@@ -150,7 +160,8 @@ class Objective:
         targets = _per_sample(targets.detach().float())
         if targets.ndim == 1:
             targets = targets[None]
-        return Inversion(model, resolve_layer(model, layer), targets, float(cossim_pow))
+        power = None if cossim_pow is None else float(cossim_pow)
+        return Inversion(model, resolve_layer(model, layer), targets, power)
 
 
 def _as_matrix(vectors: torch.Tensor, what: str, where: str) -> torch.Tensor:
@@ -290,7 +301,7 @@ class Direction(_Leaf):
 @dataclass(frozen=True, repr=False)
 class Inversion(_Leaf):
     targets: torch.Tensor = field(compare=False)
-    cossim_pow: float = 2.0
+    cossim_pow: float | None = None
 
     @property
     def n_targets(self) -> int:
@@ -313,9 +324,11 @@ class Inversion(_Leaf):
                 f"{self.layer_name!r} gives {a.shape[1]}; compute them at that layer."
             )
         t = targets[_target_of_sample(len(a), n_targets, a.device) % self.n_targets]
-        dot = (a * t).sum(1) / (t.pow(2).sum(1) + 1e-8)
         cos = (a * t).sum(1) / (a.norm(dim=1) * t.norm(dim=1) + 1e-8)
-        return self._reduce(dot * cos.clamp_min(COSINE_FLOOR) ** self.cossim_pow, n_targets)
+        if self.cossim_pow is None:
+            return self._reduce(cos, n_targets)
+        projection = (a * t).sum(1) / (t.pow(2).sum(1) + 1e-8)
+        return self._reduce(projection * cos.clamp_min(COSINE_FLOOR) ** self.cossim_pow, n_targets)
 
 
 @dataclass(frozen=True, repr=False)

@@ -62,7 +62,7 @@ class RunConfig:
     top_crops: int = 10
     inversions: int = 10
     cossim_pow: float = 2.0
-    inversion_cossim_pow: float = 2.0
+    inversion_cossim_pow: float | None = None  # None: match by cosine (see maco.Objective.inversion)
     aligned_classes: int = 5
 
     def to_dict(self) -> dict[str, Any]:

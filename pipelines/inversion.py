@@ -67,7 +67,7 @@ def invert_features(
     *,
     mean: tuple[float, ...],
     std: tuple[float, ...],
-    cossim_pow: float = 2.0,
+    cossim_pow: float | None = None,
     progress: bool = False,
 ) -> Inversion:
     """Invert the ``layer`` activations of ``(T, 3, H, W)`` reference images with MaCo, in one batch."""

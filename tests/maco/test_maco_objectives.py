@@ -16,6 +16,7 @@ def make_objectives(model):
         "direction_pooled": Objective.direction(model, -2, torch.rand(2, 16)),
         "direction_conv": Objective.direction(model, "layer1", torch.rand(16)),
         "inversion": Objective.inversion(model, "avgpool", torch.rand(2, 16)),
+        "caricature": Objective.inversion(model, "avgpool", torch.rand(2, 16), cossim_pow=2.0),
         "sum": Objective.channel(model, "layer1", [1, 2]) + 0.5 * Objective.layer(model, "layer1"),
         "difference": Objective.neuron(model, "fc", 1) - Objective.neuron(model, "fc", 2),
     }
@@ -29,6 +30,7 @@ OBJECTIVE_NAMES = [
     "direction_pooled",
     "direction_conv",
     "inversion",
+    "caricature",
     "sum",
     "difference",
 ]
