@@ -99,9 +99,10 @@ def _class_probabilities(
 
 
 def _aligned_classes(bank: ConceptBank, bundle: ModelBundle, concept: int, n: int) -> list[dict[str, Any]]:
-    head = bank.head_weight if getattr(bank, "head_weight", None) is not None else bundle.model.fc.weight.detach().cpu()
+    """The ``n`` classes whose fc weights are closest (cosine) to the concept's direction, as on the Lens site."""
+    head = bundle.model.fc.weight.detach().float().cpu()
     w = torch.as_tensor(bank.W[concept]).float()
-    cos = F.cosine_similarity(torch.as_tensor(head).float(), w[None], dim=1)
+    cos = F.cosine_similarity(head, w[None], dim=1)
     top = cos.topk(min(n, len(cos)))
     return [
         {"class_index": int(i), "class_name": bundle.categories[int(i)], "cosine": round(float(c), 4)}
