@@ -27,7 +27,7 @@ from concepts import ConceptBank, crop_image, extract_concepts, load_images, spl
 from maco import Objective, RenderResult, frozen, maco
 
 from .config import RunConfig
-from .inversion import invert_features, layer_features
+from .inversion import inversion_cosines, render_inversions
 from .io import load_json, save
 from .jobs import ClassJob
 from .models import ModelBundle
@@ -206,22 +206,23 @@ def run_class(
     if config.inversions > 0:
         probs = _class_probabilities(bundle, loaded.images, job.class_index, device)
         chosen = probs.argsort(descending=True)[: config.inversions].tolist()
+        references = loaded.images[chosen]
+        norm = dict(mean=bundle.mean, std=bundle.std)
         result = _cached_render(
             folder / "renders" / "inversions",
-            lambda: (
-                invert_features(
-                    bundle.model,
-                    bundle.layer,
-                    loaded.images[chosen],
-                    config.inversion,
-                    mean=bundle.mean,
-                    std=bundle.std,
-                    cossim_pow=config.inversion_cossim_pow,
-                    progress=progress,
-                ).render
+            lambda: render_inversions(
+                bundle.model,
+                bundle.layer,
+                references,
+                config.inversion,
+                cossim_pow=config.inversion_cossim_pow,
+                progress=progress,
+                **norm,
             ),
         )
-        reached = _inversion_cosines(bundle, result.images, loaded.images[chosen], device)
+        reached = inversion_cosines(
+            bundle.model, bundle.layer, result.images, references, input_size=bundle.input_size, **norm
+        )
         for i, source in enumerate(chosen):
             save(to_pil(loaded.images[source]), folder / f"inversions/{i:02d}_ref.png")
             save(to_pil(result.images[i]), folder / f"inversions/{i:02d}_inv.png")
@@ -256,13 +257,3 @@ def run_class(
     }
     save(record, folder / "class.json")
     return record
-
-
-def _inversion_cosines(
-    bundle: ModelBundle, inverted: torch.Tensor, references: torch.Tensor, device: torch.device
-) -> torch.Tensor:
-    with frozen(bundle.model):
-        kwargs = dict(input_size=bundle.input_size, mean=bundle.mean, std=bundle.std)
-        a = layer_features(bundle.model, bundle.layer, inverted, **kwargs)
-        b = layer_features(bundle.model, bundle.layer, references, **kwargs)
-    return F.cosine_similarity(a, b, dim=1).cpu()

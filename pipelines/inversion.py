@@ -18,7 +18,7 @@ from maco import Objective, RenderResult, forward_to_layers, frozen, maco
 
 from .config import VisualizationConfig
 
-__all__ = ["Inversion", "invert_features", "layer_features"]
+__all__ = ["Inversion", "invert_features", "inversion_cosines", "layer_features", "render_inversions"]
 
 
 @dataclass
@@ -59,6 +59,46 @@ def layer_features(
     return torch.cat(outputs)
 
 
+def render_inversions(
+    model: nn.Module,
+    layer: str,
+    references: torch.Tensor,
+    config: VisualizationConfig,
+    *,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    cossim_pow: float | None = None,
+    progress: bool = False,
+) -> RenderResult:
+    """MaCo images whose ``layer`` activations match those of ``(T, 3, H, W)`` references, in one batch."""
+    with frozen(model):
+        targets = layer_features(model, layer, references, input_size=config.input_size, mean=mean, std=std)
+    return maco(
+        Objective.inversion(model, layer, targets, cossim_pow=cossim_pow),
+        **asdict(config),
+        mean=mean,
+        std=std,
+        progress=progress,
+    )
+
+
+def inversion_cosines(
+    model: nn.Module,
+    layer: str,
+    inverted: torch.Tensor,
+    references: torch.Tensor,
+    *,
+    input_size: int,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+) -> torch.Tensor:
+    """``(T,)`` cosine between the ``layer`` activations of each inversion (whole canvas) and its reference."""
+    with frozen(model):
+        reached = layer_features(model, layer, inverted, input_size=input_size, mean=mean, std=std)
+        targets = layer_features(model, layer, references, input_size=input_size, mean=mean, std=std)
+    return F.cosine_similarity(reached, targets, dim=1).cpu()
+
+
 def invert_features(
     model: nn.Module,
     layer: str,
@@ -70,17 +110,8 @@ def invert_features(
     cossim_pow: float | None = None,
     progress: bool = False,
 ) -> Inversion:
-    """Invert the ``layer`` activations of ``(T, 3, H, W)`` reference images with MaCo, in one batch."""
-    with frozen(model):
-        targets = layer_features(model, layer, references, input_size=config.input_size, mean=mean, std=std)
-    render = maco(
-        Objective.inversion(model, layer, targets, cossim_pow=cossim_pow),
-        **asdict(config),
-        mean=mean,
-        std=std,
-        progress=progress,
-    )
-    with frozen(model):
-        reached = layer_features(model, layer, render.images, input_size=config.input_size, mean=mean, std=std)
-    cosines = F.cosine_similarity(reached, targets, dim=1).cpu()
+    """Invert the ``layer`` activations of ``(T, 3, H, W)`` reference images and report the cosines reached."""
+    kwargs = dict(mean=mean, std=std)
+    render = render_inversions(model, layer, references, config, cossim_pow=cossim_pow, progress=progress, **kwargs)
+    cosines = inversion_cosines(model, layer, render.images, references, input_size=config.input_size, **kwargs)
     return Inversion(render=render, cosines=cosines)
