@@ -11,6 +11,10 @@ its default lr) and reports:
   (1280-d) to the class's sample photo (one photo per class: a weak
   reference), with baselines: the photo of another class, uniform noise, and a
   flipped 80 % centre crop of the class's own photo (an optimistic floor);
+- retrieval against all the sample photos (500 classes): the share of
+  visualizations whose nearest photo in that feature space is their class's
+  (R@1) or among its 5 nearest (R@5), and the mean distance to the nearest
+  photo of any class (how natural, whatever the class);
 - the model's own top-1 on the photos.
 
 Writes ``quality_real.md``, ``quality_real.json`` and ``contact_sheet.png``
@@ -68,6 +72,16 @@ def load_photos(folder: Path, n_classes: int) -> tuple[list[int], list[str], tor
     return classes, names, torch.stack(images)
 
 
+def retrieval(images: torch.Tensor, labels: torch.Tensor, gallery: torch.Tensor, gallery_labels: torch.Tensor,
+              feature_fn) -> dict:
+    """Where each image's class photo ranks among ``gallery`` (features of all photos) by cosine similarity."""
+    sims = F.normalize(feature_fn(images).float(), dim=1) @ F.normalize(gallery.float(), dim=1).T
+    own = sims[torch.arange(len(labels)), (gallery_labels[None] == labels[:, None]).float().argmax(1)]
+    rank = (sims > own[:, None]).sum(1) + 1
+    return dict(r1=(rank <= 1).float().mean().item(), r5=(rank <= 5).float().mean().item(),
+                nearest_any=(1 - sims.max(1).values).mean().item(), rank=rank.tolist())
+
+
 def contact_sheet(results: dict, n: int = 8, tile: int = 96) -> np.ndarray:
     """``(4 * tile, n * tile, 3)`` uint8 (6 bits used): rows MaCo, MaCo alpha over white, Fourier, pixels."""
     def small(image: torch.Tensor) -> np.ndarray:
@@ -117,6 +131,10 @@ def main() -> None:
     labels = torch.tensor(classes)
     feature_fn = layer_feature_fn(model, "global_pool", **norm)
     refs = {c: f[None] for c, f in zip(classes, feature_fn(photos))}
+    all_classes, _, all_photos = load_photos(PHOTOS, 10**6)
+    gallery_labels = torch.tensor(all_classes)
+    gallery = torch.cat([feature_fn(all_photos[i:i + 50]) for i in range(0, len(all_photos), 50)])
+    del all_photos
     results, rows = {}, []
     for method in args.methods:
         t0 = time.perf_counter()
@@ -126,22 +144,29 @@ def main() -> None:
         results[method] = result
         transfer = transferability(result.images, labels, model, **norm)
         plaus = plausibility(result.images, labels, refs, feature_fn)
+        found = retrieval(result.images, labels, gallery, gallery_labels, feature_fn)
         rows.append(dict(method=method, top1=transfer["top1"], top5=transfer["top5"], plausibility=plaus["mean"],
+                         r1=found["r1"], r5=found["r5"], nearest_any=found["nearest_any"],
                          final_logit=result.history[-1].mean().item(), seconds=seconds,
-                         correct=transfer["correct"], predicted=transfer["predicted"], distance=plaus["distance"]))
+                         correct=transfer["correct"], predicted=transfer["predicted"], distance=plaus["distance"],
+                         photo_rank=found["rank"]))
         print(f"{method}: top-1 {transfer['top1']:.2f} top-5 {transfer['top5']:.2f} plaus {plaus['mean']:.3f} "
-              f"({seconds:.0f} s)", flush=True)
+              f"R@1 {found['r1']:.2f} R@5 {found['r5']:.2f} ({seconds:.0f} s)", flush=True)
     other = torch.roll(labels, 1)
     noise = torch.rand(len(classes), 3, INPUT, INPUT, generator=torch.Generator().manual_seed(0))
     flipped = F.interpolate(photos.flip(-1)[:, :, 22:-22, 22:-22], size=INPUT, mode="bilinear", antialias=True)
     photo_transfer = transferability(photos, labels, model, **norm)
+    flipped_found = retrieval(flipped, labels, gallery, gallery_labels, feature_fn)
+    noise_found = retrieval(noise, labels, gallery, gallery_labels, feature_fn)
     baselines = {
         "photo of the class (model accuracy)": dict(top1=photo_transfer["top1"], top5=photo_transfer["top5"]),
         "flipped 80% crop of the class's photo": dict(
-            plausibility=plausibility(flipped, labels, refs, feature_fn)["mean"]),
+            plausibility=plausibility(flipped, labels, refs, feature_fn)["mean"], r1=flipped_found["r1"],
+            r5=flipped_found["r5"], nearest_any=flipped_found["nearest_any"]),
         "photo of another class": dict(plausibility=plausibility(photos, other, refs, feature_fn)["mean"]),
         "uniform noise": dict(top1=transferability(noise, labels, model, **norm)["top1"],
-                              plausibility=plausibility(noise, labels, refs, feature_fn)["mean"]),
+                              plausibility=plausibility(noise, labels, refs, feature_fn)["mean"],
+                              r1=noise_found["r1"], r5=noise_found["r5"], nearest_any=noise_found["nearest_any"]),
     }
     wall = time.perf_counter() - start
     save(contact_sheet(results), args.out / "contact_sheet.png")
@@ -156,12 +181,16 @@ def main() -> None:
         f"class and method, {args.steps} steps x {args.crops} crops, {args.image_size} px canvas, seed {args.seed}, "
         f"default crop sizes and noise, each method at its default lr. top-1/top-5: the model itself on the whole "
         f"canvas. Plausibility: 1-NN cosine distance in `global_pool` features to the class's single sample photo "
-        f"(lower is better).", "",
-        "| method | top-1 | top-5 | plausibility | final logit | seconds |", "|---|---|---|---|---|---|",
+        f"(lower is better). R@1 / R@5: the class's photo is the nearest / among the 5 nearest of all "
+        f"{len(all_classes)} sample photos. Nearest photo: mean distance to the nearest photo of any class.", "",
+        "| method | top-1 | top-5 | plausibility | R@1 | R@5 | nearest photo | final logit | seconds |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     lines += [f"| {r['method']} | {f(r['top1'], 2)} | {f(r['top5'], 2)} | {f(r['plausibility'])} | "
+              f"{f(r['r1'], 2)} | {f(r['r5'], 2)} | {f(r['nearest_any'])} | "
               f"{f(r['final_logit'], 1)} | {r['seconds']:.0f} |" for r in rows]
-    lines += [f"| {k} | {f(v.get('top1'), 2)} | {f(v.get('top5'), 2)} | {f(v.get('plausibility'))} | | |"
+    lines += [f"| {k} | {f(v.get('top1'), 2)} | {f(v.get('top5'), 2)} | {f(v.get('plausibility'))} | "
+              f"{f(v.get('r1'), 2)} | {f(v.get('r5'), 2)} | {f(v.get('nearest_any'))} | | |"
               for k, v in baselines.items()]
     text = "\n".join(lines) + "\n"
     print(text)

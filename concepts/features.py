@@ -104,7 +104,8 @@ def split_model(model: nn.Module, *, mean: tuple[float, float, float], std: tupl
     Supported layouts: a torchvision ResNet (``conv1 ... layer4``, ``avgpool``,
     ``fc``), optionally with ``forward_features`` / ``forward_head`` methods
     (used when present), or any model with ``forward_features`` /
-    ``forward_head`` whose head is average pooling then a linear layer.
+    ``forward_head`` whose head is average pooling then a linear layer (a
+    timm model: its ``get_classifier()`` gives the linear head's weights).
 
     Parameters
     ----------
@@ -137,6 +138,8 @@ def split_model(model: nn.Module, *, mean: tuple[float, float, float], std: tupl
         raise ValueError(f"`model` of `split_model` must have `forward_features`/`forward_head` methods or a "
                          f"torchvision ResNet layout (conv1 ... layer4, avgpool, fc); got {type(model).__name__}. "
                          "Build a ModelSplit(g=..., h=...) yourself for other models.")
+    if not isinstance(fc, nn.Linear) and callable(getattr(model, "get_classifier", None)):
+        fc = model.get_classifier()  # timm's name for the final linear layer (`classifier`, `head.fc`, ...)
     if isinstance(fc, nn.Linear):
         h: Callable[[torch.Tensor], torch.Tensor] = fc
         weight, bias = fc.weight.detach(), fc.bias.detach() if fc.bias is not None else None

@@ -32,6 +32,31 @@ def test_split_model_resnet_layout_without_methods():
         torch.testing.assert_close(split.h(feats.mean((2, 3))), model(split.normalize(x)), atol=1e-4, rtol=1e-4)
 
 
+def test_split_model_timm_layout_reads_the_linear_head_from_get_classifier(tiny_net, images):
+    """timm models name the head `classifier` (or `head.fc`) and expose it with `get_classifier()`."""
+    class TimmLike(type(tiny_net)):
+        def __init__(self) -> None:
+            super().__init__()
+            self.classifier = self.fc
+            del self.fc
+
+        def get_classifier(self) -> torch.nn.Module:
+            return self.classifier
+
+        def forward_head(self, f: torch.Tensor) -> torch.Tensor:
+            return self.classifier(torch.flatten(self.avgpool(f), 1))
+
+    model = TimmLike()
+    model.load_state_dict({k.replace("fc.", "classifier."): v for k, v in tiny_net.state_dict().items()})
+    split = split_model(model, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), input_size=32)
+    assert split.layer == "layer4"
+    torch.testing.assert_close(split.head_weight, model.classifier.weight)
+    torch.testing.assert_close(split.head_bias, model.classifier.bias)
+    pooled = extract_features(split, images, batch_size=4)
+    with torch.no_grad():
+        torch.testing.assert_close(split.h(pooled), model(split.normalize(images)), atol=1e-5, rtol=1e-5)
+
+
 def test_split_model_rejects_unknown_layout():
     with pytest.raises(ValueError, match="`model` of `split_model` must have `forward_features`"):
         split_model(torch.nn.Linear(3, 3), mean=(0, 0, 0), std=(1, 1, 1), input_size=8)
