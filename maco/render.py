@@ -117,13 +117,16 @@ def render_step(
     input_size: int,
     mean: torch.Tensor,
     std: torch.Tensor,
-    box_generators: Sequence[torch.Generator],
+    boxes: torch.Tensor,
     noise_generators: Sequence[torch.Generator],
     amp: bool = False,
     channels_last: bool = False,
     max_batch: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One optimisation step.
+
+    ``boxes`` holds this step's ``(T, K, 4)`` crop boxes
+    (:func:`~maco.transforms.sample_crop_boxes`), already on the device.
 
     With ``max_batch``, the ``T * K`` crops go through the model in chunks of
     at most that many images (every target keeps its share of crops in each
@@ -136,11 +139,10 @@ def render_step(
     canvas_grad : torch.Tensor
         ``(T, 3, H, W)`` gradient of the summed score with respect to the canvas.
     """
-    n_targets = len(box_generators)
+    n_targets = len(noise_generators)
     optimizer.zero_grad(set_to_none=True)
     canvas = param()
     leaf = canvas.detach().requires_grad_(True)
-    boxes = torch.stack([sample_crop_boxes(crops, crop_size=crop_size, generator=gen) for gen in box_generators])
     batch = add_uniform_noise(crop_and_resize(leaf, boxes, input_size), noise, noise_generators)
     batch = ((batch - mean) / std).unflatten(0, (n_targets, crops))
     per_chunk = crops if max_batch is None else max(1, min(crops, max_batch // n_targets))
@@ -204,7 +206,13 @@ def render(
     names = objective.names
     mean_t = torch.tensor(mean, device=device, dtype=torch.float32).view(1, -1, 1, 1)
     std_t = torch.tensor(std, device=device, dtype=torch.float32).view(1, -1, 1, 1)
+    # Every step's crop boxes drawn up front (each target from its own stream, in step order) and copied to the
+    # device once: a small host-to-device copy per step would synchronise the host with the GPU at every step.
     box_generators = target_generators(seeds, 1)
+    all_boxes = torch.stack([
+        torch.stack([sample_crop_boxes(crops, crop_size=crop_size, generator=gen) for _ in range(steps)])
+        for gen in box_generators
+    ], dim=1).to(device)
     noise_generators = target_generators(seeds, 2, device)
     opt = optimizer(list(param.parameters()))
     start = time.perf_counter()
@@ -232,7 +240,7 @@ def render(
                 input_size=input_size,
                 mean=mean_t,
                 std=std_t,
-                box_generators=box_generators,
+                boxes=all_boxes[step],
                 noise_generators=noise_generators,
                 amp=amp and cuda,
                 channels_last=cuda,

@@ -69,9 +69,10 @@ def crop_and_resize(images: torch.Tensor, boxes: torch.Tensor, out_size: int) ->
     """
     n_targets, n_crops = boxes.shape[:2]
     height, width = images.shape[-2:]
-    scale = boxes.new_tensor([width, height, width, height])
+    corners = boxes.reshape(-1, 2, 2)  # (T * K, corner, xy); scaled by Python numbers: no host-to-device copy
+    pixels = torch.stack([corners[..., 0] * width, corners[..., 1] * height], dim=-1).reshape(-1, 4)
     index = torch.arange(n_targets, device=boxes.device, dtype=boxes.dtype).repeat_interleave(n_crops)[:, None]
-    rois = torch.cat([index, boxes.reshape(-1, 4) * scale], dim=1).to(images.device, images.dtype)
+    rois = torch.cat([index, pixels], dim=1).to(images.device, images.dtype)
     return roi_align(images, rois, output_size=(out_size, out_size), spatial_scale=1.0, sampling_ratio=-1, aligned=True)
 
 
