@@ -47,3 +47,10 @@ def test_uniform_noise_range_mean_and_per_target_streams():
     assert abs(noisy.std().item() - 0.1 / 3**0.5) < 0.005
     alone = add_uniform_noise(torch.zeros(2, 3, 32, 32), 0.1, [torch.Generator().manual_seed(2)])
     torch.testing.assert_close(noisy[2:], alone)
+
+
+def test_crop_and_resize_scales_x_by_width_and_y_by_height():
+    image = torch.zeros(1, 3, 32, 64)  # H=32, W=64
+    image[0, 1, :16, 48:] = 1.0  # green: top rows, rightmost quarter
+    crops = crop_and_resize(image, torch.tensor([[[0.75, 0.0, 1.0, 0.5], [0.0, 0.5, 0.25, 1.0]]]), 8)
+    torch.testing.assert_close(crops.mean((2, 3)), torch.tensor([[0, 1.0, 0], [0, 0, 0]]))
