@@ -19,7 +19,7 @@ the first ``--sheet`` classes and writes a sheet: a view of the photo, the top
 crops of concepts #1 and #2, the MaCo visualization of #1 (alpha over white).
 
 Writes ``concepts_real.md``, ``concepts_real.json`` and
-``concepts_real_sheet.png`` to ``--out``; the photos are never written whole.
+``concepts_real_sheet.jpg`` to ``--out``; the photos are never written whole.
 
 Usage::
 
@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import io
 import platform
 import sys
 import time
@@ -42,7 +43,7 @@ from PIL import Image
 
 from concepts import crop_image, extract_concepts, split_model
 from maco import Objective, maco
-from pipelines.io import atomic_write_text, save
+from pipelines.io import atomic_write_bytes, atomic_write_text, save
 from pipelines.mosaic import alpha_over_white
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -169,7 +170,9 @@ def main() -> None:
         lines_img.append(np.concatenate([tile(view, size), gap, crops_block(first), gap, crops_block(second), gap,
                                          tile(image, size), gap, tile(vis, size)], 1))
     sheet = np.concatenate([np.concatenate([row, np.ones((4, row.shape[1], 3))], 0) for row in lines_img], 0)
-    save((sheet * 255).round().astype(np.uint8) & 0xFC, args.out / "concepts_real_sheet.png")
+    buffer = io.BytesIO()
+    Image.fromarray((sheet * 255).round().astype(np.uint8)).save(buffer, format="JPEG", quality=88)
+    atomic_write_bytes(args.out / "concepts_real_sheet.jpg", buffer.getvalue())
 
     def mean(key: str) -> float:
         return float(np.nanmean([r[key] for r in rows]))
