@@ -24,6 +24,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import copy
 import datetime
 import statistics
 import time
@@ -65,6 +66,32 @@ def reference_throughput(
         if i >= 2:
             times.append(time.perf_counter() - start)
     return batch / statistics.median(times)
+
+
+def largest_batch(
+    model: torch.nn.Module, input_size: int, device: torch.device, limit: int = 16384
+) -> tuple[int, float]:
+    """Largest power-of-two batch whose forward + input gradient (bf16) fits on the GPU, and its peak GiB."""
+    model = model.eval().requires_grad_(False).to(memory_format=torch.channels_last)
+    best, peak = 0, 0.0
+    batch = 32
+    while batch <= limit:
+        try:
+            torch.cuda.reset_peak_memory_stats(device)
+            x = torch.rand(batch, 3, input_size, input_size, device=device)
+            x = x.contiguous(memory_format=torch.channels_last).requires_grad_(True)
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                out = model(x)
+            torch.autograd.grad(out.float()[:, 0].sum(), x)
+            torch.cuda.synchronize(device)
+        except torch.cuda.OutOfMemoryError:
+            break
+        finally:
+            x = out = None
+            torch.cuda.empty_cache()
+        best, peak = batch, torch.cuda.max_memory_allocated(device) / 2**30
+        batch *= 2
+    return best, peak
 
 
 def compile_hook_free_children(model: torch.nn.Module, hooked: tuple[str, ...]) -> None:
@@ -141,6 +168,8 @@ def main() -> None:
     folded = fold_batchnorm(model, (probe - probe.new_tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
                             / probe.new_tensor(IMAGENET_STD).view(1, 3, 1, 1))
     ref_folded = reference_throughput(folded, batch, args.input_size, device, args.repeats)
+    if device.type == "cuda":
+        fits, fits_gib = largest_batch(copy.deepcopy(folded), args.input_size, device)
     if args.compile:
         compile_hook_free_children(folded, ("avgpool", "fc"))
         _sync(device)
@@ -158,6 +187,8 @@ def main() -> None:
         seed=0,
         progress=False,
     )  # warm-up (cuDNN autotune, allocator)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     result = maco(
         Objective.direction(model, "avgpool", vectors),
         steps=args.steps,
@@ -168,6 +199,7 @@ def main() -> None:
         progress=False,
     )
     ours = result.images_per_second
+    maco_gib = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else 0.0
     horama_seconds = statistics.median(
         horama_style(
             model,
@@ -196,6 +228,9 @@ def main() -> None:
               f"{ref_compiled:,.0f} img/s | {ref_compiled / ref:.2f} |")
     print(f"| (2) MaCo, {args.targets} targets in one batch | {ours:,.0f} img/s | {ours / ref:.2f} of (1) |")
     print(f"| (3) {args.targets} concept visualizations, one call | {result.seconds:.1f} s | |")
+    if device.type == "cuda":
+        print(f"| largest power-of-two batch, forward + input grad, folded, bf16 | {fits} crops "
+              f"({fits_gib:.1f} GiB peak; MaCo's peak: {maco_gib:.1f} GiB at batch {batch}) | |")
     print(
         f"| (4) Horama-style: one target per call, fp32, not frozen | {horama_total:.1f} s | "
         f"{horama_total / result.seconds:.1f}x slower than (3) |"
