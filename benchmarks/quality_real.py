@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from maco import Objective
-from pipelines.evaluate import METHODS, layer_feature_fn, plausibility, transferability
+from pipelines.evaluate import METHODS, layer_feature_fn, plausibility, retrieval, transferability
 from pipelines.io import atomic_write_text, save
 from pipelines.mosaic import alpha_over_white
 
@@ -70,16 +70,6 @@ def load_photos(folder: Path, n_classes: int) -> tuple[list[int], list[str], tor
         classes.append(int(index))
         names.append(name.replace("_", " "))
     return classes, names, torch.stack(images)
-
-
-def retrieval(images: torch.Tensor, labels: torch.Tensor, gallery: torch.Tensor, gallery_labels: torch.Tensor,
-              feature_fn) -> dict:
-    """Where each image's class photo ranks among ``gallery`` (features of all photos) by cosine similarity."""
-    sims = F.normalize(feature_fn(images).float(), dim=1) @ F.normalize(gallery.float(), dim=1).T
-    own = sims[torch.arange(len(labels)), (gallery_labels[None] == labels[:, None]).float().argmax(1)]
-    rank = (sims > own[:, None]).sum(1) + 1
-    return dict(r1=(rank <= 1).float().mean().item(), r5=(rank <= 5).float().mean().item(),
-                nearest_any=(1 - sims.max(1).values).mean().item(), rank=rank.tolist())
 
 
 def contact_sheet(results: dict, n: int = 8, tile: int = 96) -> np.ndarray:

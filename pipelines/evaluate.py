@@ -11,6 +11,9 @@ normalised with its own ``mean``/``std``.
 - :func:`plausibility`: cosine distance (``1 - cos``) in a model's feature
   space from each visualization to its nearest real image of the same class
   (1-nearest-neighbour); lower is more plausible.
+- :func:`retrieval`: where the real image of each visualization's class
+  ranks among real images of many classes in that feature space (for a
+  reference set with one image per class, such as the ImageNet sample photos).
 - :func:`concept_purity`: how much the top patches of a concept show one
   ground-truth part (demo world).
 - :func:`evaluate_demo`: all of it for MaCo, Fourier and pixels on the demo
@@ -44,6 +47,7 @@ __all__ = [
     "layer_feature_fn",
     "plausibility",
     "reference_features",
+    "retrieval",
     "transferability",
 ]
 
@@ -187,6 +191,60 @@ def plausibility(
         distance.append(1.0 - cos.max().item())
         nearest.append(int(cos.argmax()))
     return {"distance": distance, "nearest": nearest, "mean": float(np.mean(distance))}
+
+
+def retrieval(
+    images: torch.Tensor,
+    labels: torch.Tensor | Sequence[int],
+    gallery: torch.Tensor,
+    gallery_labels: torch.Tensor | Sequence[int],
+    feature_fn: FeatureFn,
+) -> dict:
+    """Rank of each image's class among real images of many classes, by cosine similarity in features.
+
+    Parameters
+    ----------
+    images : Tensor, shape (T, 3, H, W)
+        Visualizations in [0, 1].
+    labels : Tensor or sequence of int, shape (T,)
+        Class of each image; each must occur in ``gallery_labels``.
+    gallery : Tensor, shape (G, D)
+        Features of the real images (from ``feature_fn``, computed once).
+    gallery_labels : Tensor or sequence of int, shape (G,)
+        Class of each real image.
+    feature_fn : callable
+        ``(n, 3, H, W) -> (n, D)``.
+
+    Returns
+    -------
+    dict
+        ``rank`` (per image: 1 + the number of real images of *other* classes
+        more similar than the most similar one of its class), ``r1`` and ``r5``
+        (share of ranks <= 1 and <= 5) and ``nearest_any`` (mean ``1 - cos`` to
+        the nearest real image of any class).
+    """
+    _check_images(images, "images", "retrieval")
+    labels = torch.as_tensor(labels, dtype=torch.long).flatten()
+    gallery_labels = torch.as_tensor(gallery_labels, dtype=torch.long).flatten()
+    if gallery.ndim != 2 or len(gallery) != len(gallery_labels) or len(labels) != len(images):
+        raise ValueError(
+            f"retrieval needs gallery features (G, D) with one label each and one label per image; got gallery "
+            f"{tuple(gallery.shape)}, {len(gallery_labels)} gallery labels, {len(images)} images, "
+            f"{len(labels)} labels."
+        )
+    missing = sorted(set(labels.tolist()) - set(gallery_labels.tolist()))
+    if missing:
+        raise ValueError(f"`gallery_labels` of retrieval must include every label; missing classes {missing}.")
+    sims = F.normalize(feature_fn(images).float(), dim=1) @ F.normalize(gallery.float(), dim=1).T
+    same = gallery_labels[None] == labels[:, None]
+    own = sims.masked_fill(~same, -2.0).max(1).values
+    rank = ((sims > own[:, None]) & ~same).sum(1) + 1
+    return {
+        "rank": rank.tolist(),
+        "r1": (rank <= 1).float().mean().item(),
+        "r5": (rank <= 5).float().mean().item(),
+        "nearest_any": (1 - sims.max(1).values).mean().item(),
+    }
 
 
 def concept_purity(

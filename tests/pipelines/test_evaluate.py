@@ -9,7 +9,7 @@ import torch
 
 from pipelines.demo import CLASS_NAMES, DEMO_INPUT_SIZE, DEMO_MEAN, DEMO_STD, PART_NAMES, DemoWorld, load_demo_model
 from pipelines.evaluate import (concept_purity, evaluate_demo, layer_feature_fn, plausibility, reference_features,
-                                transferability)
+                                retrieval, transferability)
 
 NORM = dict(mean=DEMO_MEAN, std=DEMO_STD, input_size=DEMO_INPUT_SIZE)
 
@@ -62,6 +62,23 @@ def test_plausibility_of_a_reference_image_is_zero():
     images = torch.rand(3, 3, 4, 4, generator=torch.Generator().manual_seed(1))
     result = plausibility(images[:1], [2], {2: images}, feature_fn)
     assert result["distance"][0] == pytest.approx(0.0, abs=1e-6) and result["nearest"] == [0]
+
+
+def test_retrieval_ranks_the_class_among_other_classes():
+    feature_fn = lambda images: images.flatten(1)  # noqa: E731
+    gallery_images = torch.rand(6, 3, 4, 4, generator=torch.Generator().manual_seed(2))
+    gallery_labels = [10, 11, 12, 13, 14, 14]  # class 14 has two real images
+    gallery = feature_fn(gallery_images)
+    real = retrieval(gallery_images, gallery_labels, gallery, gallery_labels, feature_fn)
+    assert real["rank"] == [1] * 6 and real["r1"] == 1.0 and real["nearest_any"] == pytest.approx(0.0, abs=1e-6)
+    # an image equal to the real image of class 10, labelled 12: ranked behind exactly class 10's image
+    # (and behind any other class closer than class 12's image)
+    sims = torch.nn.functional.cosine_similarity(gallery[:1], gallery)
+    expected = 1 + int(((sims > sims[2]) & (torch.arange(6) != 2)).sum())
+    moved = retrieval(gallery_images[:1], [12], gallery, gallery_labels, feature_fn)
+    assert moved["rank"] == [expected] and expected >= 2 and moved["r1"] == 0.0
+    with pytest.raises(ValueError, match="missing classes \\[99\\]"):
+        retrieval(gallery_images[:1], [99], gallery, gallery_labels, feature_fn)
 
 
 def _masks() -> torch.Tensor:
