@@ -8,7 +8,7 @@ from .config import ConceptConfig, RunConfig, VisualizationConfig
 from .demo_run import DEMO_CONFIG, run_demo
 from .evaluate import concept_purity, evaluate_demo, plausibility, transferability
 from .gallery import build_gallery
-from .inversion import Inversion, inversion_cosines, invert_features, layer_features, render_inversions
+from .inversion import inversion_cosines, layer_features, render_inversions
 from .io import OutputNotWritableError, atomic_write_bytes, atomic_write_text, load_json, save
 from .jobs import ClassJob, imagenet_jobs, parse_class_list, resolve_class
 from .models import ModelBundle, demo_bundle, resnet50_bundle
@@ -19,7 +19,6 @@ __all__ = [
     "ClassJob",
     "ConceptConfig",
     "DEMO_CONFIG",
-    "Inversion",
     "ModelBundle",
     "OutputNotWritableError",
     "RunConfig",
@@ -36,7 +35,6 @@ __all__ = [
     "demo_bundle",
     "imagenet_jobs",
     "inversion_cosines",
-    "invert_features",
     "is_done",
     "layer_features",
     "load_json",

@@ -2,13 +2,15 @@
 
 MaCo searches an image whose activations at ``layer`` match those of a
 reference image (``maco.Objective.inversion``); all references are inverted
-in one batch. The cosine between the reached and the target activations says
-how faithful each inversion is, and is reported with it.
+in one batch (:func:`render_inversions`). The cosine between the reached and
+the target activations (:func:`inversion_cosines`) says how faithful each
+inversion is. The two are separate so a resumed run can measure the cosines of
+a saved render without rendering again.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 import torch
 import torch.nn.functional as F
@@ -18,20 +20,7 @@ from maco import Objective, RenderResult, forward_to_layers, frozen, maco
 
 from .config import VisualizationConfig
 
-__all__ = ["Inversion", "invert_features", "inversion_cosines", "layer_features", "render_inversions"]
-
-
-@dataclass
-class Inversion:
-    """Inverted images and how well they match their references.
-
-    ``render`` holds the ``(T, 3, H, W)`` images and alphas; ``cosines`` the
-    ``(T,)`` cosine between the reference's and the inversion's activations,
-    measured on the whole canvas resized to the model input.
-    """
-
-    render: RenderResult
-    cosines: torch.Tensor
+__all__ = ["inversion_cosines", "layer_features", "render_inversions"]
 
 
 @torch.no_grad()
@@ -98,20 +87,3 @@ def inversion_cosines(
         targets = layer_features(model, layer, references, input_size=input_size, mean=mean, std=std)
     return F.cosine_similarity(reached, targets, dim=1).cpu()
 
-
-def invert_features(
-    model: nn.Module,
-    layer: str,
-    references: torch.Tensor,
-    config: VisualizationConfig,
-    *,
-    mean: tuple[float, ...],
-    std: tuple[float, ...],
-    cossim_pow: float | None = None,
-    progress: bool = False,
-) -> Inversion:
-    """Invert the ``layer`` activations of ``(T, 3, H, W)`` reference images and report the cosines reached."""
-    kwargs = dict(mean=mean, std=std)
-    render = render_inversions(model, layer, references, config, cossim_pow=cossim_pow, progress=progress, **kwargs)
-    cosines = inversion_cosines(model, layer, render.images, references, input_size=config.input_size, **kwargs)
-    return Inversion(render=render, cosines=cosines)
