@@ -71,6 +71,15 @@ def _check_images(images, name: str, where: str) -> None:
         raise ValueError(f"`{name}` of {where} must be a tensor (n, 3, H, W) in [0, 1] with n >= 1; got {got}.")
 
 
+def _check_labels(images, labels, where: str) -> torch.Tensor:
+    """Check ``images`` and return ``labels`` as a long tensor with one entry per image."""
+    _check_images(images, "images", where)
+    labels = torch.as_tensor(labels, dtype=torch.long).flatten()
+    if len(labels) != len(images):
+        raise ValueError(f"`labels` of {where} must have one entry per image ({len(images)}); got {len(labels)}.")
+    return labels
+
+
 def transferability(
     images: torch.Tensor,
     labels: torch.Tensor | Sequence[int],
@@ -98,12 +107,7 @@ def transferability(
         ``top1`` (float), ``top5`` (float, only with >= 5 classes), ``correct``
         and ``top5_correct`` (list of bool per target), ``predicted`` (list of int).
     """
-    _check_images(images, "images", "transferability")
-    labels = torch.as_tensor(labels, dtype=torch.long).flatten()
-    if len(labels) != len(images):
-        raise ValueError(
-            f"`labels` of transferability must have one entry per image ({len(images)}); got {len(labels)}."
-        )
+    labels = _check_labels(images, labels, "transferability")
     device = next(model.parameters()).device
     with torch.no_grad():
         logits = torch.cat(
@@ -172,10 +176,7 @@ def plausibility(
         ``distance`` (list of float per target, ``1 - cos`` in [0, 2]),
         ``nearest`` (index of the nearest reference) and ``mean``.
     """
-    _check_images(images, "images", "plausibility")
-    labels = torch.as_tensor(labels, dtype=torch.long).flatten()
-    if len(labels) != len(images):
-        raise ValueError(f"`labels` of plausibility must have one entry per image ({len(images)}); got {len(labels)}.")
+    labels = _check_labels(images, labels, "plausibility")
     references = {int(c): ref for c, ref in references.items()}
     missing = sorted(set(labels.tolist()) - set(references))
     if missing:
@@ -223,14 +224,12 @@ def retrieval(
         (share of ranks <= 1 and <= 5) and ``nearest_any`` (mean ``1 - cos`` to
         the nearest real image of any class).
     """
-    _check_images(images, "images", "retrieval")
-    labels = torch.as_tensor(labels, dtype=torch.long).flatten()
+    labels = _check_labels(images, labels, "retrieval")
     gallery_labels = torch.as_tensor(gallery_labels, dtype=torch.long).flatten()
-    if gallery.ndim != 2 or len(gallery) != len(gallery_labels) or len(labels) != len(images):
+    if gallery.ndim != 2 or len(gallery) != len(gallery_labels):
         raise ValueError(
-            f"retrieval needs gallery features (G, D) with one label each and one label per image; got gallery "
-            f"{tuple(gallery.shape)}, {len(gallery_labels)} gallery labels, {len(images)} images, "
-            f"{len(labels)} labels."
+            f"`gallery` of retrieval must be features (G, D) with one entry of `gallery_labels` each; got "
+            f"{tuple(gallery.shape)} and {len(gallery_labels)} labels."
         )
     missing = sorted(set(labels.tolist()) - set(gallery_labels.tolist()))
     if missing:
