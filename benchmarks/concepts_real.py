@@ -45,11 +45,8 @@ from concepts import crop_image, extract_concepts, split_model
 from maco import Objective, maco
 from pipelines.io import atomic_write_bytes, atomic_write_text, save
 from pipelines.mosaic import alpha_over_white
+from quality_real import INPUT, MEAN, PHOTOS, SHARED, STD, command_line, spread_photos, tile
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-PHOTOS = SHARED / "data" / "imagenet-sample-even"
-MEAN = STD = (0.5, 0.5, 0.5)
-INPUT = 224
 
 
 def photo_views(path: Path, n_views: int, seed: int) -> torch.Tensor:
@@ -90,11 +87,6 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(ra, rb)[0, 1]) if len(a) > 1 else float("nan")
 
 
-def tile(image: torch.Tensor, size: int) -> np.ndarray:
-    image = F.interpolate(image[None].float(), size=size, mode="bilinear", antialias=True)[0]
-    return image.clamp(0, 1).permute(1, 2, 0).numpy()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--classes", type=int, default=20)
@@ -110,23 +102,15 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    command = (f"python benchmarks/concepts_real.py --classes {args.classes} --views {args.views} "
-               f"--n-concepts {args.n_concepts} --top {args.top} --sheet {args.sheet} --steps {args.steps} "
-               f"--crops {args.crops} --image-size {args.image_size} --seed {args.seed} --threads {args.threads}")
+    command = command_line("concepts_real.py", args)
     sys.path.insert(0, str(SHARED / "tools"))
     from real_model import load_efficientnet_lite0
 
     start = time.perf_counter()
     model = load_efficientnet_lite0()
     split = split_model(model, mean=MEAN, std=STD, input_size=INPUT, model_id="efficientnet_lite0")
-    files = sorted(p for p in PHOTOS.iterdir() if p.suffix.lower() in (".jpeg", ".jpg", ".png"))
-    if not files:
-        raise FileNotFoundError(f"no photos in {PHOTOS}; see ../shared/data/README.md")
-    chosen = [files[i] for i in np.linspace(0, len(files) - 1, min(args.classes, len(files))).round().astype(int)]
     rows, sheet_rows, banks = [], [], []
-    for path in chosen:
-        index, _, name = path.stem.split("_", 2)
-        class_index = int(index)
+    for path, class_index, name in spread_photos(PHOTOS, args.classes):
         views = photo_views(path, args.views, args.seed)
         t0 = time.perf_counter()
         bank = extract_concepts(split, views, class_index, n_concepts=args.n_concepts, random_state=args.seed,
@@ -141,7 +125,7 @@ def main() -> None:
         p_all, _ = class_probability(model, [crop_image(views, bank, i) for i in range(len(bank.U))], class_index)
         sobol = np.asarray(bank.sobol)
         pct = np.asarray(bank.importance_pct)
-        rows.append(dict(class_index=class_index, name=name.replace("_", " "), crops=len(bank.U),
+        rows.append(dict(class_index=class_index, name=name, crops=len(bank.U),
                          relative_error=bank.relative_reconstruction_error, top_pct=float(pct[order[0]]),
                          pct=pct.tolist(), sobol=sobol.tolist(), sobol_agrees=bool(sobol.argmax() == order[0]),
                          spearman=spearman(pct, sobol), p_top=p_first, top5_top=top5_first, p_last=p_last, p_all=p_all,

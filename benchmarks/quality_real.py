@@ -51,15 +51,35 @@ MEAN = STD = (0.5, 0.5, 0.5)
 INPUT = 224
 
 
-def load_photos(folder: Path, n_classes: int) -> tuple[list[int], list[str], torch.Tensor]:
-    """``n_classes`` photos spread evenly over the folder: class indices, names, ``(n, 3, 224, 224)`` in [0, 1]."""
+def command_line(script: str, args: argparse.Namespace) -> str:
+    """The full command, every option spelled out (``--out`` left aside), for the results' provenance."""
+    parts = [f"python benchmarks/{script}"]
+    for key, value in vars(args).items():
+        if key != "out":
+            values = value if isinstance(value, list) else [value]
+            parts.append(f"--{key.replace('_', '-')} " + " ".join(str(v) for v in values))
+    return " ".join(parts)
+
+
+def spread_photos(folder: Path, n_classes: int) -> list[tuple[Path, int, str]]:
+    """``n_classes`` photos spread evenly over the folder: ``(path, class index, class name)`` each."""
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpeg", ".jpg", ".png"))
     if not files:
         raise FileNotFoundError(f"no photos in {folder}; see ../shared/data/README.md")
     chosen = [files[i] for i in np.linspace(0, len(files) - 1, min(n_classes, len(files))).round().astype(int)]
+    return [(path, int(path.stem.split("_", 2)[0]), path.stem.split("_", 2)[2].replace("_", " ")) for path in chosen]
+
+
+def tile(image: torch.Tensor, size: int) -> np.ndarray:
+    """``(size, size, 3)`` float array in [0, 1] of a ``(3, H, W)`` image (antialiased)."""
+    image = F.interpolate(image[None].float(), size=size, mode="bilinear", antialias=True)[0]
+    return image.clamp(0, 1).permute(1, 2, 0).numpy()
+
+
+def load_photos(folder: Path, n_classes: int) -> tuple[list[int], list[str], torch.Tensor]:
+    """``n_classes`` photos spread evenly over the folder: class indices, names, ``(n, 3, 224, 224)`` in [0, 1]."""
     classes, names, images = [], [], []
-    for path in chosen:
-        index, _, name = path.stem.split("_", 2)
+    for path, index, name in spread_photos(folder, n_classes):
         image = Image.open(path).convert("RGB")
         scale = INPUT / min(image.size)
         image = image.resize((max(INPUT, round(image.width * scale)), max(INPUT, round(image.height * scale))),
@@ -67,16 +87,13 @@ def load_photos(folder: Path, n_classes: int) -> tuple[list[int], list[str], tor
         left, top = (image.width - INPUT) // 2, (image.height - INPUT) // 2
         image = image.crop((left, top, left + INPUT, top + INPUT))
         images.append(torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1).float() / 255)
-        classes.append(int(index))
-        names.append(name.replace("_", " "))
+        classes.append(index)
+        names.append(name)
     return classes, names, torch.stack(images)
 
 
-def contact_sheet(results: dict, n: int = 8, tile: int = 96) -> np.ndarray:
-    """``(4 * tile, n * tile, 3)`` uint8 (6 bits used): rows MaCo, MaCo alpha over white, Fourier, pixels."""
-    def small(image: torch.Tensor) -> np.ndarray:
-        image = F.interpolate(image[None].float(), size=tile, mode="bilinear", antialias=True)[0]
-        return image.clamp(0, 1).permute(1, 2, 0).numpy()
+def contact_sheet(results: dict, n: int = 8, size: int = 96) -> np.ndarray:
+    """``(4 * size, n * size, 3)`` uint8 (6 bits used): rows MaCo, MaCo alpha over white, Fourier, pixels."""
 
     rows = []
     for row in ("maco", "maco_alpha", "fourier", "pixels"):
@@ -89,7 +106,7 @@ def contact_sheet(results: dict, n: int = 8, tile: int = 96) -> np.ndarray:
             if row == "maco_alpha":
                 white = np.asarray(alpha_over_white(image, results[method].alphas[t]), dtype=np.float32) / 255
                 image = torch.from_numpy(white).permute(2, 0, 1)
-            tiles.append(small(image))
+            tiles.append(tile(image, size))
         rows.append(np.concatenate(tiles, axis=1))
     sheet = (np.concatenate(rows, axis=0) * 255).round().astype(np.uint8)
     return sheet & 0xFC  # 6 bits per channel: invisible here, and keeps the PNG under 400 KB
@@ -108,9 +125,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    command = (f"python benchmarks/quality_real.py --classes {args.classes} --steps {args.steps} --crops {args.crops} "
-               f"--image-size {args.image_size} --seed {args.seed} --threads {args.threads} "
-               f"--methods {' '.join(args.methods)}")
+    command = command_line("quality_real.py", args)
     sys.path.insert(0, str(SHARED / "tools"))
     from real_model import load_efficientnet_lite0
 
