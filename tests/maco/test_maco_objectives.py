@@ -4,7 +4,7 @@ import torch
 from maco import Objective, forward_to_layers, maco
 from maco.hooks import resolve_layer
 
-from maco_budget import FAST
+from .maco_budget import FAST
 
 
 def make_objectives(model):

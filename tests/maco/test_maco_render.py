@@ -4,7 +4,7 @@ from torch import nn
 
 from maco import NonFiniteScoreError, Objective, RenderResult, default_spectrum, fold_batchnorm, fourier, maco, pixels
 
-from maco_budget import FAST
+from .maco_budget import FAST
 
 
 def test_single_target_unpacks_without_the_target_axis(tiny_net):
