@@ -3,7 +3,7 @@
 The only package of concept-lens that writes files (through :mod:`pipelines.io`).
 """
 
-from .class_run import class_dir, is_done, run_class
+from .class_run import class_dir, run_class, unfinished_reason
 from .config import ConceptConfig, RunConfig, VisualizationConfig
 from .demo_run import DEMO_CONFIG, run_demo
 from .evaluate import concept_purity, evaluate_demo, plausibility, transferability
@@ -35,7 +35,6 @@ __all__ = [
     "demo_bundle",
     "imagenet_jobs",
     "inversion_cosines",
-    "is_done",
     "layer_features",
     "load_json",
     "parse_class_list",
@@ -49,4 +48,5 @@ __all__ = [
     "save",
     "to_pil",
     "transferability",
+    "unfinished_reason",
 ]

@@ -8,17 +8,22 @@ Layout of ``<run>/classes/<class_index:04d>/``::
     concepts/, inversions/  PNGs for the gallery
     class.json            written last: its ``"status": "done"`` marks the class finished
 
-Each intermediate result is written atomically as soon as it exists, so a
-run killed at any point redoes at most the stage it was in.
+Each intermediate result is written atomically as soon as it exists, with a
+:class:`~pipelines.stamp.Stamp` of what it was made from (``stamp.json``
+beside it), so a run killed at any point redoes at most the stage it was in,
+and a rerun with other settings, weights or images redoes exactly the stages
+they change (and logs why). ``class.json`` records the class's stamp and the
+size of every file it lists: a class is finished only when its stamp matches
+and those files are all there, intact.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -32,54 +37,138 @@ from .io import load_json, save
 from .jobs import ClassJob
 from .models import ModelBundle
 from .mosaic import alpha_over_white, concept_mosaic, to_pil
+from .stamp import Stamp, folder_digest
 
-__all__ = ["class_dir", "is_done", "run_class"]
+__all__ = ["ClassStamps", "class_dir", "class_stamps", "run_class", "unfinished_reason"]
 
 _logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def class_dir(run_dir: Path, class_index: int) -> Path:
     return Path(run_dir) / "classes" / f"{class_index:04d}"
 
 
-def is_done(run_dir: Path, class_index: int) -> bool:
-    path = class_dir(run_dir, class_index) / "class.json"
+@dataclass(frozen=True)
+class ClassStamps:
+    """What each cached stage of a class is made from; each stage's stamp includes the one it builds on."""
+
+    bank: Stamp
+    concepts: Stamp
+    inversions: Stamp
+    record: Stamp
+
+
+def class_stamps(job: ClassJob, bundle: ModelBundle, config: RunConfig) -> ClassStamps:
+    """The stamps of every stage of ``job`` under ``config`` (stats the image folder; no decoding)."""
+    if not Path(job.folder).is_dir():
+        raise ValueError(f"class {job.class_index} ({job.class_name}): image folder {job.folder} does not exist.")
+    common = {
+        "model": {"id": bundle.model_id, "weights": bundle.weights_digest, "layer": bundle.layer},
+        "class_index": job.class_index,
+        "images": {"folder": str(job.folder), **folder_digest(job.folder)},
+        "image_size": config.image_size,
+        "max_images": config.max_images,
+    }
+    bank = Stamp({**common, "concepts": asdict(config.concepts)})
+    concepts = Stamp(
+        {"bank": bank.key, "visualization": asdict(config.visualization), "cossim_pow": config.cossim_pow}
+    )
+    inversions = Stamp(
+        {
+            **common,
+            "inversion": asdict(config.inversion),
+            "inversions": config.inversions,
+            "inversion_cossim_pow": config.inversion_cossim_pow,
+        }
+    )
+    record = Stamp(
+        {
+            "bank": bank.key,
+            "concepts": concepts.key,
+            "inversions": inversions.key,
+            "class_name": job.class_name,
+            "wnid": job.wnid,
+            "top_crops": config.top_crops,
+            "aligned_classes": config.aligned_classes,
+        }
+    )
+    return ClassStamps(bank=bank, concepts=concepts, inversions=inversions, record=record)
+
+
+def unfinished_reason(folder: Path, stamp: Stamp) -> str | None:
+    """Why the class in ``folder`` must be (re)done under ``stamp``; None when it is finished and intact."""
+    path = Path(folder) / "class.json"
+    if not path.is_file():
+        return "it has not finished"
     try:
-        return load_json(path).get("status") == "done"
-    except (OSError, ValueError):
-        return False
-
-
-def _cached_render(directory: Path, make) -> RenderResult:
-    if (directory / "result.json").is_file():
+        record = load_json(path)
+    except (OSError, ValueError) as err:
+        return f"its class.json is unreadable ({type(err).__name__})"
+    if not isinstance(record, dict) or record.get("status") != "done":
+        return "it has not finished"
+    changed = stamp.changes_from(record.get("stamp"))
+    if changed is not None:
+        return changed
+    files = record.get("files")
+    if not isinstance(files, dict):
+        return "its class.json lists no files"
+    for name, size in files.items():
         try:
-            return RenderResult.load(directory)
-        except (OSError, ValueError, KeyError) as err:
-            _logger.warning("redoing %s: %s", directory, err)
+            actual = (Path(folder) / name).stat().st_size
+        except OSError:
+            return f"{name} is missing"
+        if actual != size:
+            return f"{name} is damaged ({actual} bytes, {size} expected)"
+    return None
+
+
+def _cached(directory: Path, stamp: Stamp, load: Callable[[Path], T], make: Callable[[], T], what: str) -> T:
+    """Reuse the result saved in ``directory`` if its stamp matches and it loads; else make, save and stamp it."""
+    reason = stamp.check(directory)
+    if reason is None:
+        try:
+            return load(directory)
+        except Exception as err:  # noqa: BLE001 - any damage (truncated zip, wrong JSON shape, ...) means: redo it
+            reason = f"it is damaged ({type(err).__name__}: {err})"
+    if directory.exists():
+        _logger.warning("redoing %s: %s", what, reason)
+    Stamp.clear(directory)
     result = make()
     result.save(directory)
+    stamp.write(directory)
     return result
 
 
-def _bank(
-    folder: Path, job: ClassJob, bundle: ModelBundle, config: RunConfig, device: torch.device, loaded, progress: bool
-) -> ConceptBank:
-    if (folder / "bank").is_dir():
-        try:
-            return ConceptBank.load(folder / "bank")
-        except (OSError, ValueError, KeyError) as err:
-            _logger.warning("redoing the concept bank of class %d: %s", job.class_index, err)
-    split = split_model(
-        bundle.model,
-        mean=bundle.mean,
-        std=bundle.std,
-        input_size=bundle.input_size,
-        categories=bundle.categories,
-        model_id=bundle.model_id,
-    )
-    bank = extract_concepts(split, loaded, job.class_index, **asdict(config.concepts), device=device, progress=progress)
-    bank.save(folder / "bank")
-    return bank
+def _bank(job: ClassJob, bundle: ModelBundle, config: RunConfig, device: torch.device, loaded, progress: bool):
+    """A maker of the class's concept bank (Stage 1)."""
+
+    def make() -> ConceptBank:
+        split = split_model(
+            bundle.model,
+            mean=bundle.mean,
+            std=bundle.std,
+            input_size=bundle.input_size,
+            categories=bundle.categories,
+            model_id=bundle.model_id,
+        )
+        return extract_concepts(
+            split, loaded, job.class_index, **asdict(config.concepts), device=device, progress=progress
+        )
+
+    return make
+
+
+def _clear_outputs(folder: Path) -> None:
+    """Before a class is (re)done: unmark it, and drop leftovers (temp files of a killed write, stale PNGs)."""
+    (folder / "class.json").unlink(missing_ok=True)
+    if not folder.is_dir():
+        return
+    for path in folder.rglob(".*.tmp"):
+        path.unlink(missing_ok=True)
+    for sub in ("concepts", "inversions"):
+        for path in (folder / sub).glob("*.png"):
+            path.unlink()
 
 
 @torch.no_grad()
@@ -120,8 +209,19 @@ def run_class(
     progress: bool = True,
     rank: int = 0,
 ) -> dict[str, Any]:
-    """Run every stage for one class and write its folder; returns the ``class.json`` content."""
+    """Run every stage for one class and write its folder; returns the ``class.json`` content.
+
+    Stages whose saved result carries a matching stamp are reused; the others are redone.
+    """
     folder = class_dir(run_dir, job.class_index)
+    stamps = class_stamps(job, bundle, config)
+    _clear_outputs(folder)
+    written: list[str] = []
+
+    def write(obj: Any, name: str) -> str:
+        save(obj, folder / name)
+        written.append(name)
+        return name
     timings: dict[str, float] = {}
     peak_memory_mb: dict[str, float] = {}
     cuda = device.type == "cuda"
@@ -149,14 +249,23 @@ def run_class(
             f"({len(loaded.skipped)} skipped)."
         )
     lap("load")
-    bank = _bank(folder, job, bundle, config, device, loaded, progress)
+    what = f"class {job.class_index} ({job.class_name})"
+    bank = _cached(
+        folder / "bank",
+        stamps.bank,
+        ConceptBank.load,
+        _bank(job, bundle, config, device, loaded, progress),
+        f"the concept bank of {what}",
+    )
     lap("concepts")
 
     order = [int(c) for c in bank.order]
     vectors = torch.as_tensor(bank.W)[order].float().to(device)
     viz = config.visualization
-    renders = _cached_render(
+    renders = _cached(
         folder / "renders" / "concepts",
+        stamps.concepts,
+        RenderResult.load,
         lambda: maco(
             Objective.direction(bundle.model, bundle.layer, vectors, cossim_pow=config.cossim_pow),
             **asdict(viz),
@@ -165,6 +274,7 @@ def run_class(
             device=device,
             progress=progress,
         ),
+        f"the concept visualizations of {what}",
     )
     lap("visualizations")
 
@@ -173,19 +283,16 @@ def run_class(
     for position, concept in enumerate(order):
         stem = f"concepts/{position:02d}"
         image, alpha = renders.images[position], renders.alphas[position]
-        save(to_pil(image), folder / f"{stem}_viz.png")
-        save(alpha_over_white(image, alpha), folder / f"{stem}_alpha.png")
+        write(to_pil(image), f"{stem}_viz.png")
+        write(alpha_over_white(image, alpha), f"{stem}_alpha.png")
         patches = [crop_image(loaded.images, bank, int(i)) for i in top_crops[concept]]
-        crop_files = []
-        for j, patch in enumerate(patches):
-            crop_files.append(f"{stem}_crop_{j}.png")
-            save(to_pil(patch), folder / crop_files[-1])
+        crop_files = [write(to_pil(patch), f"{stem}_crop_{j}.png") for j, patch in enumerate(patches)]
         importance = float(bank.importance_pct[concept])
         title = (
             f"{job.class_name} ({job.class_index}) - concept {position + 1} of {len(order)} "
             f"- {importance:.1f}% of logit"
         )
-        save(concept_mosaic(image, alpha, patches, title=title), folder / f"{stem}_mosaic.png")
+        write(concept_mosaic(image, alpha, patches, title=title), f"{stem}_mosaic.png")
         sobol = getattr(bank, "sobol", None)
         concepts.append(
             {
@@ -208,8 +315,10 @@ def run_class(
         chosen = probs.argsort(descending=True)[: config.inversions].tolist()
         references = loaded.images[chosen]
         norm = dict(mean=bundle.mean, std=bundle.std)
-        result = _cached_render(
+        result = _cached(
             folder / "renders" / "inversions",
+            stamps.inversions,
+            RenderResult.load,
             lambda: render_inversions(
                 bundle.model,
                 bundle.layer,
@@ -219,13 +328,14 @@ def run_class(
                 progress=progress,
                 **norm,
             ),
+            f"the feature inversions of {what}",
         )
         reached = inversion_cosines(
             bundle.model, bundle.layer, result.images, references, input_size=bundle.input_size, **norm
         )
         for i, source in enumerate(chosen):
-            save(to_pil(loaded.images[source]), folder / f"inversions/{i:02d}_ref.png")
-            save(to_pil(result.images[i]), folder / f"inversions/{i:02d}_inv.png")
+            write(to_pil(loaded.images[source]), f"inversions/{i:02d}_ref.png")
+            write(to_pil(result.images[i]), f"inversions/{i:02d}_inv.png")
             inversions.append(
                 {
                     "reference": f"inversions/{i:02d}_ref.png",
@@ -253,6 +363,8 @@ def run_class(
         "peak_memory_mb": peak_memory_mb,
         "device": str(device),
         "rank": rank,
+        "stamp": stamps.record.to_dict(),
+        "files": {name: (folder / name).stat().st_size for name in written},
         "status": "done",
     }
     save(record, folder / "class.json")

@@ -22,6 +22,8 @@ from typing import Sequence
 from .config import INVERSION_CROP_SIZE, ConceptConfig, RunConfig, VisualizationConfig
 from .demo_run import DEMO_CONFIG, DEMO_IMAGES_PER_CLASS
 from .io import OutputNotWritableError
+from .lock import RunLockedError
+from .models import WeightsUnavailableError
 
 __all__ = ["build_parser", "main"]
 
@@ -35,6 +37,16 @@ def _positive(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
     return value
 
 
@@ -117,12 +129,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-images", type=_positive, default=None, help="cap on images per class (default: all)")
     run.add_argument(
         "--inversions",
-        type=int,
+        type=_non_negative,
         default=RunConfig.inversions,
         help="feature inversions per class (default: %(default)s)",
     )
     run.add_argument(
-        "--workers", type=int, default=RunConfig.load_workers, help="image decoding processes (default: %(default)s)"
+        "--workers",
+        type=_non_negative,
+        default=RunConfig.load_workers,
+        help="image decoding processes (default: %(default)s)",
     )
     run.add_argument("--no-gallery", action="store_true", help="do not build the gallery at the end")
     _add_model_arguments(run)
@@ -150,13 +165,57 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_WEIGHT_FILE_SUFFIXES = {".pt", ".pth", ".bin"}
+
+
+def _weights_source(weights: str) -> tuple[str, Path | None]:
+    """``--weights`` as (torchvision weights name, local file or None), checked without loading anything."""
+    from torchvision.models import ResNet50_Weights
+
+    path = Path(weights).expanduser()
+    if path.suffix in _WEIGHT_FILE_SUFFIXES or "/" in weights or path.exists():
+        if not path.is_file():
+            raise ValueError(
+                f"`--weights` {weights}: no such file. Pass an existing ResNet50 state-dict file or a torchvision "
+                "weights name (IMAGENET1K_V2, IMAGENET1K_V1)."
+            )
+        return "IMAGENET1K_V2", path
+    names = [w.name for w in ResNet50_Weights] + ["DEFAULT"]
+    if weights not in names:
+        raise ValueError(
+            f"`--weights` {weights!r} is neither a file nor a torchvision ResNet50 weights name ({', '.join(names)})."
+        )
+    return weights, None
+
+
 def _bundle(weights: str):
     from .models import resnet50_bundle
 
-    path = Path(weights)
-    if path.suffix in {".pt", ".pth", ".bin"} or path.exists():
-        return resnet50_bundle(weights_path=path)
-    return resnet50_bundle(weights)
+    name, path = _weights_source(weights)
+    return resnet50_bundle(name, weights_path=path)
+
+
+def _check_images(folder: Path, argument: str) -> None:
+    """A folder that holds at least one image file, or a clear error naming ``argument``."""
+    from concepts.data import IMAGE_EXTENSIONS
+
+    if not folder.is_dir():
+        raise ValueError(f"{argument} {folder} is not a folder of images.")
+    if not any(p.suffix.lower() in IMAGE_EXTENSIONS for p in folder.iterdir()):
+        raise ValueError(
+            f"{argument} {folder} holds no image file ({' '.join(IMAGE_EXTENSIONS)}); point it at the class's images."
+        )
+
+
+def _check_run_target(out: Path, device: str | None) -> None:
+    """Checks of a run's device and output folder, before any model or image is loaded."""
+    from .io import ensure_writable
+    from .lock import check_unlocked
+    from .run import resolve_device
+
+    resolve_device(device)
+    ensure_writable(out)
+    check_unlocked(out)
 
 
 def _viz_config(args: argparse.Namespace) -> VisualizationConfig:
@@ -175,13 +234,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
         if not args.classes:
             raise ValueError("`--classes` is required with --imagenet-root, e.g. --classes 0-9 or --classes goldfish.")
         jobs = imagenet_jobs(args.imagenet_root, args.classes, categories)
+        for job in jobs:
+            _check_images(job.folder, f"`--imagenet-root`: class {job.class_index} ({job.class_name}):")
     else:
         if args.class_index is None:
             raise ValueError("`--class-index` is required with --images: which class do the images show?")
-        if not args.images.is_dir():
-            raise ValueError(f"`--images` {args.images} is not a folder of images.")
+        _check_images(args.images, "`--images`")
         index = resolve_class(args.class_index, categories)
         jobs = [ClassJob(class_index=index, class_name=categories[index], folder=args.images)]
+    _weights_source(args.weights)
+    _check_run_target(args.out, args.device)
     bundle = _bundle(args.weights)
     viz = _viz_config(args)
     config = RunConfig(
@@ -213,6 +275,7 @@ def _report(summary) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo_run import run_demo
 
+    _check_run_target(args.out, args.device)
     budget = dict(steps=args.steps, image_size=args.image_size, crops=args.crops)
     config = replace(
         DEMO_CONFIG,
@@ -254,10 +317,16 @@ def _cmd_visualize(args: argparse.Namespace) -> int:
     from .io import save
     from .mosaic import to_pil
 
+    from .io import ensure_writable
+    from .run import resolve_device
+
+    _weights_source(args.weights)
+    device = resolve_device(args.device)
+    ensure_writable(args.output.parent)
+    if args.direction is not None and not args.direction.is_file():
+        raise ValueError(f"`--direction` {args.direction}: no such file; pass a .npy file of shape (C,) or (k, C).")
     bundle = _bundle(args.weights)
-    model = bundle.model
-    if args.device:
-        model.to(args.device)
+    model = bundle.model.to(device)
     if args.neuron is not None:
         objective = Objective.neuron(model, args.layer, args.neuron)
     elif args.channel is not None:
@@ -295,7 +364,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return _COMMANDS[args.command](args)
-    except (ValueError, OutputNotWritableError) as err:
+    except (ValueError, OutputNotWritableError, RunLockedError, WeightsUnavailableError) as err:
         parser.exit(2, f"concept-lens {args.command}: error: {err}\n")
 
 

@@ -12,11 +12,13 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
+import torch.distributed as dist
+
 from .config import INVERSION_CROP_SIZE, ConceptConfig, RunConfig, VisualizationConfig
 from .demo import CLASS_NAMES, DEMO_INPUT_SIZE, DemoWorld
 from .jobs import ClassJob
 from .models import demo_bundle
-from .run import RunSummary, run_classes
+from .run import RunSummary, distributed_context, run_classes, run_folder_lock
 
 __all__ = ["DEMO_CONFIG", "DEMO_IMAGES_PER_CLASS", "DEMO_IMAGES_SEED", "demo_jobs", "run_demo"]
 
@@ -53,5 +55,11 @@ def run_demo(
 ) -> RunSummary:
     """Run the whole pipeline on the demo world into ``out`` and build its gallery."""
     out = Path(out)
-    jobs = demo_jobs(out / "images", n_per_class=n_per_class)
-    return run_classes(jobs, demo_bundle("a"), config, out, device=device, progress=progress)
+    with run_folder_lock(out):
+        ctx = distributed_context()
+        if ctx.rank == 0:  # one writer of the images; the other ranks read them once written
+            demo_jobs(out / "images", n_per_class=n_per_class)
+        if ctx.world_size > 1:
+            dist.barrier()
+        jobs = demo_jobs(out / "images", n_per_class=n_per_class)
+        return run_classes(jobs, demo_bundle("a"), config, out, device=device, progress=progress)

@@ -33,6 +33,8 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_text",
     "copy_file_atomic",
+    "ensure_dir",
+    "ensure_writable",
     "load_json",
     "save",
     "supported_extensions",
@@ -44,6 +46,7 @@ class OutputNotWritableError(PermissionError):
 
 
 _NOT_WRITABLE = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EEXIST}
+_DISK_FULL = {errno.ENOSPC, errno.EDQUOT}
 
 
 def _not_writable(directory: Path, err: OSError) -> OutputNotWritableError:
@@ -54,8 +57,9 @@ def _not_writable(directory: Path, err: OSError) -> OutputNotWritableError:
     return OutputNotWritableError(f"output folder {directory} is not writable: {reason}; choose another --out")
 
 
-def _ensure_dir(directory: Path) -> None:
+def ensure_dir(directory: Path) -> None:
     """Create ``directory`` (and parents) or raise a clear error naming it."""
+    directory = Path(directory)
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -64,6 +68,15 @@ def _ensure_dir(directory: Path) -> None:
         raise
     if not directory.is_dir():
         raise _not_writable(directory, NotADirectoryError(errno.ENOTDIR, "not a folder"))
+
+
+def ensure_writable(directory: str | os.PathLike) -> Path:
+    """Create ``directory`` and check that a file can be written in it, before any long work starts."""
+    directory = Path(directory)
+    ensure_dir(directory)
+    atomic_write_bytes(directory / ".write-check", b"")
+    (directory / ".write-check").unlink()
+    return directory
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -87,7 +100,7 @@ def _atomic_write(path: str | os.PathLike, write: Callable[[Any], None]) -> Path
     """
     path = Path(path)
     directory = path.parent
-    _ensure_dir(directory)
+    ensure_dir(directory)
     try:
         fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as err:
@@ -102,6 +115,14 @@ def _atomic_write(path: str | os.PathLike, write: Callable[[Any], None]) -> Path
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        if err.errno in _DISK_FULL:
+            raise OutputNotWritableError(
+                f"cannot write {path}: {err.strerror or err} (the disk or quota of {directory} is full); "
+                "free some space or choose another --out"
+            ) from err
+        raise
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

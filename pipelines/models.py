@@ -9,9 +9,11 @@ local state-dict file, and the embedded demo network.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -19,9 +21,13 @@ from torchvision.models import ResNet50_Weights
 
 from concepts import load_resnet50
 
-__all__ = ["ModelBundle", "demo_bundle", "resnet50_bundle"]
+__all__ = ["ModelBundle", "WeightsUnavailableError", "demo_bundle", "resnet50_bundle"]
 
 _logger = logging.getLogger(__name__)
+
+
+class WeightsUnavailableError(RuntimeError):
+    """Pretrained weights could not be downloaded (no network) and are not in torch's cache."""
 
 
 @dataclass
@@ -40,6 +46,13 @@ class ModelBundle:
     def to(self, device: torch.device | str) -> "ModelBundle":
         self.model.to(device)
         return self
+
+    @functools.cached_property
+    def weights_digest(self) -> str:
+        """Digest of the model's parameters and buffers: cached results record it (see :mod:`pipelines.stamp`)."""
+        from .stamp import weights_digest
+
+        return weights_digest(self.model)
 
 
 def resnet50_bundle(
@@ -62,7 +75,22 @@ def resnet50_bundle(
             "`weights` of resnet50_bundle must name torchvision weights (e.g. IMAGENET1K_V2): "
             "they give the normalisation and the class names."
         )
-    model, enum, model_id = load_resnet50(weights, weights_path=weights_path)
+    if weights_path is not None and not Path(weights_path).is_file():
+        raise ValueError(
+            f"`--weights` {weights_path}: no such file. Pass a torchvision weights name "
+            "(IMAGENET1K_V2, IMAGENET1K_V1) or an existing ResNet50 state-dict file."
+        )
+    try:
+        model, enum, model_id = load_resnet50(weights, weights_path=weights_path)
+    except (OSError, RuntimeError) as err:  # urllib's URLError is an OSError; a cut download raises RuntimeError
+        if weights_path is not None:
+            raise
+        cache = Path(torch.hub.get_dir()) / "checkpoints"
+        raise WeightsUnavailableError(
+            f"could not get torchvision's ResNet50 weights {weights} ({type(err).__name__}: {err}). "
+            f"Without a network, put the weights file in torch's cache folder {cache} "
+            "or pass `--weights FILE` (a local ResNet50 state-dict)."
+        ) from None
     if weights_path is not None:
         _logger.info("loaded ResNet50 weights from %s", weights_path)
     transforms = enum.transforms()

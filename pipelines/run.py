@@ -1,8 +1,11 @@
 """Run the class pipeline over many classes, on one process or many (torchrun).
 
 ``run.json`` at the root of a run records the config, library versions,
-device, seed, world size, timings and the status of every class. A rerun
-skips the classes whose ``class.json`` says ``done`` and finishes the others.
+device, seed, world size, timings and the status of every class (with the
+reason of each failure). A rerun skips the classes that are finished, intact
+and stamped with the same settings, weights and images, and (re)does the
+others (:mod:`pipelines.stamp`). One run at a time per folder
+(:mod:`pipelines.lock`).
 Under ``torchrun`` each rank takes every ``WORLD_SIZE``-th class (so each
 class runs exactly once, across nodes too); rank 0 writes ``run.json`` and
 builds the gallery once all ranks are done.
@@ -16,23 +19,25 @@ import os
 import platform
 import time
 import traceback
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
-from .class_run import class_dir, is_done, run_class
+from .class_run import class_dir, class_stamps, run_class, unfinished_reason
 from .config import RunConfig
 from .gallery import build_gallery
-from .io import load_json, save
+from .io import OutputNotWritableError, load_json, save
 from .jobs import ClassJob
+from .lock import RunLockedError, run_lock
 from .models import ModelBundle
 
-__all__ = ["RunSummary", "distributed_context", "run_classes"]
+__all__ = ["RunSummary", "distributed_context", "resolve_device", "run_classes", "run_folder_lock"]
 
 _logger = logging.getLogger(__name__)
 
@@ -80,20 +85,40 @@ def _versions() -> dict[str, str]:
     return {**found, "python": platform.python_version()}
 
 
-def _resolve_device(device: str | None, local_rank: int) -> torch.device:
+def resolve_device(device: str | None, local_rank: int = 0) -> torch.device:
+    """The device a rank runs on; a clear error for a device that is not here."""
     if device is None:
         return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    resolved = torch.device(device)
+    try:
+        resolved = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"`--device {device}` is not a device name; use cpu, cuda or cuda:N.") from None
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"`--device {device}` was requested but CUDA is not available here; use --device cpu.")
     if resolved.type == "cuda" and resolved.index is None:
         resolved = torch.device(f"cuda:{local_rank}")
+    if resolved.type == "cuda" and resolved.index >= torch.cuda.device_count():
+        raise ValueError(
+            f"`--device {device}`: this machine has {torch.cuda.device_count()} CUDA device(s) "
+            f"(cuda:0-cuda:{torch.cuda.device_count() - 1})."
+        )
     return resolved
+
+
+def _class_entry(job: ClassJob, status: str, **extra: Any) -> dict[str, Any]:
+    return {"class_name": job.class_name, "folder": str(job.folder), "status": status, **extra}
+
+
+def _finished_entry(run_dir: Path, job: ClassJob, stamp_key: str) -> dict[str, Any]:
+    """The run.json entry of a finished class, from its class.json."""
+    record = load_json(class_dir(run_dir, job.class_index) / "class.json")
+    return _class_entry(
+        job, "done", stamp=stamp_key, timings=record.get("timings", {}), skipped=record.get("skipped", [])
+    )
 
 
 def _write_run_json(
     run_dir: Path,
-    jobs: Sequence[ClassJob],
     bundle: ModelBundle,
     config: RunConfig,
     device: torch.device,
@@ -101,20 +126,8 @@ def _write_run_json(
     status: str,
     started: str,
     seconds: float,
-    failed: dict[int, str],
+    classes: dict[int, dict[str, Any]],
 ) -> None:
-    classes = {}
-    for job in jobs:
-        record: dict[str, Any] = {"class_name": job.class_name, "folder": str(job.folder)}
-        path = class_dir(run_dir, job.class_index) / "class.json"
-        if is_done(run_dir, job.class_index):
-            data = load_json(path)
-            record.update(status="done", timings=data.get("timings", {}), skipped=data.get("skipped", []))
-        else:
-            record.update(status="failed" if job.class_index in failed else "pending")
-            if job.class_index in failed:
-                record["error"] = failed[job.class_index]
-        classes[str(job.class_index)] = record
     save(
         {
             "status": status,
@@ -122,13 +135,36 @@ def _write_run_json(
             "seconds": round(seconds, 2),
             "config": config.to_dict(),
             "model_id": bundle.model_id,
+            "weights_digest": bundle.weights_digest,
             "device": str(device),
             "world_size": world,
             "versions": _versions(),
-            "classes": classes,
+            "classes": {str(index): entry for index, entry in sorted(classes.items())},
         },
         run_dir / "run.json",
     )
+
+
+@contextmanager
+def run_folder_lock(run_dir: str | os.PathLike) -> Iterator[None]:
+    """Lock ``run_dir`` for this job: rank 0 takes it; every rank fails at once if it cannot."""
+    ctx = distributed_context()
+    if ctx.world_size == 1:
+        with run_lock(run_dir):
+            yield
+        return
+    with ExitStack() as stack:
+        error = None
+        if ctx.rank == 0:
+            try:
+                stack.enter_context(run_lock(run_dir))
+            except RunLockedError as err:
+                error = str(err)
+        answers: list[str | None] = [None] * ctx.world_size
+        dist.all_gather_object(answers, error)
+        if answers[0] is not None:
+            raise RunLockedError(answers[0])
+        yield
 
 
 def run_classes(
@@ -143,45 +179,104 @@ def run_classes(
 ) -> RunSummary:
     """Run every class of ``jobs`` (this rank's share under torchrun) and build the gallery.
 
-    A class that fails is recorded in ``run.json`` with its error and the run
-    goes on; rerunning finishes it.
+    A class is skipped when its record is finished, intact and stamped with
+    the same settings, model weights and images; otherwise its stale stages
+    are redone (the log says why). A class that fails is recorded in
+    ``run.json`` with its error and the run goes on; rerunning finishes it.
+    ``run.json`` always ends with a final status: ``done``, ``incomplete``
+    (some classes failed) or ``interrupted``. The run folder is locked for
+    the whole run (see :mod:`pipelines.lock`).
     """
     run_dir = Path(run_dir)
     ctx = distributed_context()
-    torch_device = _resolve_device(device, ctx.local_rank)
+    torch_device = resolve_device(device, ctx.local_rank)
+    with run_folder_lock(run_dir):
+        return _run_locked(jobs, bundle, config, run_dir, ctx, torch_device, progress, gallery)
+
+
+def _run_locked(
+    jobs: Sequence[ClassJob],
+    bundle: ModelBundle,
+    config: RunConfig,
+    run_dir: Path,
+    ctx: _Dist,
+    torch_device: torch.device,
+    progress: bool,
+    gallery: bool,
+) -> RunSummary:
+    bundle.weights_digest  # noqa: B018 - computed once, on the CPU copy, before the model moves
     bundle.to(torch_device)
     started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     start = time.perf_counter()
     summary = RunSummary(run_dir=run_dir)
+    entries = {job.class_index: _class_entry(job, "pending") for job in jobs}
+
+    def write(status: str, classes: dict[int, dict[str, Any]]) -> None:
+        summary.seconds = time.perf_counter() - start
+        seconds = summary.seconds
+        _write_run_json(run_dir, bundle, config, torch_device, ctx.world_size, status, started, seconds, classes)
+
     if ctx.rank == 0:
-        _write_run_json(run_dir, jobs, bundle, config, torch_device, ctx.world_size, "running", started, 0.0, {})
+        write("running", entries)
     mine = list(jobs)[ctx.rank :: ctx.world_size]
-    for job in tqdm(mine, desc=f"classes (rank {ctx.rank})" if ctx.world_size > 1 else "classes", disable=not progress):
-        if is_done(run_dir, job.class_index):
-            summary.skipped.append(job.class_index)
-            continue
-        try:
-            run_class(job, bundle, config, run_dir, device=torch_device, progress=progress, rank=ctx.rank)
-            summary.done.append(job.class_index)
-        except (ValueError, OSError, RuntimeError, FloatingPointError) as err:
-            _logger.error("class %d (%s) failed: %s", job.class_index, job.class_name, err)
-            _logger.debug("%s", traceback.format_exc())
-            summary.failed[job.class_index] = f"{type(err).__name__}: {err}"
-    failed_lists: list[dict[int, str]] = [summary.failed]
+    status = "interrupted"
+    try:
+        for job in tqdm(
+            mine, desc=f"classes (rank {ctx.rank})" if ctx.world_size > 1 else "classes", disable=not progress
+        ):
+            entries[job.class_index] = _run_one(job, bundle, config, run_dir, torch_device, progress, ctx, summary)
+        status = "done"
+    finally:
+        if status == "interrupted" and ctx.rank == 0:
+            write("interrupted", entries)
+    mine_entries = {job.class_index: entries[job.class_index] for job in mine}
+    gathered: list[dict[int, dict[str, Any]]] = [mine_entries]
     if ctx.world_size > 1:
-        failed_lists = [{} for _ in range(ctx.world_size)]
-        dist.all_gather_object(failed_lists, summary.failed)
+        gathered = [{} for _ in range(ctx.world_size)]
+        dist.all_gather_object(gathered, mine_entries)
         dist.barrier()
-    summary.seconds = time.perf_counter() - start
     if ctx.rank == 0:
-        failed = {k: v for part in failed_lists for k, v in part.items()}
-        status = "done" if not failed else "incomplete"
-        _write_run_json(
-            run_dir, jobs, bundle, config, torch_device, ctx.world_size, status, started, summary.seconds, failed
-        )
-        if gallery:
+        for part in gathered:
+            entries.update(part)
+        failed = {i: e.get("error", "") for i, e in entries.items() if e["status"] != "done"}
+        write("done" if not failed else "incomplete", entries)
+        finished = [i for i, e in entries.items() if e["status"] == "done"]
+        if gallery and finished:
             summary.gallery = build_gallery(run_dir)
+        elif gallery:
+            _logger.error("no class finished, so no gallery was built; see %s", run_dir / "run.json")
     if ctx.initialised_here:
         dist.barrier()
         dist.destroy_process_group()
     return summary
+
+
+def _run_one(
+    job: ClassJob,
+    bundle: ModelBundle,
+    config: RunConfig,
+    run_dir: Path,
+    device: torch.device,
+    progress: bool,
+    ctx: _Dist,
+    summary: RunSummary,
+) -> dict[str, Any]:
+    """Run (or skip, when finished) one class; its run.json entry. Only a full disk stops the run."""
+    try:
+        stamps = class_stamps(job, bundle, config)
+        reason = unfinished_reason(class_dir(run_dir, job.class_index), stamps.record)
+        if reason is None:
+            summary.skipped.append(job.class_index)
+            return _finished_entry(run_dir, job, stamps.record.key)
+        if reason != "it has not finished":
+            _logger.warning("redoing class %d (%s): %s", job.class_index, job.class_name, reason)
+        run_class(job, bundle, config, run_dir, device=device, progress=progress, rank=ctx.rank)
+        summary.done.append(job.class_index)
+        return _finished_entry(run_dir, job, stamps.record.key)
+    except Exception as err:  # noqa: BLE001 - one class's failure, whatever it is, must not stop the others
+        _logger.error("class %d (%s) failed: %s", job.class_index, job.class_name, err)
+        _logger.debug("%s", traceback.format_exc())
+        summary.failed[job.class_index] = f"{type(err).__name__}: {err}"
+        if isinstance(err, OutputNotWritableError):
+            raise
+        return _class_entry(job, "failed", error=summary.failed[job.class_index])
