@@ -9,6 +9,7 @@ from .crops import Crops, extract_crops, grid_boxes
 from .data import IMAGE_EXTENSIONS, LoadedImages, imagenet_class_folder, load_images, resolve_class
 from .extract import crop_image, extract_concepts
 from .features import ModelSplit, extract_features, load_resnet50, resnet50_split, split_model
+from .imagenet import ImageNetClasses, imagenet_classes, imagenet_root_folders
 from .importance import Importance, linear_contributions, percent_of_logit, sobol_total_indices
 from .maps import concept_maps
 from .nmf import NMF, nnls_codes
@@ -19,6 +20,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "ConceptBank",
     "Crops",
+    "ImageNetClasses",
     "Importance",
     "LoadedImages",
     "ModelSplit",
@@ -29,6 +31,8 @@ __all__ = [
     "extract_features",
     "grid_boxes",
     "imagenet_class_folder",
+    "imagenet_classes",
+    "imagenet_root_folders",
     "library_versions",
     "linear_contributions",
     "load_resnet50",

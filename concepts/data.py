@@ -1,15 +1,23 @@
 """Image sources: a folder or list of files, or one class of an ImageNet-style root.
 
-Images are decoded with Pillow in DataLoader workers, EXIF-transposed,
-converted to RGB (grayscale, palette, CMYK, RGBA, 16-bit), resized so the
-shorter side is ``image_size`` and center-cropped to a square. Files Pillow
-cannot decode (corrupt, truncated, not images) are skipped and reported with
-the reason; the order is the sorted order of the paths.
+Images are decoded with Pillow in DataLoader workers, EXIF-transposed, cropped
+to their centred square in source pixels, converted to RGB (grayscale,
+palette, CMYK, RGBA, 16-bit) and resized to ``image_size`` (antialiased
+bilinear). Cropping first keeps memory at the size of the square, whatever
+the aspect ratio. Files that cannot be used are skipped and reported with the
+reason: corrupt or truncated files, non-images, images over Pillow's
+decompression-bomb limit or with a short side under 8 px, and, in a folder,
+subfolders, broken symbolic links and symbolic link loops. Regular files
+whose extension is not an image extension are ignored without a report. The
+order is the sorted order of the paths.
 """
 from __future__ import annotations
 
 import difflib
+import errno
 import os
+import stat
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -19,11 +27,13 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps
 from torch.utils.data import DataLoader, Dataset
-from torchvision.models import ResNet50_Weights
+
+from .imagenet import imagenet_classes, imagenet_root_folders
 
 __all__ = ["IMAGE_EXTENSIONS", "LoadedImages", "imagenet_class_folder", "load_images", "resolve_class"]
 
 IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+_MIN_SIDE = 8  # a thinner strip holds almost nothing of a square crop: its resize would be mostly invented pixels
 
 
 @dataclass(eq=False)
@@ -37,7 +47,8 @@ class LoadedImages:
     paths : list of str
         Source file of each image, in order.
     skipped : list of (str, str)
-        ``(path, reason)`` for every file that could not be decoded.
+        ``(path, reason)`` for every file or folder entry that could not be
+        used, sorted by path.
     """
 
     images: torch.Tensor
@@ -50,7 +61,6 @@ class LoadedImages:
 
 def _to_rgb(image: Image.Image) -> Image.Image:
     """Any Pillow mode -> RGB (16-bit and float images are rescaled to 8 bits)."""
-    image = ImageOps.exif_transpose(image)
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         array = np.asarray(image, dtype=np.float64)
         high = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0
@@ -63,8 +73,48 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+def _size_problem(width: int, height: int) -> str | None:
+    """Why an image of this size is not decoded (read before decoding, so a bomb costs nothing), or None."""
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is not None and width * height > limit:
+        return (f"image is {width} x {height} px, over Pillow's decompression-bomb limit of {limit} pixels "
+                "(PIL.Image.MAX_IMAGE_PIXELS)")
+    if min(width, height) < _MIN_SIDE:
+        return f"image is {width} x {height} px: its short side is under {_MIN_SIDE} px, too thin to crop a square"
+    return None
+
+
+def _decode_square(path: str, size: int) -> torch.Tensor | str:
+    """One file -> ``(3, size, size)`` in [0, 1], or the reason it is skipped.
+
+    The centred square is cropped in source pixels before any resize, so no
+    tensor is ever larger than that square: a 1 x 12000 px strip used to be
+    upscaled to 224 x 2.7M px first. JPEGs are decoded at the smallest DCT
+    scale that still covers ``size``, and squares over ``4 * size`` are
+    box-reduced first, so large photos cost memory near their output size.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # _size_problem reports it as the reason
+        with Image.open(path) as image:
+            problem = _size_problem(*image.size)
+            if problem is not None:
+                return problem
+            if image.format == "JPEG":
+                image.draft(None, (size, size))
+            image.load()
+            image = ImageOps.exif_transpose(image)
+            side = min(image.size)
+            left, top = (image.width - side) // 2, (image.height - side) // 2
+            rgb = _to_rgb(image.crop((left, top, left + side, top + side)))
+    if side > 4 * size:
+        rgb = rgb.reduce(side // (2 * size))
+    x = torch.from_numpy(np.asarray(rgb, dtype=np.uint8).copy()).permute(2, 0, 1).float().div_(255)
+    x = F.interpolate(x[None], size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0]
+    return x.clamp_(0, 1)
+
+
 class _ImageFiles(Dataset):
-    """Decodes one file per item: ``(tensor (3, S, S) or None, error message)``."""
+    """Decodes one file per item: ``(tensor (3, S, S) or None, reason it was skipped)``."""
 
     def __init__(self, paths: Sequence[str], image_size: int) -> None:
         self.paths = list(paths)
@@ -75,43 +125,64 @@ class _ImageFiles(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor | None, str]:
         try:
-            with Image.open(self.paths[index]) as image:
-                image.load()
-                rgb = _to_rgb(image)
+            decoded = _decode_square(self.paths[index], self.image_size)
         except Exception as err:  # noqa: BLE001 - any decoding failure skips the file, with its reason
             return None, f"{type(err).__name__}: {err}"
-        x = torch.from_numpy(np.asarray(rgb, dtype=np.uint8).copy()).permute(2, 0, 1).float().div_(255)
-        return _resize_center_crop(x, self.image_size), ""
-
-
-def _resize_center_crop(x: torch.Tensor, size: int) -> torch.Tensor:
-    """``(3, H, W)`` -> ``(3, size, size)``: shorter side to ``size`` (antialiased), center crop."""
-    h, w = x.shape[1:]
-    scale = size / min(h, w)
-    nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
-    x = F.interpolate(x[None], size=(nh, nw), mode="bilinear", antialias=True, align_corners=False)[0]
-    top, left = (nh - size) // 2, (nw - size) // 2
-    return x[:, top:top + size, left:left + size].clamp_(0, 1)
+        return (None, decoded) if isinstance(decoded, str) else (decoded, "")
 
 
 def _collate(batch: list[tuple[torch.Tensor | None, str]]) -> list[tuple[torch.Tensor | None, str]]:
     return batch
 
 
-def _list_files(source: str | os.PathLike | Sequence[str | os.PathLike]) -> list[str]:
-    if isinstance(source, (str, os.PathLike)):
-        root = Path(source)
-        if root.is_dir():
-            return sorted(str(p) for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
-        if root.is_file():
-            return [str(root)]
-        raise ValueError(f"`paths_or_folder` of `load_images` must be an existing folder, file or a list of "
-                         f"files; got {str(root)!r}, which does not exist.")
+def _entry_problem(path: Path) -> str | None:
+    """Why a path cannot be an image file (folder, broken link, link loop, pipe...), or None to try decoding it."""
     try:
-        return sorted(str(Path(p)) for p in source)
-    except TypeError as err:
-        raise TypeError(f"`paths_or_folder` of `load_images` must be a path or a sequence of paths; got "
-                        f"{type(source).__name__}.") from err
+        mode = path.stat().st_mode
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            return "symbolic link loop"
+        if path.is_symlink():
+            return f"broken symbolic link (its target {os.readlink(path)!r} does not exist)"
+        return None  # missing or unreadable: decoding reports Pillow's own reason
+    if stat.S_ISDIR(mode):
+        return "a folder, not an image (folders are not searched)"
+    if not stat.S_ISREG(mode):
+        return "not a regular file (a pipe, socket or device)"
+    return None
+
+
+def _list_files(source: str | os.PathLike | Sequence[str | os.PathLike]) -> tuple[list[str], list[tuple[str, str]]]:
+    """Files to decode and ``(path, reason)`` for entries that cannot be images, both sorted."""
+    in_folder = isinstance(source, (str, os.PathLike))
+    if in_folder:
+        root = Path(source)
+        if root.is_file():
+            return [str(root)], []
+        if not root.is_dir():
+            raise ValueError(f"`paths_or_folder` of `load_images` must be an existing folder, file or a list of "
+                             f"files; got {str(root)!r}, which does not exist.")
+        try:
+            entries = sorted(root.iterdir())
+        except OSError as err:
+            raise ValueError(f"`paths_or_folder` of `load_images`: cannot list the folder {str(root)!r} "
+                             f"({err.strerror}); check its permissions.") from err
+    else:
+        try:
+            entries = sorted(Path(p) for p in source)
+        except TypeError as err:
+            raise TypeError(f"`paths_or_folder` of `load_images` must be a path or a sequence of paths; got "
+                            f"{type(source).__name__}.") from err
+    files: list[str] = []
+    skipped: list[tuple[str, str]] = []
+    for path in entries:
+        problem = _entry_problem(path)
+        if problem is not None:
+            skipped.append((str(path), problem))
+        elif not in_folder or path.suffix.lower() in IMAGE_EXTENSIONS:
+            files.append(str(path))
+        # else: a regular file of a folder with another extension (notes.txt) is not meant as an image: ignored
+    return files, skipped
 
 
 def load_images(paths_or_folder: str | os.PathLike | Sequence[str | os.PathLike], *, image_size: int = 224,
@@ -121,10 +192,11 @@ def load_images(paths_or_folder: str | os.PathLike | Sequence[str | os.PathLike]
     Parameters
     ----------
     paths_or_folder : path or sequence of paths
-        A folder (its image files, by extension, not recursive), one file, or
+        A folder (its image files, by extension, not recursive: subfolders,
+        broken links and link loops are listed in ``skipped``), one file, or
         a list of files (all tried, whatever the extension).
     image_size : int, default 224
-        Side ``S``: shorter side resized to ``S``, then center crop.
+        Side ``S``: the centred square of each image, resized to ``S``.
     max_images : int, optional
         Keep at most this many decoded images (the first, in sorted order).
     num_workers : int, default 0
@@ -140,10 +212,9 @@ def load_images(paths_or_folder: str | os.PathLike | Sequence[str | os.PathLike]
     if max_images is not None and (isinstance(max_images, bool) or not isinstance(max_images, int)
                                    or max_images < 1):
         raise ValueError(f"`max_images` of `load_images` must be an int >= 1 or None; got {max_images!r}.")
-    files = _list_files(paths_or_folder)
+    files, skipped = _list_files(paths_or_folder)
     images: list[torch.Tensor] = []
     paths: list[str] = []
-    skipped: list[tuple[str, str]] = []
     # with max_images, decode in chunks so that loading stops early without decoding every file
     chunk = max(len(files), 1) if max_images is None else max(2 * max_images, 64)
     for start in range(0, len(files), chunk):
@@ -163,7 +234,7 @@ def load_images(paths_or_folder: str | os.PathLike | Sequence[str | os.PathLike]
         if max_images is not None and len(images) >= max_images:
             break
     stacked = torch.stack(images) if images else torch.empty(0, 3, image_size, image_size)
-    return LoadedImages(images=stacked, paths=paths, skipped=skipped)
+    return LoadedImages(images=stacked, paths=paths, skipped=sorted(skipped))
 
 
 def resolve_class(cls: int | str, categories: Sequence[str]) -> int:
@@ -196,43 +267,43 @@ def resolve_class(cls: int | str, categories: Sequence[str]) -> int:
     raise ValueError(f"`cls` of `resolve_class` must be a known class name; got {cls!r}.{hint}")
 
 
-def imagenet_class_folder(root: str | os.PathLike, cls: int | str,
-                          categories: Sequence[str] | None = None) -> tuple[int, str, Path]:
-    """Find one class of an ImageNet-style root ``root/<wnid>/*.JPEG``.
+def imagenet_class_folder(root: str | os.PathLike, cls: int | str) -> tuple[int, str, Path]:
+    """Find one class of an ImageNet-style root ``root/<wnid>/*.JPEG``, by its standard ILSVRC-2012 index.
+
+    The index and name come from the packaged class table
+    (:func:`concepts.imagenet.imagenet_classes`), never from the position of
+    the folder under ``root``, so a subset of ImageNet keeps every class's
+    index: ``n02102040`` is 217 (English springer) whatever else is there.
 
     Parameters
     ----------
     root : path
-        Folder of wnid folders; class index = position of the wnid in the
-        sorted list of wnid folders (the ImageNet convention).
+        Folder of ILSVRC-2012 wnid folders (any subset of the 1000); any other
+        non-hidden folder is an error.
     cls : int or str
-        A class index, a wnid (``"n01440764"``) or a class name (``"tench"``).
-    categories : sequence of str, optional
-        Class names by index; default: torchvision's ResNet50 ImageNet
-        categories (no network needed).
+        A class index, a wnid (``"n01440764"``) or a class name (``"tench"``);
+        its folder must be under ``root``.
 
     Returns
     -------
     (class_index, wnid, folder)
     """
+    table = imagenet_classes()
+    present = imagenet_root_folders(root, argument="`root` of `imagenet_class_folder`")
     root = Path(root)
-    if not root.is_dir():
-        raise ValueError(f"`root` of `imagenet_class_folder` must be an existing folder of wnid folders; got "
-                         f"{str(root)!r}.")
-    wnids = sorted(p.name for p in root.iterdir() if p.is_dir())
-    if not wnids:
-        raise ValueError(f"`root` of `imagenet_class_folder` must contain one folder per class; {root} has none.")
-    if isinstance(cls, str) and cls in wnids:
-        index = wnids.index(cls)
-    elif isinstance(cls, str) and cls.startswith("n") and cls[1:].isdigit():
-        close = difflib.get_close_matches(cls, wnids, n=5)
-        raise ValueError(f"`cls` of `imagenet_class_folder` must be a wnid present in {root}; got {cls!r}."
-                         + (f" Close matches: {', '.join(close)}." if close else ""))
+    if isinstance(cls, str) and cls.strip().startswith("n") and cls.strip()[1:].isdigit():
+        wnid = cls.strip()
+        if wnid not in table.index_of:
+            close = difflib.get_close_matches(wnid, table.wnids, n=5)
+            raise ValueError(f"`cls` of `imagenet_class_folder` must be an ILSVRC-2012 wnid; got {cls!r}."
+                             + (f" Close matches: {', '.join(close)}." if close else ""))
+        index = table.index_of[wnid]
     else:
-        if categories is None:
-            categories = ResNet50_Weights.IMAGENET1K_V2.meta["categories"]
-        index = resolve_class(cls, categories)
-    if index >= len(wnids):
-        raise ValueError(f"`cls` of `imagenet_class_folder` must be below the number of wnid folders "
-                         f"({len(wnids)}) in {root}; got class index {index}.")
-    return index, wnids[index], root / wnids[index]
+        index = resolve_class(cls, table.names)
+    wnid = table.wnids[index]
+    if index not in present:
+        shown = ", ".join(f"{present[i]}/" for i in list(present)[:5]) + (", ..." if len(present) > 5 else "")
+        raise ValueError(f"`cls` of `imagenet_class_folder` is class {index} ({table.names[index]}), whose folder "
+                         f"{wnid}/ is not in {root}; it holds {len(present)} class folders ({shown}). "
+                         "Pick a class present there or add its folder.")
+    return index, wnid, root / wnid

@@ -12,7 +12,11 @@ per even class index); ``maco/data/README.md`` records the command.
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
+import stat
+import warnings
 from importlib import resources
 from pathlib import Path
 from typing import Iterable
@@ -36,25 +40,74 @@ __all__ = [
 
 _IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 _DEFAULT_FILE = "spectrum_imagenet.npy"
+_MIN_SIDE = 8  # thinner images are mostly interpolation once resized to the canvas
+_SHOWN_SKIPS = 20  # the warning names at most this many skipped files
+
+logger = logging.getLogger(__name__)
 
 
-def _square_image(path: Path, size: int) -> np.ndarray:
-    """Load an image as RGB, resize its shorter side to ``size`` and centre-crop."""
-    with Image.open(path) as img:
-        img = ImageOps.exif_transpose(img).convert("RGB")
-        img = ImageOps.fit(img, (size, size), method=Image.Resampling.BICUBIC)
-        return np.asarray(img, dtype=np.float32) / 255.0
+def _square_image(path: Path, size: int) -> np.ndarray | str:
+    """An image as RGB, its centred square resized to ``size``; or the reason it cannot be used.
+
+    The size is checked from the header before decoding, so a decompression
+    bomb costs nothing; JPEGs are decoded at the smallest DCT scale covering
+    ``size``.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # reported below, as the reason
+        with Image.open(path) as img:
+            width, height = img.size
+            limit = Image.MAX_IMAGE_PIXELS
+            if limit is not None and width * height > limit:
+                return (f"image is {width} x {height} px, over Pillow's decompression-bomb limit of {limit} pixels "
+                        "(PIL.Image.MAX_IMAGE_PIXELS)")
+            if min(width, height) < _MIN_SIDE:
+                return f"image is {width} x {height} px: its short side is under {_MIN_SIDE} px"
+            if img.format == "JPEG":
+                img.draft(None, (size, size))
+            img = ImageOps.exif_transpose(img).convert("RGB")
+            img = ImageOps.fit(img, (size, size), method=Image.Resampling.BICUBIC)
+            return np.asarray(img, dtype=np.float32) / 255.0
 
 
-def compute_spectrum(images: str | os.PathLike | Iterable[str | os.PathLike], *, size: int = 512) -> torch.Tensor:
+def _path_problem(path: Path) -> str | None:
+    """Why a path cannot be an image file (folder, broken link, link loop, pipe), or None to try decoding it."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            return "symbolic link loop"
+        if path.is_symlink():
+            return "broken symbolic link"
+        return None  # missing or unreadable: decoding gives the reason
+    if stat.S_ISDIR(mode):
+        return "a folder, not an image (folders are not searched)"
+    if not stat.S_ISREG(mode):
+        return "not a regular file (a pipe, socket or device)"
+    return None
+
+
+def compute_spectrum(
+    images: str | os.PathLike | Iterable[str | os.PathLike],
+    *,
+    size: int = 512,
+    skipped: list[tuple[str, str]] | None = None,
+) -> torch.Tensor:
     """Mean magnitude spectrum of natural images, in the decorrelated colour basis.
 
     Parameters
     ----------
     images : folder or iterable of image paths
-        Unreadable files are skipped; at least one image must load.
+        A folder's image files, by extension (not recursive), or the given
+        files. Files that cannot be used (unreadable, not images, over
+        Pillow's decompression-bomb limit, short side under 8 px, broken
+        links, folders) are skipped, all named in one logged warning; at
+        least one image must load.
     size : int
-        Even canvas side; images are resized (shorter side) and centre-cropped.
+        Even canvas side; the centred square of each image is resized to it.
+    skipped : list, optional
+        If given, ``(path, reason)`` is appended for each skipped file, so a
+        caller can show them.
 
     Returns
     -------
@@ -69,22 +122,43 @@ def compute_spectrum(images: str | os.PathLike | Iterable[str | os.PathLike], *,
                 f"`images` of compute_spectrum must be a folder or a list of files; "
                 f"got {folder!s}, which is not a folder."
             )
-        paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in _IMAGE_SUFFIXES)
+        where = f"the folder {folder}"
+        # a regular file with another extension (notes.txt) is not meant as an image: ignored, not reported
+        paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES or _path_problem(p))
     else:
         paths = [Path(p) for p in images]
+        where = "the given paths"
     to_decorrelated = torch.linalg.inv(COLOR_CORRELATION.double()).float()
     total = torch.zeros(3, size, size // 2 + 1, dtype=torch.float64)
     count = 0
+    problems: list[tuple[str, str]] = []
     for path in paths:
-        try:
-            rgb = torch.from_numpy(_square_image(path, size))
-        except (OSError, ValueError):
+        reason = _path_problem(path)
+        if reason is None:
+            try:
+                square = _square_image(path, size)
+            except Exception as err:  # noqa: BLE001 - any decoding failure skips the file, with its reason
+                square = f"{type(err).__name__}: {err}"
+            if isinstance(square, str):
+                reason = square
+        if reason is not None:
+            problems.append((str(path), reason))
             continue
+        rgb = torch.from_numpy(square)
         decorrelated = (rgb.reshape(-1, 3) @ to_decorrelated).reshape(size, size, 3).permute(2, 0, 1)
         total += torch.fft.rfft2(decorrelated.double()).abs()
         count += 1
+    if skipped is not None:
+        skipped.extend(problems)
+    listed = "; ".join(f"{p} ({r})" for p, r in problems[:_SHOWN_SKIPS])
+    listed += f"; and {len(problems) - _SHOWN_SKIPS} more" if len(problems) > _SHOWN_SKIPS else ""
     if count == 0:
-        raise ValueError(f"`images` of compute_spectrum: none of {len(paths)} files could be read as an image.")
+        raise ValueError(
+            f"`images` of compute_spectrum: none of {len(paths)} files in {where} could be used as an image"
+            + (f"; skipped: {listed}." if problems else ". Pass a folder of .jpg/.png photographs.")
+        )
+    if problems:
+        logger.warning("compute_spectrum skipped %d of %d files in %s: %s", len(problems), len(paths), where, listed)
     return symmetrize_spectrum((total / count).float())
 
 

@@ -233,7 +233,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.imagenet_root is not None:
         if not args.classes:
             raise ValueError("`--classes` is required with --imagenet-root, e.g. --classes 0-9 or --classes goldfish.")
-        jobs = imagenet_jobs(args.imagenet_root, args.classes, categories)
+        jobs = imagenet_jobs(args.imagenet_root, args.classes)
         for job in jobs:
             _check_images(job.folder, f"`--imagenet-root`: class {job.class_index} ({job.class_name}):")
     else:
@@ -301,8 +301,11 @@ def _cmd_gallery(args: argparse.Namespace) -> int:
 def _cmd_spectrum(args: argparse.Namespace) -> int:
     from maco import compute_spectrum, save_spectrum
 
-    save_spectrum(compute_spectrum(args.images, size=args.size), args.output)
-    print(f"spectrum: {args.output}")
+    skipped: list[tuple[str, str]] = []
+    save_spectrum(compute_spectrum(args.images, size=args.size, skipped=skipped), args.output)
+    for path, reason in skipped:
+        print(f"  skipped {path}: {reason}")
+    print(f"spectrum: {args.output} ({len(skipped)} files skipped)")
     return 0
 
 

@@ -2,7 +2,9 @@
 
 Classes are keyed by their index, never by a short name (the Lens site lost
 five classes to name collisions). ``--classes`` accepts indices, ranges
-(``0-9``), WordNet ids and names, comma- or space-separated.
+(``0-9``), WordNet ids and names, comma- or space-separated. On an ImageNet
+root they mean the standard ILSVRC-2012 classes (the packaged table in
+:mod:`concepts.imagenet`), whichever subset of wnid folders the root holds.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
+
+from concepts.imagenet import imagenet_classes, imagenet_root_folders
 
 __all__ = ["ClassJob", "imagenet_jobs", "parse_class_list", "resolve_class"]
 
@@ -75,16 +79,24 @@ def parse_class_list(spec: Sequence[str], categories: Sequence[str], wnids: Sequ
     return sorted(set(indices))
 
 
-def imagenet_jobs(root: str | os.PathLike, classes: Sequence[str], categories: Sequence[str]) -> list[ClassJob]:
-    """Jobs for an ImageNet-style root (``root/<wnid>/*.JPEG``; index = position of the wnid, sorted)."""
-    root = Path(root)
-    if not root.is_dir():
-        raise ValueError(f"`--imagenet-root` {root} is not a folder; point it at a folder of <wnid>/ class folders.")
-    wnids = sorted(p.name for p in root.iterdir() if p.is_dir())
-    if not wnids:
-        raise ValueError(f"`--imagenet-root` {root} has no class folders; expected {root}/<wnid>/*.JPEG.")
-    names = list(categories) if len(categories) == len(wnids) else wnids
+def imagenet_jobs(root: str | os.PathLike, classes: Sequence[str]) -> list[ClassJob]:
+    """Jobs for an ImageNet root ``root/<wnid>/*.JPEG``, by standard ILSVRC-2012 class index and name.
+
+    ``classes`` resolve against the full 1000-class table, so ``217`` and
+    ``n02102040`` both mean English springer even on a root holding two
+    classes; each requested class's folder must be under ``root``.
+    """
+    table = imagenet_classes()
+    present = imagenet_root_folders(root, argument="`--imagenet-root`")
+    wanted = parse_class_list(classes, table.names, table.wnids)
+    missing = [i for i in wanted if i not in present]
+    if missing:
+        listed = ", ".join(f"{i} ({table.names[i]}, folder {table.wnids[i]}/)" for i in missing[:5])
+        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        held = ", ".join(f"{i} ({table.names[i]})" for i in list(present)[:5]) + (", ..." if len(present) > 5 else "")
+        raise ValueError(f"`--classes` asks for {listed}{more}, not in `--imagenet-root` {root}, which holds "
+                         f"{len(present)} class folders: {held}. Pick classes present there or add their folders.")
     return [
-        ClassJob(class_index=i, class_name=names[i], folder=root / wnids[i], wnid=wnids[i])
-        for i in parse_class_list(classes, names, wnids)
+        ClassJob(class_index=i, class_name=table.names[i], folder=Path(root) / table.wnids[i], wnid=table.wnids[i])
+        for i in wanted
     ]

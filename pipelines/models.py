@@ -75,11 +75,6 @@ def resnet50_bundle(
             "`weights` of resnet50_bundle must name torchvision weights (e.g. IMAGENET1K_V2): "
             "they give the normalisation and the class names."
         )
-    if weights_path is not None and not Path(weights_path).is_file():
-        raise ValueError(
-            f"`--weights` {weights_path}: no such file. Pass a torchvision weights name "
-            "(IMAGENET1K_V2, IMAGENET1K_V1) or an existing ResNet50 state-dict file."
-        )
     try:
         model, enum, model_id = load_resnet50(weights, weights_path=weights_path)
     except (OSError, RuntimeError) as err:  # urllib's URLError is an OSError; a cut download raises RuntimeError

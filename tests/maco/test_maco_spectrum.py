@@ -1,3 +1,5 @@
+import logging
+
 import numpy as np
 import pytest
 import torch
@@ -24,8 +26,34 @@ def test_compute_spectrum_shape_symmetry_and_skips_broken_files(tmp_path):
 
 def test_compute_spectrum_needs_an_image(tmp_path):
     (tmp_path / "a.jpg").write_bytes(b"junk")
-    with pytest.raises(ValueError, match="none of 1 files"):
+    with pytest.raises(ValueError, match=f"none of 1 files in the folder {tmp_path} could be used.*a.jpg"):
         compute_spectrum(tmp_path, size=16)
+
+
+def test_compute_spectrum_skips_bombs_thin_images_links_and_folders_with_one_warning(tmp_path, monkeypatch, caplog):
+    write_images(tmp_path)  # three 40 x 50 images and broken.jpg
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 2500)
+    rng = np.random.default_rng(1)
+    Image.fromarray(rng.integers(0, 255, (60, 50, 3), dtype=np.uint8)).save(tmp_path / "over.png")  # Pillow warns
+    Image.fromarray(rng.integers(0, 255, (80, 80, 3), dtype=np.uint8)).save(tmp_path / "bomb.png")  # Pillow raises
+    Image.fromarray(rng.integers(0, 255, (1, 2000, 3), dtype=np.uint8)).save(tmp_path / "thin.png")
+    (tmp_path / "gone.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    (tmp_path / "loop.png").symlink_to(tmp_path / "loop.png")
+    (tmp_path / "sub.jpg").mkdir()
+    (tmp_path / "notes.txt").write_text("not an image extension: ignored")
+    skipped: list[tuple[str, str]] = []
+    with caplog.at_level(logging.WARNING, logger="maco.spectrum"):
+        spectrum = compute_spectrum(tmp_path, size=32, skipped=skipped)
+    torch.testing.assert_close(spectrum, compute_spectrum([tmp_path / f"{i}.png" for i in range(3)], size=32))
+    reasons = {p.rsplit("/", 1)[-1]: r for p, r in skipped}
+    assert sorted(reasons) == ["bomb.png", "broken.jpg", "gone.jpg", "loop.png", "over.png", "sub.jpg", "thin.png"]
+    assert reasons["bomb.png"].startswith("DecompressionBombError")
+    assert "decompression-bomb limit of 2500 pixels" in reasons["over.png"]
+    assert "short side is under 8 px" in reasons["thin.png"]
+    assert reasons["gone.jpg"] == "broken symbolic link" and reasons["loop.png"] == "symbolic link loop"
+    assert reasons["sub.jpg"].startswith("a folder")
+    (record,) = caplog.records
+    assert "skipped 7 of 10 files" in record.getMessage() and "thin.png (image is 2000 x 1 px" in record.getMessage()
 
 
 def test_save_load_round_trip_up_to_scale(tmp_path):

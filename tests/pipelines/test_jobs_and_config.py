@@ -4,6 +4,7 @@ from dataclasses import fields
 import pytest
 import torch
 import torchvision
+from PIL import Image
 
 from maco import maco
 from pipelines.config import ConceptConfig, VisualizationConfig
@@ -47,11 +48,32 @@ def test_unknown_or_ambiguous_classes_get_clear_errors(value, message):
 def test_imagenet_root_layout(tmp_path):
     for wnid in ("n01440764", "n01443537", "n01484850"):
         (tmp_path / wnid).mkdir()
-    jobs = imagenet_jobs(tmp_path, ["1-2"], ["tench", "goldfish", "great white shark"])
-    assert [(j.class_index, j.class_name, j.wnid) for j in jobs] == [(1, "goldfish", "n01443537"),
-                                                                      (2, "great white shark", "n01484850")]
-    with pytest.raises(ValueError, match="not a folder"):
-        imagenet_jobs(tmp_path / "missing", ["0"], CATEGORIES)
+    jobs = imagenet_jobs(tmp_path, ["1-2"])
+    assert [(j.class_index, j.class_name, j.wnid, j.folder) for j in jobs] == [
+        (1, "goldfish", "n01443537", tmp_path / "n01443537"),
+        (2, "great white shark", "n01484850", tmp_path / "n01484850"),
+    ]
+    with pytest.raises(ValueError, match="`--imagenet-root` must be an existing folder"):
+        imagenet_jobs(tmp_path / "missing", ["0"])
+
+
+def test_imagenet_subset_keeps_standard_class_indices(tmp_path):
+    for wnid in ("n01440764", "n02102040"):  # tench (0) and English springer (217) only
+        (tmp_path / wnid).mkdir()
+        Image.new("RGB", (12, 12), (200, 30, 30)).save(tmp_path / wnid / "a.png")
+    (tmp_path / ".cache").mkdir()  # hidden folders are ignored
+    springer = [(217, "English springer", "n02102040", tmp_path / "n02102040")]
+    for spec in (["n02102040"], ["217"], ["English springer"], ["217-217"]):
+        jobs = imagenet_jobs(tmp_path, spec)
+        assert [(j.class_index, j.class_name, j.wnid, j.folder) for j in jobs] == springer
+    assert [j.class_index for j in imagenet_jobs(tmp_path, ["tench,217"])] == [0, 217]
+    with pytest.raises(ValueError, match=r"asks for 1 \(goldfish, folder n01443537/\), not in `--imagenet-root`"):
+        imagenet_jobs(tmp_path, ["1"])
+    with pytest.raises(ValueError, match="asks for .* and 211 more"):
+        imagenet_jobs(tmp_path, ["0-217"])
+    (tmp_path / "misc").mkdir()
+    with pytest.raises(ValueError, match="must hold only ILSVRC-2012 wnid folders .*misc/ is not one"):
+        imagenet_jobs(tmp_path, ["217"])
 
 
 @pytest.mark.slow
