@@ -90,4 +90,12 @@ def forward_to_layers(model: nn.Module, inputs: torch.Tensor, layers: Sequence[s
         raise RuntimeError(
             f"layers {sorted(missing)} were never called during the forward pass of {type(model).__name__}."
         )
+    for name, output in store.items():
+        if not isinstance(output, torch.Tensor):
+            raise ValueError(
+                f"layer {name!r} of {type(model).__name__} outputs a {type(output).__name__}, not a tensor, and an "
+                "objective reads one tensor per layer; pick a layer whose output is a tensor (e.g. one of its "
+                "submodules; maco.list_layers(model) lists them), or wrap the model in an nn.Module whose layer "
+                "returns the tensor you want."
+            )
     return dict(store)

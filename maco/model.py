@@ -10,20 +10,26 @@ forward + input gradient went from 3,312 to 6,241 img/s (DESIGN.md).
 
 Pairs are found by running one probe forward pass: a BatchNorm whose input is
 the very tensor a convolution just returned is folded into it. The result is
-checked against the original model on the probe; a mismatch raises.
+checked against the original model on the probe (every tensor of its output:
+a model may return a tuple or a dict); a mismatch raises.
+
+The render loop feeds float32 crops (bf16 autocast on CUDA), so it runs a
+float32 copy of a half, bfloat16 or double model (:func:`float32_model`), and
+refuses weights that hold NaN or inf (:func:`check_finite_weights`) before they
+turn into scores that say nothing.
 """
 
 from __future__ import annotations
 
 import copy
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Iterator, Mapping
 
 import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-__all__ = ["fold_batchnorm", "frozen", "model_device"]
+__all__ = ["check_finite_weights", "float32_model", "fold_batchnorm", "frozen", "model_device"]
 
 
 @contextmanager
@@ -46,6 +52,49 @@ def model_device(model: nn.Module) -> torch.device:
     for tensor in (*model.parameters(), *model.buffers()):
         return tensor.device
     return torch.device("cpu")
+
+
+def check_finite_weights(model: nn.Module) -> None:
+    """Raise a ValueError naming the first parameter or buffer of ``model`` that holds NaN or inf.
+
+    One device sync for the whole model: every tensor's flag is stacked before it is read.
+    """
+    tensors = [
+        (kind, name, tensor)
+        for kind, named in (("parameter", model.named_parameters()), ("buffer", model.named_buffers()))
+        for name, tensor in named
+        if tensor.is_floating_point() and tensor.numel()
+    ]
+    if not tensors:
+        return
+    device = tensors[0][2].device
+    finite = torch.stack([torch.isfinite(tensor).all().to(device) for _, _, tensor in tensors])
+    if bool(finite.all()):
+        return
+    kind, name, _ = tensors[int((~finite).nonzero()[0, 0])]
+    raise ValueError(
+        f"{kind} {name!r} of {type(model).__name__} holds NaN or inf values, so every score would be meaningless; "
+        "check the model's weights (how they were loaded or trained; torch.isfinite(p).all() for each one)."
+    )
+
+
+def float32_model(model: nn.Module) -> nn.Module:
+    """``model`` itself if its floating tensors are float32, else a float32 copy (``model`` is left untouched)."""
+    tensors = (*model.parameters(), *model.buffers())
+    if all(tensor.dtype == torch.float32 for tensor in tensors if tensor.is_floating_point()):
+        return model
+    return copy.deepcopy(model).float()
+
+
+def _output_tensors(output: object) -> list[torch.Tensor]:
+    """The non-empty floating tensors of a model's output (a tensor, or tuples, lists and dicts of them), in order."""
+    if isinstance(output, torch.Tensor):
+        return [output.float()] if output.is_floating_point() and output.numel() else []
+    if isinstance(output, Mapping):
+        output = list(output.values())
+    if isinstance(output, (tuple, list)):
+        return [tensor for item in output for tensor in _output_tensors(item)]
+    return []
 
 
 def _conv_bn_pairs(model: nn.Module, probe: torch.Tensor) -> list[tuple[str, str]]:
@@ -109,13 +158,25 @@ def fold_batchnorm(model: nn.Module, probe: torch.Tensor, *, atol: float = 1e-3)
         _set_module(folded, conv_name, fuse_conv_bn_eval(conv, bn).requires_grad_(False))
         _set_module(folded, bn_name, nn.Identity())
     with torch.no_grad(), frozen(model):
-        expected = model(probe)
+        output = model(probe)
+        expected = _output_tensors(output)
     with torch.no_grad():
-        got = folded(probe)
-    scale = expected.abs().max().clamp_min(1.0)
-    if not torch.allclose(got, expected, atol=atol * float(scale), rtol=0):
-        raise RuntimeError(
-            f"folding BatchNorm changed the outputs of {type(model).__name__} "
-            f"(max diff {float((got - expected).abs().max()):.3g}); pass fold_bn=False."
+        got = _output_tensors(folded(probe))
+    if not expected:
+        raise ValueError(
+            f"fold_batchnorm cannot check its result: the forward of {type(model).__name__} returns a "
+            f"{type(output).__name__} without floating tensors; pass fold_bn=False."
         )
+    if not all(bool(torch.isfinite(tensor).all()) for tensor in expected):
+        raise ValueError(
+            f"{type(model).__name__} produced NaN or inf outputs on a random probe input; check its weights "
+            "(torch.isfinite(p).all() for each parameter) and any operation that can overflow in its forward."
+        )
+    for want, have in zip(expected, got):
+        scale = float(want.abs().max().clamp_min(1.0))
+        if not torch.allclose(have, want, atol=atol * scale, rtol=0):
+            raise RuntimeError(
+                f"folding BatchNorm changed the outputs of {type(model).__name__} "
+                f"(max diff {float((have - want).abs().max()):.3g}); pass fold_bn=False."
+            )
     return folded

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from numbers import Real
-from typing import Mapping, Sequence
+from typing import ClassVar, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -29,6 +29,8 @@ from .hooks import resolve_layer
 __all__ = ["Channel", "Direction", "Inversion", "Layer", "Neuron", "Objective", "Scaled", "Sum"]
 
 COSINE_FLOOR = 0.1
+_CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+_BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
 
 def _per_sample(acts: torch.Tensor) -> torch.Tensor:
@@ -121,23 +123,26 @@ class Objective:
         model: nn.Module, layer: str | int, index: int | Sequence[int], *, position: tuple[int, int] | None = None
     ) -> "Neuron":
         """One unit per target: ``index`` is a channel (its centre position on conv layers)."""
-        return Neuron(model, resolve_layer(model, layer), _as_indices(index, "index"), position)
+        return Neuron(model, _layer_name(model, layer, "neuron"), _as_indices(index, "index"), position)
 
     @staticmethod
     def channel(model: nn.Module, layer: str | int, index: int | Sequence[int]) -> "Channel":
         """Mean activation of a channel over all positions, one target per index."""
-        return Channel(model, resolve_layer(model, layer), _as_indices(index, "index"))
+        return Channel(model, _layer_name(model, layer, "channel"), _as_indices(index, "index"))
 
     @staticmethod
     def layer(model: nn.Module, layer: str | int) -> "Layer":
         """Mean squared activation of the whole layer (DeepDream), one target."""
-        return Layer(model, resolve_layer(model, layer))
+        return Layer(model, _layer_name(model, layer, "layer"))
 
     @staticmethod
     def direction(model: nn.Module, layer: str | int, vectors: torch.Tensor, *, cossim_pow: float = 2.0) -> "Direction":
         """``dot * max(cos, 0.1) ** cossim_pow`` with each row of ``vectors`` ((k, C) or (C,)): k targets."""
         return Direction(
-            model, resolve_layer(model, layer), _as_matrix(vectors, "vectors", "direction"), float(cossim_pow)
+            model,
+            _layer_name(model, layer, "direction"),
+            _as_matrix(vectors, "vectors", "direction"),
+            float(cossim_pow),
         )
 
     @staticmethod
@@ -161,7 +166,25 @@ class Objective:
         if targets.ndim == 1:
             targets = targets[None]
         power = None if cossim_pow is None else float(cossim_pow)
-        return Inversion(model, resolve_layer(model, layer), targets, power)
+        return Inversion(model, _layer_name(model, layer, "inversion"), targets, power)
+
+
+def _layer_name(model: nn.Module, layer: str | int, where: str) -> str:
+    """Check ``model`` before touching it, so a wrong argument is named instead of failing inside torch."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"`model` of Objective.{where} must be a torch.nn.Module; got {type(model).__name__}.")
+    return resolve_layer(model, layer)
+
+
+def _known_width(module: nn.Module) -> int | None:
+    """Channels of a layer's output when its definition tells (linear, conv, batch norm), else ``None``."""
+    if isinstance(module, nn.Linear):
+        return module.out_features
+    if isinstance(module, _CONVS):
+        return module.out_channels
+    if isinstance(module, _BATCH_NORMS):
+        return module.num_features
+    return None
 
 
 def _as_matrix(vectors: torch.Tensor, what: str, where: str) -> torch.Tensor:
@@ -203,9 +226,44 @@ class _Leaf(Objective):
 
 
 @dataclass(frozen=True, repr=False)
-class Neuron(_Leaf):
+class _Indexed(_Leaf):
+    """A leaf that picks one channel per target; indices are checked as early as the layer's width is known.
+
+    Linear, conv and batch-norm layers declare their width, so a bad index fails at construction; other
+    layers are checked against the activations' shape at each call (host-side metadata: no device sync).
+    """
+
     indices: tuple[int, ...]
+    kind: ClassVar[str]
+
+    def __post_init__(self) -> None:
+        width = _known_width(self.model.get_submodule(self.layer_name))
+        if min(self.indices) < 0:
+            span = f"the layer has {width} {self._units} (0-{width - 1})" if width else "indices start at 0"
+            raise ValueError(
+                f"Objective.{self.kind}: {self.kind} {min(self.indices)} of layer {self.layer_name!r} is out of "
+                f"range: {span}; negative indices are not allowed."
+            )
+        if width is not None:
+            self._check_range(width)
+
+    @property
+    def _units(self) -> str:
+        return "units" if self.kind == "neuron" else "channels"
+
+    def _check_range(self, width: int) -> None:
+        top = max(self.indices)
+        if top >= width:
+            raise ValueError(
+                f"Objective.{self.kind}: {self.kind} {top} of layer {self.layer_name!r} is out of range: "
+                f"the layer has {width} {self._units} (0-{width - 1})."
+            )
+
+
+@dataclass(frozen=True, repr=False)
+class Neuron(_Indexed):
     position: tuple[int, int] | None = None
+    kind = "neuron"
 
     @property
     def n_targets(self) -> int:
@@ -225,17 +283,23 @@ class Neuron(_Leaf):
         ]
         if a.ndim == 4:
             y, x = self.position if self.position is not None else (a.shape[2] // 2, a.shape[3] // 2)
+            if not (-a.shape[2] <= y < a.shape[2] and -a.shape[3] <= x < a.shape[3]):
+                raise ValueError(
+                    f"`position` {(y, x)} of Objective.neuron is outside layer {self.layer_name!r}, whose maps are "
+                    f"{a.shape[2]}x{a.shape[3]}; give (y, x) within them, or None for the centre."
+                )
             a = a[:, :, y, x]
         if a.ndim != 2:
             raise ValueError(
                 f"Objective.neuron needs a (N, C) or (N, C, H, W) layer; {self.layer_name!r} gives {tuple(a.shape)}."
             )
+        self._check_range(a.shape[1])
         return self._reduce(a.gather(1, index[:, None])[:, 0], n_targets)
 
 
 @dataclass(frozen=True, repr=False)
-class Channel(_Leaf):
-    indices: tuple[int, ...]
+class Channel(_Indexed):
+    kind = "channel"
 
     @property
     def n_targets(self) -> int:
@@ -254,6 +318,7 @@ class Channel(_Leaf):
             _target_of_sample(len(a), n_targets, a.device) % self.n_targets
         ]
         per_channel = a.flatten(2).mean(2) if a.ndim > 2 else a
+        self._check_range(per_channel.shape[1])
         return self._reduce(per_channel.gather(1, index[:, None])[:, 0], n_targets)
 
 

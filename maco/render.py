@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from ._atomic import atomic_write
 from .hooks import forward_to_layers
-from .model import fold_batchnorm, frozen
+from .model import check_finite_weights, float32_model, fold_batchnorm, frozen
 from .objectives import Objective
 from .transforms import add_uniform_noise, crop_and_resize, sample_crop_boxes
 
@@ -46,7 +46,7 @@ _CHECK_EVERY = 32
 
 
 class NonFiniteScoreError(FloatingPointError):
-    """A score became NaN or infinite during the optimisation."""
+    """A score, or its gradient with respect to the image, became NaN or infinite during the optimisation."""
 
 
 @dataclass
@@ -162,15 +162,23 @@ def render_step(
     return scores, leaf.grad
 
 
-def _check_finite(history: torch.Tensor, start: int, names: Sequence[str]) -> None:
+def _check_finite(history: torch.Tensor, start: int, alphas: torch.Tensor, names: Sequence[str]) -> None:
+    """Raise if a score since step ``start``, or any accumulated gradient, is NaN or inf (one device sync)."""
     chunk = history[start:]
-    if bool(torch.isfinite(chunk).all()):
-        return
-    step, target = (~torch.isfinite(chunk)).nonzero()[0].tolist()
-    raise NonFiniteScoreError(
-        f"the score of target {target} ({names[target]}) became {chunk[step, target].item()} at step "
-        f"{start + step}; lower `lr`, check the model for NaNs, or use amp=False."
-    )
+    scores_ok, grads_ok = torch.stack([torch.isfinite(chunk).all(), torch.isfinite(alphas).all()]).tolist()
+    if not scores_ok:
+        step, target = (~torch.isfinite(chunk)).nonzero()[0].tolist()
+        raise NonFiniteScoreError(
+            f"the score of target {target} ({names[target]}) became {chunk[step, target].item()} at step "
+            f"{start + step}; lower `lr`, check the model for NaNs, or use amp=False."
+        )
+    if not grads_ok:
+        target = int((~torch.isfinite(alphas)).flatten(1).any(1).nonzero()[0, 0])
+        raise NonFiniteScoreError(
+            f"the gradient of target {target} ({names[target]}) with respect to the image became NaN or inf by step "
+            f"{len(history) - 1} while its score stayed finite: the model's backward pass is not finite (e.g. sqrt "
+            "or log at 0, or an overflow); check the model, or use amp=False."
+        )
 
 
 def render(
@@ -197,7 +205,9 @@ def render(
 
     The model is frozen during the run and restored afterwards. On CUDA the
     crops run in bf16 autocast (``amp``) and channels_last; with ``fold_bn``
-    the model's BatchNorms are folded into a frozen copy first.
+    the model's BatchNorms are folded into a frozen copy first. A model with
+    NaN or inf weights is refused up front (a ValueError naming the tensor);
+    a model in another floating dtype than float32 runs as a float32 copy.
     """
     model = objective.model
     cuda = device.type == "cuda"
@@ -216,14 +226,15 @@ def render(
     opt = optimizer(list(param.parameters()))
     start = time.perf_counter()
     with frozen(model):
-        work = model
-        if fold_bn or cuda:
+        check_finite_weights(model)
+        work = float32_model(model)
+        if fold_bn:
             probe = torch.rand(
                 2, 3, input_size, input_size, device=device, generator=target_generators([0], 3, device)[0]
             )
-            work = fold_batchnorm(model, (probe - mean_t) / std_t) if fold_bn else model
-            if cuda:
-                work = (work if work is not model else copy.deepcopy(model)).to(memory_format=torch.channels_last)
+            work = fold_batchnorm(work, (probe - mean_t) / std_t)
+        if cuda:
+            work = (work if work is not model else copy.deepcopy(model)).to(memory_format=torch.channels_last)
         history = torch.empty(steps, n_targets, device=device)
         alphas = None
         checked = 0
@@ -248,7 +259,7 @@ def render(
             magnitude = grad.detach().abs().mean(1, keepdim=True)
             alphas = magnitude if alphas is None else alphas.add_(magnitude)
             if (step + 1) % _CHECK_EVERY == 0 or step + 1 == steps:
-                _check_finite(history[: step + 1], checked, names)
+                _check_finite(history[: step + 1], checked, alphas, names)
                 checked = step + 1
         with torch.no_grad():
             images = param().detach().float().cpu()
