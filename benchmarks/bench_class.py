@@ -20,24 +20,24 @@ import json
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import torch
 import torchvision
 from PIL import Image
 from torchvision.models import ResNet50_Weights
 
-from pipelines import ClassJob, ConceptConfig, ModelBundle, RunConfig, VisualizationConfig, run_classes
+from concepts import split_model
+from maco import RenderSettings
+from pipelines import ClassJob, ConceptConfig, RunConfig, run_classes
 
 
 def write_images(folder: Path, n: int, photos: Path) -> None:
     sources = sorted(photos.glob("*.JPEG")) if photos.is_dir() else []
-    rng = np.random.default_rng(0)
+    if not sources:
+        raise SystemExit(f"bench_class: no *.JPEG photos in {photos}; pass --photos DIR (noise images would "
+                         "not time a real class).")
     for i in range(n):
-        if sources:
-            image = Image.open(sources[i % len(sources)]).convert("RGB")
-        else:
-            image = Image.fromarray(rng.integers(0, 255, (256, 256, 3), dtype=np.uint8))
-        image.save(folder / f"{i:04d}.jpg", quality=90)
+        with Image.open(sources[i % len(sources)]) as image:
+            image.convert("RGB").save(folder / f"{i:04d}.jpg", quality=90)
 
 
 def main() -> None:
@@ -54,17 +54,16 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
     enum = ResNet50_Weights.IMAGENET1K_V2
-    bundle = ModelBundle(model=torchvision.models.resnet50().eval(), model_id="resnet50/random", layer="avgpool",
-                         mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), input_size=224,
-                         categories=list(enum.meta["categories"]))
-    viz = VisualizationConfig(steps=args.steps, image_size=args.image_size, crops=args.crops)
+    split = split_model(torchvision.models.resnet50().eval(), mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
+                        input_size=224, categories=list(enum.meta["categories"]), model_id="resnet50/random")
+    viz = RenderSettings(steps=args.steps, image_size=args.image_size, crops=args.crops, seed=0)
     config = RunConfig(concepts=ConceptConfig(n_concepts=args.k), visualization=viz, inversion=viz,
                        inversions=args.inversions)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "images"
         folder.mkdir()
         write_images(folder, args.images, args.photos)
-        summary = run_classes([ClassJob(class_index=1, class_name="goldfish", folder=folder)], bundle, config,
+        summary = run_classes([ClassJob(class_index=1, class_name="goldfish", folder=folder)], split, config,
                               Path(tmp) / "run", device=args.device, progress=False)
         record = json.loads((Path(tmp) / "run" / "classes" / "0001" / "class.json").read_text())
     total = sum(record["timings"].values())

@@ -40,10 +40,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from torchvision.transforms.functional import to_tensor
 
 from concepts import crop_image, extract_concepts, split_model
 from maco import Objective, maco
-from pipelines.io import atomic_write_bytes, atomic_write_text, save
+from pipelines.io import atomic_write_bytes, atomic_write_text, save, to_pil
 from pipelines.mosaic import alpha_over_white
 from quality_real import INPUT, MEAN, PHOTOS, SHARED, STD, command_line, spread_photos, tile
 
@@ -66,7 +67,7 @@ def photo_views(path: Path, n_views: int, seed: int) -> torch.Tensor:
         view = image.crop((left, top, left + s, top + s)).resize((INPUT, INPUT), Image.BICUBIC)
         if v % 2:
             view = view.transpose(Image.FLIP_LEFT_RIGHT)
-        views.append(torch.from_numpy(np.asarray(view).copy()).permute(2, 0, 1).float() / 255)
+        views.append(to_tensor(view))
     return torch.stack(views)
 
 
@@ -149,13 +150,12 @@ def main() -> None:
         def crops_block(crops: list[torch.Tensor]) -> np.ndarray:
             tiles = [tile(c, small) for c in crops[:4]] + [np.ones((small, small, 3))] * (4 - len(crops[:4]))
             return np.concatenate([np.concatenate(tiles[:2], 1), np.concatenate(tiles[2:4], 1)], 0)
-        vis = torch.from_numpy(np.asarray(alpha_over_white(image, alpha), dtype=np.float32) / 255).permute(2, 0, 1)
         gap = np.ones((size, 4, 3))
         lines_img.append(np.concatenate([tile(view, size), gap, crops_block(first), gap, crops_block(second), gap,
-                                         tile(image, size), gap, tile(vis, size)], 1))
+                                         tile(image, size), gap, tile(alpha_over_white(image, alpha), size)], 1))
     sheet = np.concatenate([np.concatenate([row, np.ones((4, row.shape[1], 3))], 0) for row in lines_img], 0)
     buffer = io.BytesIO()
-    Image.fromarray((sheet * 255).round().astype(np.uint8)).save(buffer, format="JPEG", quality=88)
+    to_pil(sheet).save(buffer, format="JPEG", quality=88)
     atomic_write_bytes(args.out / "concepts_real_sheet.jpg", buffer.getvalue())
 
     def mean(key: str) -> float:

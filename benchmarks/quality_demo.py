@@ -28,11 +28,12 @@ import platform
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from pipelines.demo import CLASS_NAMES
-from pipelines.evaluate import evaluate_demo
-from pipelines.io import atomic_write_text, save
+from pipelines.demo.experiment import evaluate_demo
+from pipelines.io import atomic_write_text, save, to_pil
 
 
 def _fmt(value, digits: int = 3) -> str:
@@ -88,15 +89,14 @@ def markdown(result: dict, command: str, seconds: float) -> str:
     return "\n".join(lines) + "\n"
 
 
-def sheet(result: dict, tile: int = 96) -> torch.Tensor:
+def sheet(result: dict, tile: int = 96) -> np.ndarray:
     """``(rows * tile, 6 * tile, 3)`` uint8: one row per method, first seed's images."""
     rows = []
     for m in result["methods"].values():
         images = m["images"][: len(CLASS_NAMES)]
         images = torch.nn.functional.interpolate(images, size=tile, mode="bilinear", antialias=True)
         rows.append(torch.cat(list(images), dim=2))
-    sheet = (torch.cat(rows, dim=1).clamp(0, 1) * 255).round().to(torch.uint8)
-    return (sheet & 0xFC).permute(1, 2, 0).numpy()  # 6 bits per channel: a smaller PNG, no visible change
+    return np.asarray(to_pil(torch.cat(rows, dim=1))) & 0xFC  # 6 bits per channel: a smaller PNG, no visible change
 
 
 def main() -> None:

@@ -39,10 +39,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from torchvision.transforms.functional import to_tensor
 
+from concepts import split_model
 from maco import Objective
 from pipelines.evaluate import METHODS, layer_feature_fn, plausibility, retrieval, transferability
-from pipelines.io import atomic_write_text, save
+from pipelines.io import atomic_write_text, save, to_pil
 from pipelines.mosaic import alpha_over_white
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -70,8 +72,9 @@ def spread_photos(folder: Path, n_classes: int) -> list[tuple[Path, int, str]]:
     return [(path, int(path.stem.split("_", 2)[0]), path.stem.split("_", 2)[2].replace("_", " ")) for path in chosen]
 
 
-def tile(image: torch.Tensor, size: int) -> np.ndarray:
-    """``(size, size, 3)`` float array in [0, 1] of a ``(3, H, W)`` image (antialiased)."""
+def tile(image: torch.Tensor | Image.Image, size: int) -> np.ndarray:
+    """``(size, size, 3)`` float array in [0, 1] of a ``(3, H, W)`` image or an RGB PIL image (antialiased)."""
+    image = to_tensor(image) if isinstance(image, Image.Image) else image
     image = F.interpolate(image[None].float(), size=size, mode="bilinear", antialias=True)[0]
     return image.clamp(0, 1).permute(1, 2, 0).numpy()
 
@@ -86,7 +89,7 @@ def load_photos(folder: Path, n_classes: int) -> tuple[list[int], list[str], tor
                              Image.BICUBIC)
         left, top = (image.width - INPUT) // 2, (image.height - INPUT) // 2
         image = image.crop((left, top, left + INPUT, top + INPUT))
-        images.append(torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1).float() / 255)
+        images.append(to_tensor(image))
         classes.append(index)
         names.append(name)
     return classes, names, torch.stack(images)
@@ -104,12 +107,11 @@ def contact_sheet(results: dict, n: int = 8, size: int = 96) -> np.ndarray:
         for t in range(min(n, len(results[method].images))):
             image = results[method].images[t]
             if row == "maco_alpha":
-                white = np.asarray(alpha_over_white(image, results[method].alphas[t]), dtype=np.float32) / 255
-                image = torch.from_numpy(white).permute(2, 0, 1)
+                image = alpha_over_white(image, results[method].alphas[t])
             tiles.append(tile(image, size))
         rows.append(np.concatenate(tiles, axis=1))
-    sheet = (np.concatenate(rows, axis=0) * 255).round().astype(np.uint8)
-    return sheet & 0xFC  # 6 bits per channel: invisible here, and keeps the PNG under 400 KB
+    # 6 bits per channel: invisible here, and keeps the PNG under 400 KB
+    return np.asarray(to_pil(np.concatenate(rows, axis=0))) & 0xFC
 
 
 def main() -> None:
@@ -130,11 +132,11 @@ def main() -> None:
     from real_model import load_efficientnet_lite0
 
     start = time.perf_counter()
-    model = load_efficientnet_lite0()
+    split = split_model(load_efficientnet_lite0(), mean=MEAN, std=STD, input_size=INPUT, model_id="efficientnet_lite0")
     norm = dict(mean=MEAN, std=STD, input_size=INPUT)
     classes, names, photos = load_photos(PHOTOS, args.classes)
     labels = torch.tensor(classes)
-    feature_fn = layer_feature_fn(model, "global_pool", **norm)
+    feature_fn = layer_feature_fn(split, "global_pool")
     refs = {c: f[None] for c, f in zip(classes, feature_fn(photos))}
     all_classes, _, all_photos = load_photos(PHOTOS, 10**6)
     gallery_labels = torch.tensor(all_classes)
@@ -143,11 +145,11 @@ def main() -> None:
     results, rows = {}, []
     for method in args.methods:
         t0 = time.perf_counter()
-        result = METHODS[method](Objective.neuron(model, "classifier", classes), steps=args.steps,
+        result = METHODS[method](Objective.neuron(split.model, "classifier", classes), steps=args.steps,
                                  image_size=args.image_size, crops=args.crops, seed=args.seed, progress=False, **norm)
         seconds = time.perf_counter() - t0
         results[method] = result
-        transfer = transferability(result.images, labels, model, **norm)
+        transfer = transferability(result.images, labels, split)
         plaus = plausibility(result.images, labels, refs, feature_fn)
         found = retrieval(result.images, labels, gallery, gallery_labels, feature_fn)
         rows.append(dict(method=method, top1=transfer["top1"], top5=transfer["top5"], plausibility=plaus["mean"],
@@ -160,7 +162,7 @@ def main() -> None:
     other = torch.roll(labels, 1)
     noise = torch.rand(len(classes), 3, INPUT, INPUT, generator=torch.Generator().manual_seed(0))
     flipped = F.interpolate(photos.flip(-1)[:, :, 22:-22, 22:-22], size=INPUT, mode="bilinear", antialias=True)
-    photo_transfer = transferability(photos, labels, model, **norm)
+    photo_transfer = transferability(photos, labels, split)
     flipped_found = retrieval(flipped, labels, gallery, gallery_labels, feature_fn)
     noise_found = retrieval(noise, labels, gallery, gallery_labels, feature_fn)
     baselines = {
@@ -169,7 +171,7 @@ def main() -> None:
             plausibility=plausibility(flipped, labels, refs, feature_fn)["mean"], r1=flipped_found["r1"],
             r5=flipped_found["r5"], nearest_any=flipped_found["nearest_any"]),
         "photo of another class": dict(plausibility=plausibility(photos, other, refs, feature_fn)["mean"]),
-        "uniform noise": dict(top1=transferability(noise, labels, model, **norm)["top1"],
+        "uniform noise": dict(top1=transferability(noise, labels, split)["top1"],
                               plausibility=plausibility(noise, labels, refs, feature_fn)["mean"],
                               r1=noise_found["r1"], r5=noise_found["r5"], nearest_any=noise_found["nearest_any"]),
     }

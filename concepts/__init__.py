@@ -6,7 +6,8 @@ and ``h`` (pooled features -> logits, linear). Uses torch, never ``maco`` or
 """
 from .bank import SCHEMA_VERSION, ConceptBank, library_versions
 from .crops import Crops, extract_crops, grid_boxes
-from .data import IMAGE_EXTENSIONS, LoadedImages, imagenet_class_folder, load_images, resolve_class
+from .data import (IMAGE_EXTENSIONS, LoadedImages, imagenet_class_folder, imagenet_class_folders, load_images,
+                   resolve_class)
 from .extract import crop_image, extract_concepts
 from .features import ModelSplit, extract_features, load_resnet50, resnet50_split, split_model
 from .imagenet import ImageNetClasses, imagenet_classes, imagenet_root_folders
@@ -31,6 +32,7 @@ __all__ = [
     "extract_features",
     "grid_boxes",
     "imagenet_class_folder",
+    "imagenet_class_folders",
     "imagenet_classes",
     "imagenet_root_folders",
     "library_versions",

@@ -1,4 +1,4 @@
-"""Image sources: a folder or list of files, or one class of an ImageNet-style root.
+"""Image sources: a folder or list of files, or classes of an ImageNet-style root; and the class resolver.
 
 Images are decoded with Pillow in DataLoader workers, EXIF-transposed, cropped
 to their centred square in source pixels, converted to RGB (grayscale,
@@ -30,7 +30,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from .imagenet import imagenet_classes, imagenet_root_folders
 
-__all__ = ["IMAGE_EXTENSIONS", "LoadedImages", "imagenet_class_folder", "load_images", "resolve_class"]
+__all__ = ["IMAGE_EXTENSIONS", "LoadedImages", "imagenet_class_folder", "imagenet_class_folders", "load_images",
+           "resolve_class"]
 
 IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 _MIN_SIDE = 8  # a thinner strip holds almost nothing of a square crop: its resize would be mostly invented pixels
@@ -237,73 +238,108 @@ def load_images(paths_or_folder: str | os.PathLike | Sequence[str | os.PathLike]
     return LoadedImages(images=stacked, paths=paths, skipped=sorted(skipped))
 
 
-def resolve_class(cls: int | str, categories: Sequence[str]) -> int:
-    """Class index from an int, a digit string or a class name (case-insensitive).
+def resolve_class(cls: int | str, categories: Sequence[str], wnids: Sequence[str] | None = None, *,
+                  argument: str = "`cls` of `resolve_class`") -> int:
+    """Class index from an int, a digit string, a WordNet id or a class name.
 
-    Raises ``ValueError`` with close matches for unknown names, and with the
-    candidate indices for names shared by several classes.
+    A name matches exactly first, then case-insensitively, and a name that
+    still names several classes is refused with their indices rather than
+    guessed: ImageNet has ``'Cardigan'`` (264, the corgi) and ``'cardigan'``
+    (474, the sweater), so ``"Cardigan"`` is 264, ``"cardigan"`` is 474 and
+    ``"CARDIGAN"`` is an error naming both. This is the one resolver of the
+    project, so a class spec means the same class everywhere.
+
+    Parameters
+    ----------
+    cls : int or str
+        A class index (``217`` or ``"217"``), a WordNet id (with ``wnids``) or
+        a class name.
+    categories : sequence of str
+        Name of each class index.
+    wnids : sequence of str, optional
+        WordNet id of each class index, to accept ids such as ``"n02102040"``.
+    argument : str, default "`cls` of `resolve_class`"
+        How error messages name ``cls`` (e.g. "`--classes`").
+
+    Returns
+    -------
+    int
+
+    Raises
+    ------
+    TypeError
+        If ``cls`` is neither an int nor a str.
+    ValueError
+        For an index out of range, an unknown name (with close matches) or an
+        ambiguous one (with the candidate indices).
     """
     n = len(categories)
     if isinstance(cls, bool) or not isinstance(cls, (int, str)):
-        raise TypeError(f"`cls` of `resolve_class` must be an int or a str; got {type(cls).__name__}.")
-    if isinstance(cls, str) and cls.strip().isdigit():
-        cls = int(cls.strip())
-    if isinstance(cls, int):
-        if not 0 <= cls < n:
-            raise ValueError(f"`cls` of `resolve_class` must be a class index in [0, {n - 1}]; got {cls}.")
-        return cls
-    wanted = cls.strip().lower()
-    hits = [i for i, name in enumerate(categories) if name.lower() == wanted]
+        raise TypeError(f"{argument} must be an int or a str; got {type(cls).__name__}.")
+    text = cls.strip() if isinstance(cls, str) else ""
+    if isinstance(cls, int) or text.isdecimal():
+        index = int(cls)
+        if not 0 <= index < n:
+            raise ValueError(f"{argument} must be a class index in [0, {n - 1}]; got {index}.")
+        return index
+    if wnids is not None and text in wnids:
+        return list(wnids).index(text)
+    hits = ([i for i, name in enumerate(categories) if name == text]
+            or [i for i, name in enumerate(categories) if name.lower() == text.lower()])
     if len(hits) == 1:
         return hits[0]
-    if len(hits) > 1:
+    if hits:
         listed = ", ".join(f"{i} ({categories[i]})" for i in hits)
-        raise ValueError(f"`cls` of `resolve_class` is ambiguous: {cls!r} names classes {listed}. "
-                         "Pass the class index instead.")
-    close = difflib.get_close_matches(wanted, [c.lower() for c in categories], n=5, cutoff=0.6)
-    lowered = {c.lower(): i for i, c in reversed(list(enumerate(categories)))}
-    hint = (" Close matches: " + ", ".join(f"{categories[lowered[c]]!r} ({lowered[c]})" for c in close) + "."
-            if close else " Pass a class index or an exact class name.")
-    raise ValueError(f"`cls` of `resolve_class` must be a known class name; got {cls!r}.{hint}")
+        raise ValueError(f"{argument} is ambiguous: {text!r} names classes {listed}. Pass the class index instead.")
+    known = {key.lower(): (key, i) for i, key in reversed([*enumerate(categories), *enumerate(wnids or ())])}
+    close = difflib.get_close_matches(text.lower(), list(known), n=5, cutoff=0.6)
+    hint = " Close matches: " + ", ".join(f"{known[c][0]!r} ({known[c][1]})" for c in close) + "." if close else ""
+    kinds = ", a class name or a WordNet id" if wnids is not None else " or a class name"
+    raise ValueError(f"{argument} must be a class index in [0, {n - 1}]{kinds}; got {cls!r}.{hint}")
 
 
-def imagenet_class_folder(root: str | os.PathLike, cls: int | str) -> tuple[int, str, Path]:
-    """Find one class of an ImageNet-style root ``root/<wnid>/*.JPEG``, by its standard ILSVRC-2012 index.
+def imagenet_class_folders(root: str | os.PathLike, classes: Sequence[int | str], *, root_argument: str = "`root`",
+                           classes_argument: str = "`classes`") -> list[tuple[int, str, Path]]:
+    """Find classes of an ImageNet-style root ``root/<wnid>/*.JPEG``, by their standard ILSVRC-2012 index.
 
     The index and name come from the packaged class table
     (:func:`concepts.imagenet.imagenet_classes`), never from the position of
     the folder under ``root``, so a subset of ImageNet keeps every class's
     index: ``n02102040`` is 217 (English springer) whatever else is there.
+    Every missing folder is reported in one error, so a long class list is
+    fixed in one go.
 
     Parameters
     ----------
     root : path
         Folder of ILSVRC-2012 wnid folders (any subset of the 1000); any other
         non-hidden folder is an error.
-    cls : int or str
-        A class index, a wnid (``"n01440764"``) or a class name (``"tench"``);
-        its folder must be under ``root``.
+    classes : sequence of int or str
+        Class indices, wnids (``"n01440764"``) or class names (``"tench"``),
+        as :func:`resolve_class` reads them; each folder must be under ``root``.
+    root_argument, classes_argument : str
+        How error messages name ``root`` and ``classes`` (e.g. "`--imagenet-root`").
 
     Returns
     -------
-    (class_index, wnid, folder)
+    list of (class_index, wnid, folder)
+        One per entry of ``classes``, in order.
     """
     table = imagenet_classes()
-    present = imagenet_root_folders(root, argument="`root` of `imagenet_class_folder`")
-    root = Path(root)
-    if isinstance(cls, str) and cls.strip().startswith("n") and cls.strip()[1:].isdigit():
-        wnid = cls.strip()
-        if wnid not in table.index_of:
-            close = difflib.get_close_matches(wnid, table.wnids, n=5)
-            raise ValueError(f"`cls` of `imagenet_class_folder` must be an ILSVRC-2012 wnid; got {cls!r}."
-                             + (f" Close matches: {', '.join(close)}." if close else ""))
-        index = table.index_of[wnid]
-    else:
-        index = resolve_class(cls, table.names)
-    wnid = table.wnids[index]
-    if index not in present:
-        shown = ", ".join(f"{present[i]}/" for i in list(present)[:5]) + (", ..." if len(present) > 5 else "")
-        raise ValueError(f"`cls` of `imagenet_class_folder` is class {index} ({table.names[index]}), whose folder "
-                         f"{wnid}/ is not in {root}; it holds {len(present)} class folders ({shown}). "
-                         "Pick a class present there or add its folder.")
-    return index, wnid, root / wnid
+    present = imagenet_root_folders(root, argument=root_argument)
+    indices = [resolve_class(c, table.names, table.wnids, argument=classes_argument) for c in classes]
+    missing = [i for i in dict.fromkeys(indices) if i not in present]
+    if missing:
+        listed = "; ".join(f"class {i} ({table.names[i]}), whose folder {table.wnids[i]}/" for i in missing[:5])
+        more = f"; and {len(missing) - 5} more" if len(missing) > 5 else ""
+        held = ", ".join(f"{w}/ ({i}, {table.names[i]})" for i, w in list(present.items())[:5])
+        raise ValueError(f"{classes_argument} asks for {listed}{more} {'is' if len(missing) == 1 else 'are'} not in "
+                         f"{root_argument} {root}; it holds {len(present)} class folders: {held}"
+                         f"{', ...' if len(present) > 5 else ''}. Pick classes present there or add their folders.")
+    return [(i, table.wnids[i], Path(root) / table.wnids[i]) for i in indices]
+
+
+def imagenet_class_folder(root: str | os.PathLike, cls: int | str) -> tuple[int, str, Path]:
+    """``(class_index, wnid, folder)`` of one class of an ImageNet-style root; see :func:`imagenet_class_folders`."""
+    return imagenet_class_folders(root, [cls], root_argument="`root` of `imagenet_class_folder`",
+                                  classes_argument="`cls` of `imagenet_class_folder`")[0]

@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 from .bank import ConceptBank, library_versions
 from .crops import extract_crops
 from .data import LoadedImages
-from .features import ModelSplit, _resolve_device, extract_features
+from .features import ModelSplit, extract_features
 from .importance import linear_contributions, sobol_total_indices
 from .nmf import NMF
 
@@ -31,7 +31,7 @@ def _check_int(value: object, name: str, low: int) -> int:
 def extract_concepts(split: ModelSplit, images: LoadedImages | torch.Tensor, class_index: int, *,
                      n_concepts: int = 10, patch_size: int = 64, solver: str = "hals", sobol_designs: int = 32,
                      batch_size: int = 64, device: torch.device | str | None = None, random_state: int = 0,
-                     progress: bool = True) -> ConceptBank:
+                     image_features: torch.Tensor | None = None, progress: bool = True) -> ConceptBank:
     """Find the concepts a model uses for one class, and how much each matters.
 
     Parameters
@@ -57,6 +57,9 @@ def extract_concepts(split: ModelSplit, images: LoadedImages | torch.Tensor, cla
         Default: the device of the model.
     random_state : int, default 0
         Seed of the NMF initialisation and of the Sobol scrambling.
+    image_features : Tensor, shape (N, C), optional
+        The pooled features of ``images`` (:func:`extract_features`), when the
+        caller has them already: they are not computed again.
     progress : bool, default True
         One tqdm bar per stage.
 
@@ -99,28 +102,35 @@ def extract_concepts(split: ModelSplit, images: LoadedImages | torch.Tensor, cla
         raise ValueError(f"`images` of `extract_concepts` must give at least n_concepts={k} crops; got "
                          f"{len(crops)} ({len(tensor)} images x {per_image} crops of {patch_size} px). "
                          f"Pass at least {need} images, a smaller patch_size or fewer concepts.")
-    dev = _resolve_device(device, split)
-
-    with tqdm(total=len(crops), desc="crop features", unit="crop", disable=not progress) as bar:
-        A = extract_features(split, crops, batch_size=batch_size, device=dev, progress=bar.update)
-    with tqdm(total=1, desc=f"NMF ({solver}, k={k})", disable=not progress) as bar:
-        nmf = NMF(k, solver=solver, random_state=random_state, device=dev)
-        U = nmf.fit_transform(A.to(dev))
-        bar.update()
-    W = torch.as_tensor(nmf.components_).float()
-    with tqdm(total=len(tensor), desc="image features", unit="img", disable=not progress) as bar:
-        pooled = extract_features(split, tensor, batch_size=batch_size, device=dev, progress=bar.update)
+    if image_features is not None and (not isinstance(image_features, torch.Tensor)
+                                       or tuple(image_features.shape[:1]) != (len(tensor),)):
+        got = getattr(image_features, "shape", type(image_features).__name__)
+        raise ValueError(f"`image_features` of `extract_concepts` must be the pooled features (N, C) of the "
+                         f"{len(tensor)} images; got {got}.")
+    with split.inference(device) as dev:
+        with tqdm(total=len(crops), desc="crop features", unit="crop", disable=not progress) as bar:
+            A = extract_features(split, crops, batch_size=batch_size, device=dev, progress=bar.update)
+        with tqdm(total=1, desc=f"NMF ({solver}, k={k})", disable=not progress) as bar:
+            nmf = NMF(k, solver=solver, random_state=random_state, device=dev)
+            U = nmf.fit_transform(A.to(dev))
+            bar.update()
+        W = torch.as_tensor(nmf.components_).float()
+        pooled = image_features
+        if pooled is None:
+            with tqdm(total=len(tensor), desc="image features", unit="img", disable=not progress) as bar:
+                pooled = extract_features(split, tensor, batch_size=batch_size, device=dev, progress=bar.update)
+        pooled = pooled.float().cpu()
         codes = nmf.transform(pooled.to(dev)).float().cpu()
-    weight = split.head_weight[class_index].detach().float().cpu()
-    bias = float(split.head_bias[class_index])
-    imp = linear_contributions(pooled, codes, W, weight, bias)
-    sobol = sobol_per_image = None
-    if designs:
-        with tqdm(total=len(tensor), desc="Sobol indices", unit="img", disable=not progress) as bar:
-            sobol_per_image = sobol_total_indices(codes, W, split.h, class_index, n_designs=designs,
-                                                  batch_size=max(batch_size, 16) * 16, seed=random_state,
-                                                  device=dev, progress=bar.update).numpy()
-        sobol = sobol_per_image.mean(0)
+        weight = split.head_weight[class_index].detach().float().cpu()
+        bias = float(split.head_bias[class_index])
+        imp = linear_contributions(pooled, codes, W, weight, bias)
+        sobol = sobol_per_image = None
+        if designs:
+            with tqdm(total=len(tensor), desc="Sobol indices", unit="img", disable=not progress) as bar:
+                sobol_per_image = sobol_total_indices(codes, W, split.h, class_index, n_designs=designs,
+                                                      batch_size=max(batch_size, 16) * 16, seed=random_state,
+                                                      device=dev, progress=bar.update).numpy()
+            sobol = sobol_per_image.mean(0)
     categories = split.categories
     return ConceptBank(
         W=W.numpy(), U=U.float().cpu().numpy(), crop_boxes=crops.boxes.numpy(),

@@ -8,11 +8,13 @@ in [0, 1] and applies the model's own normalisation (``mean``/``std``) itself.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
 import torch
+import torch.nn.functional as F
 import torchvision
 from torch import nn
 from torchvision.models import ResNet50_Weights
@@ -24,7 +26,12 @@ __all__ = ["ModelSplit", "extract_features", "load_resnet50", "resnet50_split", 
 
 @dataclass(eq=False)
 class ModelSplit:
-    """A classifier cut at its last spatial layer.
+    """A classifier cut at its last spatial layer, with everything that describes its input.
+
+    The one object that knows how to feed the model: resize to ``input_size``,
+    normalise with ``mean``/``std``, forward in batches (bf16 autocast and
+    channels_last on CUDA) with the model in inference mode, restored after
+    (:meth:`map_batches`). Every stage that runs the model goes through it.
 
     Attributes
     ----------
@@ -33,7 +40,7 @@ class ModelSplit:
     h : callable
         Pooled features ``(N, C)`` -> logits ``(N, num_classes)``.
     mean, std : tuple of 3 floats
-        Input normalisation, applied by :meth:`features` to images in [0, 1].
+        Input normalisation, applied to images in [0, 1].
     input_size : int
         Side ``S`` the model expects.
     categories : list of str or None
@@ -44,6 +51,12 @@ class ModelSplit:
     model_id : str
     layer : str
         Name of the layer ``g`` ends at (used in error messages and records).
+    model : nn.Module or None
+        The whole classifier ``g`` and ``h`` are cut from: feature
+        visualization optimises its inputs.
+    pooled_layer : str or None
+        The module of ``model`` whose output is the pooled features (``avgpool``
+        for a ResNet): concept directions live there.
     """
 
     g: Callable[[torch.Tensor], torch.Tensor]
@@ -56,14 +69,29 @@ class ModelSplit:
     head_bias: torch.Tensor | None = None
     model_id: str = "model"
     layer: str = "features"
+    model: nn.Module | None = None
+    pooled_layer: str | None = None
 
     def modules(self) -> Iterator[nn.Module]:
-        """The ``nn.Module`` parts of ``g`` and ``h`` (for ``.to`` / ``.eval``)."""
+        """The distinct ``nn.Module`` parts: the whole model if known, else those of ``g`` and ``h``."""
+        parts = [self.model] if self.model is not None else []
         for part in (self.g, self.h):
             if isinstance(part, nn.Module):
-                yield part
+                parts.append(part)
             elif isinstance(getattr(part, "__self__", None), nn.Module):
-                yield part.__self__
+                parts.append(part.__self__)
+        seen: set[int] = set()
+        for module in parts:
+            if id(module) not in seen:
+                seen.add(id(module))
+                yield module
+
+    def device(self) -> torch.device:
+        """The device of the model's first parameter (CPU if it has none)."""
+        for module in self.modules():
+            for tensor in (*module.parameters(), *module.buffers()):
+                return tensor.device
+        return torch.device("cpu")
 
     def to(self, device: torch.device | str) -> "ModelSplit":
         """Move the model parts to ``device`` (in place); returns ``self``."""
@@ -77,9 +105,100 @@ class ModelSplit:
         std = torch.tensor(self.std, device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
         return (images - mean) / std
 
+    def prepare(self, images: torch.Tensor) -> torch.Tensor:
+        """Images in [0, 1] ``(N, 3, H, W)`` -> model inputs: resized to ``input_size`` (antialiased), normalised."""
+        if images.shape[-2:] != (self.input_size, self.input_size):
+            images = F.interpolate(images, size=(self.input_size, self.input_size), mode="bilinear",
+                                   antialias=True, align_corners=False)
+        return self.normalize(images)
+
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """Images in [0, 1] ``(N, 3, S, S)`` -> spatial features ``(N, C, h, w)``."""
         return self.g(self.normalize(images))
+
+    @contextmanager
+    def inference(self, device: torch.device | str | None = None) -> Iterator[torch.device]:
+        """``eval()``, no weight gradients and on ``device`` inside the context; the caller's state is restored.
+
+        Yields the device the model runs on (its own if ``device`` is None).
+        """
+        modules = list(self.modules())
+        found = self.device()
+        target = found if device is None else torch.device(device)
+        modes = [(m, m.training) for module in modules for m in module.modules()]
+        flags = [(p, p.requires_grad) for module in modules for p in module.parameters()]
+        for module in modules:
+            module.eval().requires_grad_(False)
+        if target != found:
+            self.to(target)
+        try:
+            yield target
+        finally:
+            if target != found:
+                self.to(found)
+            for module, training in modes:
+                module.training = training
+            for param, requires_grad in flags:
+                param.requires_grad_(requires_grad)
+
+    @torch.no_grad()
+    def map_batches(self, images: torch.Tensor | Crops, fn: Callable[[torch.Tensor], torch.Tensor], *,
+                    batch_size: int = 64, device: torch.device | str | None = None,
+                    progress: Callable[[int], object] | None = None) -> torch.Tensor:
+        """``fn`` applied to the prepared model inputs of images in [0, 1] (or crops), batch by batch.
+
+        Parameters
+        ----------
+        images : Tensor, shape (N, 3, H, W), or Crops
+            Images in [0, 1], resized to ``input_size`` as needed; crops are cut
+            and resized batch by batch.
+        fn : callable
+            Normalised inputs ``(b, 3, S, S)`` -> a tensor with ``b`` rows.
+        batch_size : int, default 64
+        device : torch.device or str, optional
+            Default: the model's device. On CUDA: bf16 autocast, channels_last.
+        progress : callable, optional
+            Called with the number of items done after each batch.
+
+        Returns
+        -------
+        Tensor, float32 on the CPU, ``fn``'s outputs concatenated.
+        """
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"`batch_size` of `ModelSplit.map_batches` must be an int >= 1; got {batch_size!r}.")
+        if not isinstance(images, (torch.Tensor, Crops)):
+            raise TypeError(f"`images` of `ModelSplit.map_batches` must be a Tensor (N, 3, H, W) or Crops; got "
+                            f"{type(images).__name__}.")
+        if isinstance(images, torch.Tensor) and (images.ndim != 4 or images.shape[1] != 3):
+            raise ValueError(f"`images` of `ModelSplit.map_batches` must have shape (N, 3, H, W); got "
+                             f"{tuple(images.shape)}.")
+        if len(images) == 0:
+            raise ValueError("`images` of `ModelSplit.map_batches` must not be empty; got 0 items.")
+        out = []
+        with self.inference(device) as dev:
+            cuda = dev.type == "cuda"
+            if isinstance(images, Crops) and images.images.device != dev:  # cut crops where the model runs
+                images = Crops(images=images.images.to(dev), boxes=images.boxes, image_index=images.image_index,
+                               out_size=images.out_size)
+            for start in range(0, len(images), batch_size):
+                if isinstance(images, Crops):
+                    x = images.batch(start, start + batch_size, out_size=self.input_size, device=dev)
+                else:
+                    x = images[start:start + batch_size].to(dev, torch.float32)
+                x = self.prepare(x)
+                if cuda:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cuda):
+                    y = fn(x)
+                out.append(y.float().cpu())
+                if progress is not None:
+                    progress(len(x))
+        return torch.cat(out)
+
+    def logits(self, pooled: torch.Tensor) -> torch.Tensor:
+        """Pooled features ``(N, C)`` (from :func:`extract_features`) -> logits ``(N, num_classes)``, float32, CPU."""
+        with torch.no_grad(), self.inference() as dev:
+            return self.h(pooled.to(dev)).float().cpu()
 
 
 def _as_triple(value: object, name: str, caller: str) -> tuple[float, float, float]:
@@ -95,11 +214,13 @@ def _as_triple(value: object, name: str, caller: str) -> tuple[float, float, flo
 
 def split_model(model: nn.Module, *, mean: tuple[float, float, float], std: tuple[float, float, float],
                 input_size: int, categories: list[str] | None = None, model_id: str | None = None,
-                layer: str | None = None) -> ModelSplit:
+                layer: str | None = None, pooled_layer: str | None = None) -> ModelSplit:
     """Split a classifier into ``g`` / ``h``.
 
-    The split is for inference: ``model`` is put in ``eval()`` mode without
-    weight gradients (in place; ``g`` and ``h`` share its modules).
+    ``g`` and ``h`` share the modules of ``model``, which is left as it is:
+    the split's forward passes (:meth:`ModelSplit.map_batches`) run it in
+    inference mode and give it back in the mode, gradient flags and device
+    they found it in.
 
     Supported layouts: a torchvision ResNet (``conv1 ... layer4``, ``avgpool``,
     ``fc``), optionally with ``forward_features`` / ``forward_head`` methods
@@ -119,13 +240,17 @@ def split_model(model: nn.Module, *, mean: tuple[float, float, float], std: tupl
     layer : str, optional
         Name of the last spatial layer; defaults to ``"layer4"`` for a ResNet
         layout and ``"forward_features"`` otherwise.
+    pooled_layer : str, optional
+        The module whose output is the pooled features; defaults to
+        ``"avgpool"`` (torchvision) or ``"global_pool"`` (timm) when present.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"`model` of `split_model` must be an nn.Module; got {type(model).__name__}.")
     mean, std = _as_triple(mean, "mean", "split_model"), _as_triple(std, "std", "split_model")
     if isinstance(input_size, bool) or not isinstance(input_size, int) or input_size < 1:
         raise ValueError(f"`input_size` of `split_model` must be a positive int; got {input_size!r}.")
-    model.eval().requires_grad_(False)
+    if pooled_layer is None:
+        pooled_layer = next((name for name in ("avgpool", "global_pool") if hasattr(model, name)), None)
     fc = getattr(model, "fc", None)
     if hasattr(model, "forward_features") and hasattr(model, "forward_head"):
         g = model.forward_features
@@ -148,7 +273,8 @@ def split_model(model: nn.Module, *, mean: tuple[float, float, float], std: tupl
             return model.forward_head(pooled[:, :, None, None])
         weight = bias = None
     return ModelSplit(g=g, h=h, mean=mean, std=std, input_size=input_size, categories=categories,
-                      head_weight=weight, head_bias=bias, model_id=model_id or type(model).__name__, layer=layer)
+                      head_weight=weight, head_bias=bias, model_id=model_id or type(model).__name__, layer=layer,
+                      model=model, pooled_layer=pooled_layer)
 
 
 def load_resnet50(weights: str | ResNet50_Weights | None = "IMAGENET1K_V2", *,
@@ -207,16 +333,6 @@ def resnet50_split(weights: str | ResNet50_Weights | None = "IMAGENET1K_V2", *,
                        layer="layer4")
 
 
-def _resolve_device(device: torch.device | str | None, split: ModelSplit) -> torch.device:
-    if device is not None:
-        return torch.device(device)
-    for module in split.modules():
-        for p in module.parameters():
-            return p.device
-    return torch.device("cpu")
-
-
-@torch.no_grad()
 def extract_features(split: ModelSplit, images: torch.Tensor | Crops, *, batch_size: int = 64,
                      device: torch.device | str | None = None, pooled: bool = True,
                      progress: Callable[[int], object] | None = None) -> torch.Tensor:
@@ -241,31 +357,11 @@ def extract_features(split: ModelSplit, images: torch.Tensor | Crops, *, batch_s
     -------
     Tensor, float32 on the CPU, shape (N, C) or (N, C, h, w)
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"`batch_size` of `extract_features` must be an int >= 1; got {batch_size!r}.")
-    if not isinstance(images, (torch.Tensor, Crops)):
-        raise TypeError(f"`images` of `extract_features` must be a Tensor (N, 3, S, S) or Crops; got "
-                        f"{type(images).__name__}.")
-    if isinstance(images, torch.Tensor) and (images.ndim != 4 or images.shape[1] != 3):
-        raise ValueError(f"`images` of `extract_features` must have shape (N, 3, S, S); got {tuple(images.shape)}.")
-    dev = _resolve_device(device, split)
-    split.to(dev)
-    cuda = dev.type == "cuda"
-    if isinstance(images, Crops) and images.images.device != dev:  # cut crops where the model runs
-        images = Crops(images=images.images.to(dev), boxes=images.boxes, image_index=images.image_index,
-                       out_size=images.out_size)
-    out = []
-    for start in range(0, len(images), batch_size):
-        if isinstance(images, Crops):
-            x = images.batch(start, start + batch_size, out_size=split.input_size, device=dev)
-        else:
-            x = images[start:start + batch_size].to(dev, torch.float32)
-            if x.shape[-2:] != (split.input_size, split.input_size):
-                x = torch.nn.functional.interpolate(x, size=split.input_size, mode="bilinear", antialias=True)
-        if cuda:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cuda):
-            f = split.features(x)
+    if not isinstance(split, ModelSplit):
+        raise TypeError(f"`split` of `extract_features` must be a ModelSplit; got {type(split).__name__}.")
+
+    def features(x: torch.Tensor) -> torch.Tensor:
+        f = split.g(x)
         if f.ndim != 4:
             raise ValueError(f"`g` of layer `{split.layer}` must return spatial features (N, C, h, w); got shape "
                              f"{tuple(f.shape)}. Cut the model before its global pooling.")
@@ -273,10 +369,6 @@ def extract_features(split: ModelSplit, images: torch.Tensor | Crops, *, batch_s
         if low < 0:
             raise ValueError(f"features of layer `{split.layer}` must be non-negative for NMF; got a minimum of "
                              f"{low:.4g}. Cut the model after a ReLU (e.g. ResNet `layer4`) or add one to `g`.")
-        f = f.float()
-        out.append((f.mean((2, 3)) if pooled else f).cpu())
-        if progress is not None:
-            progress(len(x))
-    if not out:
-        raise ValueError("`images` of `extract_features` must not be empty; got 0 items.")
-    return torch.cat(out)
+        return f.float().mean((2, 3)) if pooled else f.float()
+
+    return split.map_batches(images, features, batch_size=batch_size, device=device, progress=progress)

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from .bank import ConceptBank
-from .features import ModelSplit, _resolve_device, extract_features
+from .features import ModelSplit, extract_features
 from .nmf import nnls_codes
 
 __all__ = ["concept_maps"]
@@ -46,7 +46,7 @@ def concept_maps(split: ModelSplit, bank: ConceptBank, images: torch.Tensor, *, 
     if c != bank.W.shape[1]:
         raise ValueError(f"`bank` of `concept_maps` must match the features of layer `{split.layer}` "
                          f"({c} channels); got a bank with {bank.W.shape[1]}. Use the split it was extracted with.")
-    dev = _resolve_device(device, split)
+    dev = split.device() if device is None else torch.device(device)
     rows = feats.permute(0, 2, 3, 1).reshape(-1, c).to(dev)
     codes = nnls_codes(rows, torch.as_tensor(bank.W), solver="hals")
     maps = codes.reshape(n, h, w, -1).permute(0, 3, 1, 2).contiguous()

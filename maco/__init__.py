@@ -3,6 +3,7 @@
 >>> from maco import Objective, maco, plot_maco
 >>> image, alpha = maco(Objective.neuron(model, "fc", 1))            # doctest: +SKIP
 >>> images, alphas = maco(Objective.direction(model, "avgpool", W))  # doctest: +SKIP
+>>> result = render(objective, RenderSettings(method="fourier", steps=64))  # doctest: +SKIP
 """
 
 from .hooks import capture, forward_to_layers, list_layers, resolve_layer
@@ -11,13 +12,23 @@ from .model import fold_batchnorm, frozen
 from .objectives import Channel, Direction, Inversion, Layer, Neuron, Objective, Scaled, Sum
 from .param import COLOR_CORRELATION, FourierImage, MacoImage, PixelImage
 from .plot import alpha_to_unit, blend_alpha, plot_maco
-from .render import IMAGENET_MEAN, IMAGENET_STD, NonFiniteScoreError, RenderResult, render, render_step
+from .render import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    CropsAndNoise,
+    NonFiniteScoreError,
+    RenderResult,
+    render,
+    render_step,
+)
+from .settings import RenderSettings
 from .spectrum import compute_spectrum, default_spectrum, load_spectrum, resize_spectrum, save_spectrum
 from .transforms import add_uniform_noise, crop_and_resize, sample_crop_boxes
 
 __all__ = [
     "COLOR_CORRELATION",
     "Channel",
+    "CropsAndNoise",
     "Direction",
     "FourierImage",
     "IMAGENET_MEAN",
@@ -30,6 +41,7 @@ __all__ = [
     "Objective",
     "PixelImage",
     "RenderResult",
+    "RenderSettings",
     "Scaled",
     "Sum",
     "add_uniform_noise",

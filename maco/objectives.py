@@ -13,20 +13,26 @@ Objectives are frozen dataclasses; ``a + b``, ``a - b``, ``-a`` and
 
 Terms of a sum have either one target (broadcast to all) or the same ``T``.
 The render loop minimises ``-sum(scores)``: the sign is flipped there, once.
+
+Objectives compare and hash by value, tensors included (same shape, dtype and
+content), so equal objectives are interchangeable as dict keys or set members.
+Any function of activations becomes an objective with
+:meth:`Objective.from_function`, which handles the per-target reduction.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from numbers import Real
-from typing import ClassVar, Mapping, Sequence
+from typing import Callable, ClassVar, Mapping, Sequence
 
 import torch
 from torch import nn
 
 from .hooks import resolve_layer
 
-__all__ = ["Channel", "Direction", "Inversion", "Layer", "Neuron", "Objective", "Scaled", "Sum"]
+__all__ = ["Channel", "Direction", "FunctionObjective", "Inversion", "Layer", "Neuron", "Objective", "Scaled", "Sum"]
 
 COSINE_FLOOR = 0.1
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
@@ -69,7 +75,8 @@ class Objective:
 
     ``__call__(acts, n_targets)`` takes the captured activations
     (``{layer: (N, ...)}``) and the batch's number of targets, and returns
-    ``(n_targets,)`` scores.
+    ``(n_targets,)`` scores. A new objective rarely needs a subclass:
+    :meth:`from_function` wraps a function of activations.
     """
 
     model: nn.Module
@@ -168,6 +175,75 @@ class Objective:
         power = None if cossim_pow is None else float(cossim_pow)
         return Inversion(model, _layer_name(model, layer, "inversion"), targets, power)
 
+    @staticmethod
+    def from_function(
+        model: nn.Module,
+        layers: str | int | Sequence[str | int],
+        fn: Callable[[Mapping[str | int, torch.Tensor], torch.Tensor], torch.Tensor],
+        *,
+        n_targets: int = 1,
+        name: str | None = None,
+    ) -> "FunctionObjective":
+        """Turn a function of activations into an objective, as Lucent's ``wrap_objective`` does, per target.
+
+        ``fn`` scores each sample; the objective averages a target's scores over its own crops, exactly as the
+        built-in objectives do, so targets stay independent and the crop count (and the chunking of the render
+        loop) never reaches ``fn``. The result composes with ``+``, ``-`` and ``*`` and runs in :func:`maco.maco`.
+
+        Parameters
+        ----------
+        model : nn.Module
+            The model whose layers ``fn`` reads.
+        layers : str, int or sequence of them
+            Every layer ``fn`` reads, by name or child index (``-2``: the pooled features of a ResNet); the
+            forward pass stops after the deepest one.
+        fn : callable
+            ``fn(acts, target) -> scores``. ``acts`` maps each entry of ``layers``, exactly as given, to that
+            layer's float32 activations ``(N, ...)``, ``N = T * K`` samples, target-major; ``target`` ``(N,)``
+            holds each sample's target, ``0`` to ``n_targets - 1``. It returns ``(N,)`` differentiable scores,
+            higher is better; the score of sample ``i`` must read sample ``i`` only, or targets would interact.
+        n_targets : int
+            ``T``, the number of images optimised together; one target also broadcasts in a sum.
+        name : str, optional
+            Name in results and plots; ``fn``'s name and the layers if ``None``. With several targets, target
+            ``t`` is ``name[t]``.
+
+        Returns
+        -------
+        FunctionObjective
+            Equal to another one built from the same function object with the same settings.
+
+        Examples
+        --------
+        >>> def two_channels(acts, target):  # target 0: channel 3, target 1: channel 5
+        ...     channels = torch.tensor([3, 5], device=target.device)[target]
+        ...     return acts["layer3"].mean((2, 3)).gather(1, channels[:, None])[:, 0]
+        >>> objective = Objective.from_function(model, "layer3", two_channels, n_targets=2)  # doctest: +SKIP
+        >>> images, alphas = maco(objective + 0.1 * Objective.layer(model, "layer3"))  # doctest: +SKIP
+        """
+        if isinstance(layers, (str, int)):
+            keys = (layers,)
+        elif isinstance(layers, Sequence) and layers:
+            keys = tuple(dict.fromkeys(layers))
+        else:
+            raise TypeError(
+                "`layers` of Objective.from_function must be a layer name or index, or a non-empty sequence of "
+                f"them (every layer `fn` reads); got {layers!r}."
+            )
+        layer_names = tuple(_layer_name(model, key, "from_function") for key in keys)
+        if not callable(fn):
+            raise TypeError(
+                "`fn` of Objective.from_function must be callable as fn(acts, target) -> (N,) scores; "
+                f"got {type(fn).__name__}."
+            )
+        if isinstance(n_targets, bool) or not isinstance(n_targets, int) or n_targets < 1:
+            raise ValueError(f"`n_targets` of Objective.from_function must be a positive integer; got {n_targets!r}.")
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"`name` of Objective.from_function must be a str or None; got {type(name).__name__}.")
+        if name is None:
+            name = f"{_function_name(fn)}({', '.join(dict.fromkeys(layer_names))})"
+        return FunctionObjective(model, fn, keys, layer_names, n_targets, name)
+
 
 def _layer_name(model: nn.Module, layer: str | int, where: str) -> str:
     """Check ``model`` before touching it, so a wrong argument is named instead of failing inside torch."""
@@ -200,6 +276,30 @@ def _as_matrix(vectors: torch.Tensor, what: str, where: str) -> torch.Tensor:
     return vectors
 
 
+def _content_key(tensor: torch.Tensor) -> tuple[tuple[int, ...], str, bytes]:
+    """Shape, dtype and a digest of the content, so that objectives compare and hash by value.
+
+    Computed once per objective (one copy to the host); ``+ 0.0`` turns ``-0.0`` into ``0.0``, which scores the same.
+    """
+    data = (tensor.detach() + 0.0).cpu().contiguous()
+    return tuple(tensor.shape), str(tensor.dtype), hashlib.blake2b(data.numpy().tobytes(), digest_size=16).digest()
+
+
+def _freeze(objective: Objective, attribute: str) -> None:
+    """Give ``objective`` its own copy of a tensor field and the copy's content key.
+
+    The key is only valid while the content stays the same: a caller's later in-place edit of the tensor it
+    passed must change neither the scores nor the equality of the objective.
+    """
+    tensor = getattr(objective, attribute).detach().clone()
+    object.__setattr__(objective, attribute, tensor)
+    object.__setattr__(objective, "_key", _content_key(tensor))
+
+
+def _function_name(fn: Callable) -> str:
+    return getattr(fn, "__name__", type(fn).__name__)
+
+
 def _terms(objective: Objective) -> tuple[Objective, ...]:
     return objective.terms if isinstance(objective, Sum) else (objective,)
 
@@ -214,7 +314,7 @@ def _check_channels(acts: torch.Tensor, n_channels: int, layer: str, what: str) 
 
 @dataclass(frozen=True, repr=False)
 class _Leaf(Objective):
-    model: nn.Module = field(compare=False)
+    model: nn.Module  # compared by identity: equal objectives must score the same model
     layer_name: str
 
     @property
@@ -341,8 +441,12 @@ class Layer(_Leaf):
 
 @dataclass(frozen=True, repr=False)
 class Direction(_Leaf):
-    vectors: torch.Tensor = field(compare=False)
+    vectors: torch.Tensor = field(compare=False)  # compared through _key, by value
     cossim_pow: float = 2.0
+    _key: tuple = field(init=False)
+
+    def __post_init__(self) -> None:
+        _freeze(self, "vectors")
 
     @property
     def n_targets(self) -> int:
@@ -365,8 +469,12 @@ class Direction(_Leaf):
 
 @dataclass(frozen=True, repr=False)
 class Inversion(_Leaf):
-    targets: torch.Tensor = field(compare=False)
+    targets: torch.Tensor = field(compare=False)  # compared through _key, by value
     cossim_pow: float | None = None
+    _key: tuple = field(init=False)
+
+    def __post_init__(self) -> None:
+        _freeze(self, "targets")
 
     @property
     def n_targets(self) -> int:
@@ -396,9 +504,81 @@ class Inversion(_Leaf):
         return self._reduce(projection * cos.clamp_min(COSINE_FLOOR) ** self.cossim_pow, n_targets)
 
 
+class _Activations(dict):
+    """The activations given to a user's function: reading an undeclared layer says how to fix it."""
+
+    def __init__(self, acts: Mapping[str | int, torch.Tensor], where: str) -> None:
+        super().__init__(acts)
+        self.where = where
+
+    def __missing__(self, key: object) -> torch.Tensor:
+        raise KeyError(
+            f"{self.where} reads layer {key!r}, but its declared layers are {list(self)}; add {key!r} to `layers` "
+            "of Objective.from_function so that its activations are captured."
+        )
+
+
+@dataclass(frozen=True, repr=False)
+class FunctionObjective(Objective):
+    """A function of activations as an objective; build it with :meth:`Objective.from_function`.
+
+    ``keys`` are the layers as the caller gave them (the keys ``fn`` reads) and ``layer_names`` the module
+    names they resolve to, in the same order. The function compares by identity: two objectives are equal when
+    they wrap the same function object with the same model, layers, target count and name.
+    """
+
+    model: nn.Module
+    fn: Callable[[Mapping[str | int, torch.Tensor], torch.Tensor], torch.Tensor]
+    keys: tuple[str | int, ...]
+    layer_names: tuple[str, ...]
+    target_count: int
+    name: str
+
+    @property
+    def layers(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(self.layer_names))
+
+    @property
+    def n_targets(self) -> int:
+        return self.target_count
+
+    @property
+    def names(self) -> list[str]:
+        if self.target_count == 1:
+            return [self.name]
+        return [f"{self.name}[{t}]" for t in range(self.target_count)]
+
+    def __repr__(self) -> str:
+        return (
+            f"Objective.from_function(model, {list(self.keys)!r}, {_function_name(self.fn)}, "
+            f"n_targets={self.target_count}, name={self.name!r})"
+        )
+
+    def __call__(self, acts: Mapping[str, torch.Tensor], n_targets: int) -> torch.Tensor:
+        where = f"the function {_function_name(self.fn)!r} of Objective.from_function"
+        mine = _Activations({key: acts[layer].float() for key, layer in zip(self.keys, self.layer_names)}, where)
+        first = acts[self.layer_names[0]]
+        target = _target_of_sample(len(first), n_targets, first.device) % self.target_count
+        scores = self.fn(mine, target)
+        if not isinstance(scores, torch.Tensor):
+            raise TypeError(f"{where} must return a torch.Tensor of scores; got {type(scores).__name__}.")
+        if scores.shape != (len(first),):
+            raise ValueError(
+                f"{where} returned shape {tuple(scores.shape)}; it must return one score per sample, shape "
+                f"({len(first)},) here ({n_targets} targets x {len(first) // n_targets} crops): reduce the other "
+                "axes, e.g. with .flatten(1).mean(1); the mean over each target's crops is taken for you."
+            )
+        if torch.is_grad_enabled() and not scores.requires_grad and any(a.requires_grad for a in mine.values()):
+            raise ValueError(
+                f"{where} returned scores that are detached from the activations, so the image would get no "
+                "gradient; compute them with differentiable torch operations (no .detach(), .item() or .numpy())."
+            )
+        return self._reduce(scores, n_targets)
+
+
 @dataclass(frozen=True, repr=False)
 class Scaled(Objective):
-    model: nn.Module = field(compare=False)
+    model: nn.Module
     objective: Objective
     factor: float
 
@@ -423,7 +603,7 @@ class Scaled(Objective):
 
 @dataclass(frozen=True, repr=False)
 class Sum(Objective):
-    model: nn.Module = field(compare=False)
+    model: nn.Module
     terms: tuple[Objective, ...]
 
     def __post_init__(self) -> None:

@@ -4,49 +4,52 @@ The only package of concept-lens that writes files (through :mod:`pipelines.io`)
 """
 
 from .class_run import class_dir, run_class, unfinished_reason
-from .config import ConceptConfig, RunConfig, VisualizationConfig
+from .config import ConceptConfig, RunConfig
 from .demo_run import DEMO_CONFIG, run_demo
-from .evaluate import concept_purity, evaluate_demo, plausibility, transferability
+from .demo.experiment import evaluate_demo
+from .evaluate import concept_purity, plausibility, retrieval, transferability
 from .gallery import build_gallery
 from .inversion import inversion_cosines, layer_features, render_inversions
-from .io import OutputNotWritableError, atomic_write_bytes, atomic_write_text, load_json, save
-from .jobs import ClassJob, imagenet_jobs, parse_class_list, resolve_class
-from .models import ModelBundle, demo_bundle, resnet50_bundle
-from .mosaic import alpha_over_white, concept_mosaic, to_pil
+from .io import OutputNotWritableError, atomic_write_bytes, atomic_write_text, load_json, save, to_pil
+from .jobs import ClassJob, imagenet_jobs, parse_class_list
+from .models import WeightsUnavailableError, demo_model, imagenet_resnet50
+from .mosaic import alpha_over_white, concept_mosaic
+from .record import ClassRecord, RecordError
 from .run import RunSummary, run_classes
 
 __all__ = [
-    "ClassJob",
-    "ConceptConfig",
-    "DEMO_CONFIG",
-    "ModelBundle",
-    "OutputNotWritableError",
-    "RunConfig",
-    "RunSummary",
-    "VisualizationConfig",
     "alpha_over_white",
     "atomic_write_bytes",
     "atomic_write_text",
     "build_gallery",
     "class_dir",
+    "ClassJob",
+    "ClassRecord",
     "concept_mosaic",
     "concept_purity",
+    "ConceptConfig",
+    "DEMO_CONFIG",
+    "demo_model",
     "evaluate_demo",
-    "demo_bundle",
     "imagenet_jobs",
+    "imagenet_resnet50",
     "inversion_cosines",
     "layer_features",
     "load_json",
+    "OutputNotWritableError",
     "parse_class_list",
-    "render_inversions",
     "plausibility",
-    "resnet50_bundle",
-    "resolve_class",
+    "RecordError",
+    "render_inversions",
+    "retrieval",
     "run_class",
     "run_classes",
     "run_demo",
+    "RunConfig",
+    "RunSummary",
     "save",
     "to_pil",
     "transferability",
     "unfinished_reason",
+    "WeightsUnavailableError",
 ]

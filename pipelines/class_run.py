@@ -21,23 +21,23 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 import torch
 import torch.nn.functional as F
 
-from concepts import ConceptBank, crop_image, extract_concepts, load_images, split_model
-from maco import Objective, RenderResult, frozen, maco
+from concepts import ConceptBank, LoadedImages, ModelSplit, crop_image, extract_concepts, extract_features, load_images
+from maco import Objective, RenderResult, RenderSettings, render
 
 from .config import RunConfig
 from .inversion import inversion_cosines, render_inversions
-from .io import load_json, save
+from .io import save, to_pil
 from .jobs import ClassJob
-from .models import ModelBundle
-from .mosaic import alpha_over_white, concept_mosaic, to_pil
-from .stamp import Stamp, folder_digest
+from .mosaic import alpha_over_white, concept_mosaic
+from .record import AlignedClass, ClassRecord, ConceptEntry, InversionEntry, RecordError, SkippedFile
+from .stamp import Stamp, folder_digest, weights_digest
 
 __all__ = ["ClassStamps", "class_dir", "class_stamps", "run_class", "unfinished_reason"]
 
@@ -59,12 +59,20 @@ class ClassStamps:
     record: Stamp
 
 
-def class_stamps(job: ClassJob, bundle: ModelBundle, config: RunConfig) -> ClassStamps:
+def class_stamps(job: ClassJob, split: ModelSplit, config: RunConfig) -> ClassStamps:
     """The stamps of every stage of ``job`` under ``config`` (stats the image folder; no decoding)."""
     if not Path(job.folder).is_dir():
         raise ValueError(f"class {job.class_index} ({job.class_name}): image folder {job.folder} does not exist.")
     common = {
-        "model": {"id": bundle.model_id, "weights": bundle.weights_digest, "layer": bundle.layer},
+        "model": {
+            "id": split.model_id,
+            "weights": weights_digest(split),
+            "layer": split.layer,
+            "pooled_layer": split.pooled_layer,
+            "input_size": split.input_size,
+            "mean": split.mean,
+            "std": split.std,
+        },
         "class_index": job.class_index,
         "images": {"folder": str(job.folder), **folder_digest(job.folder)},
         "image_size": config.image_size,
@@ -72,12 +80,12 @@ def class_stamps(job: ClassJob, bundle: ModelBundle, config: RunConfig) -> Class
     }
     bank = Stamp({**common, "concepts": asdict(config.concepts)})
     concepts = Stamp(
-        {"bank": bank.key, "visualization": asdict(config.visualization), "cossim_pow": config.cossim_pow}
+        {"bank": bank.key, "visualization": config.visualization.to_dict(), "cossim_pow": config.cossim_pow}
     )
     inversions = Stamp(
         {
             **common,
-            "inversion": asdict(config.inversion),
+            "inversion": config.inversion.to_dict(),
             "inversions": config.inversions,
             "inversion_cossim_pow": config.inversion_cossim_pow,
         }
@@ -102,18 +110,15 @@ def unfinished_reason(folder: Path, stamp: Stamp) -> str | None:
     if not path.is_file():
         return "it has not finished"
     try:
-        record = load_json(path)
-    except (OSError, ValueError) as err:
-        return f"its class.json is unreadable ({type(err).__name__})"
-    if not isinstance(record, dict) or record.get("status") != "done":
+        record = ClassRecord.load(path)
+    except RecordError as err:
+        return f"its class record is unreadable ({err})"
+    if record.status != "done":
         return "it has not finished"
-    changed = stamp.changes_from(record.get("stamp"))
+    changed = stamp.changes_from(record.stamp)
     if changed is not None:
         return changed
-    files = record.get("files")
-    if not isinstance(files, dict):
-        return "its class.json lists no files"
-    for name, size in files.items():
+    for name, size in record.files.items():
         try:
             actual = (Path(folder) / name).stat().st_size
         except OSError:
@@ -140,25 +145,6 @@ def _cached(directory: Path, stamp: Stamp, load: Callable[[Path], T], make: Call
     return result
 
 
-def _bank(job: ClassJob, bundle: ModelBundle, config: RunConfig, device: torch.device, loaded, progress: bool):
-    """A maker of the class's concept bank (Stage 1)."""
-
-    def make() -> ConceptBank:
-        split = split_model(
-            bundle.model,
-            mean=bundle.mean,
-            std=bundle.std,
-            input_size=bundle.input_size,
-            categories=bundle.categories,
-            model_id=bundle.model_id,
-        )
-        return extract_concepts(
-            split, loaded, job.class_index, **asdict(config.concepts), device=device, progress=progress
-        )
-
-    return make
-
-
 def _clear_outputs(folder: Path) -> None:
     """Before a class is (re)done: unmark it, and drop leftovers (temp files of a killed write, stale PNGs)."""
     (folder / "class.json").unlink(missing_ok=True)
@@ -171,201 +157,216 @@ def _clear_outputs(folder: Path) -> None:
             path.unlink()
 
 
-@torch.no_grad()
-def _class_probabilities(
-    bundle: ModelBundle, images: torch.Tensor, class_index: int, device: torch.device
-) -> torch.Tensor:
-    mean = torch.tensor(bundle.mean, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(bundle.std, device=device).view(1, 3, 1, 1)
-    probs = []
-    with frozen(bundle.model):
-        for start in range(0, len(images), 64):
-            x = images[start : start + 64].to(device)
-            if x.shape[-1] != bundle.input_size:
-                x = F.interpolate(x, size=bundle.input_size, mode="bilinear", antialias=True)
-            probs.append(bundle.model((x - mean) / std).float().softmax(1)[:, class_index].cpu())
-    return torch.cat(probs)
+@dataclass
+class _ClassRun:
+    """What the stages of one class share: inputs, the folder, the files written, the clock."""
+
+    job: ClassJob
+    split: ModelSplit
+    config: RunConfig
+    folder: Path
+    device: torch.device
+    progress: bool
+    stamps: ClassStamps
+    written: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    peak_memory_mb: dict[str, float] = field(default_factory=dict)
+    clock: float = field(default_factory=time.perf_counter)
+
+    @property
+    def what(self) -> str:
+        return f"class {self.job.class_index} ({self.job.class_name})"
+
+    def write(self, obj: Any, name: str) -> str:
+        """Save ``obj`` as ``name`` in the class folder and list it in the record."""
+        save(obj, self.folder / name)
+        self.written.append(name)
+        return name
+
+    def lap(self, name: str) -> None:
+        """Record the stage's wall time (and, on CUDA, its peak memory)."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            self.peak_memory_mb[name] = round(torch.cuda.max_memory_allocated(self.device) / 2**20, 1)
+            torch.cuda.reset_peak_memory_stats(self.device)
+        now = time.perf_counter()
+        self.timings[name] = round(now - self.clock, 3)
+        self.clock = now
+
+    def render(self, objective: Objective, settings: RenderSettings) -> RenderResult:
+        return render(
+            objective,
+            settings,
+            input_size=self.split.input_size,
+            mean=self.split.mean,
+            std=self.split.std,
+            device=self.device,
+            progress=self.progress,
+        )
 
 
-def _aligned_classes(bank: ConceptBank, bundle: ModelBundle, concept: int, n: int) -> list[dict[str, Any]]:
-    """The ``n`` classes whose fc weights are closest (cosine) to the concept's direction, as on the Lens site."""
-    head = bundle.model.fc.weight.detach().float().cpu()
-    w = torch.as_tensor(bank.W[concept]).float()
-    cos = F.cosine_similarity(head, w[None], dim=1)
+def _load_stage(run: _ClassRun) -> tuple[LoadedImages, torch.Tensor]:
+    """The class's images, and their pooled features: the one forward pass every later stage reuses."""
+    config, job = run.config, run.job
+    loaded = load_images(
+        job.folder, image_size=config.image_size, max_images=config.max_images, num_workers=config.load_workers
+    )
+    if len(loaded.paths) == 0:
+        raise ValueError(f"{run.what}: no readable image in {job.folder} ({len(loaded.skipped)} skipped).")
+    features = extract_features(run.split, loaded.images, batch_size=config.concepts.batch_size, device=run.device)
+    return loaded, features
+
+
+def _concepts_stage(run: _ClassRun, loaded: LoadedImages, features: torch.Tensor) -> ConceptBank:
+    """Stage 1: the concept bank (CRAFT), cached."""
+
+    def make() -> ConceptBank:
+        return extract_concepts(
+            run.split,
+            loaded,
+            run.job.class_index,
+            **asdict(run.config.concepts),
+            device=run.device,
+            image_features=features,
+            progress=run.progress,
+        )
+
+    return _cached(run.folder / "bank", run.stamps.bank, ConceptBank.load, make, f"the concept bank of {run.what}")
+
+
+def _visualization_stage(run: _ClassRun, bank: ConceptBank) -> RenderResult:
+    """Stage 2: one MaCo image per concept direction, most important first, in one batch, cached."""
+    split = run.split
+    vectors = torch.as_tensor(bank.W)[[int(c) for c in bank.order]].float().to(run.device)
+    objective = Objective.direction(split.model, split.pooled_layer, vectors, cossim_pow=run.config.cossim_pow)
+    return _cached(
+        run.folder / "renders" / "concepts",
+        run.stamps.concepts,
+        RenderResult.load,
+        lambda: run.render(objective, run.config.visualization),
+        f"the concept visualizations of {run.what}",
+    )
+
+
+def _aligned_classes(split: ModelSplit, direction: torch.Tensor, n: int) -> list[AlignedClass]:
+    """The ``n`` classes whose head weights are closest (cosine) to a concept direction, as on the Lens site."""
+    if split.head_weight is None:
+        return []
+    cos = F.cosine_similarity(split.head_weight.detach().float().cpu(), direction[None].float(), dim=1)
     top = cos.topk(min(n, len(cos)))
+    names = split.categories or [str(i) for i in range(len(cos))]
+    return [AlignedClass(int(i), names[int(i)], round(float(c), 4)) for c, i in zip(top.values, top.indices)]
+
+
+def _mosaics_stage(
+    run: _ClassRun, loaded: LoadedImages, bank: ConceptBank, renders: RenderResult
+) -> list[ConceptEntry]:
+    """Stage 3a: per concept, its visualization, alpha view, top crops and mosaic, as files."""
+    order = [int(c) for c in bank.order]
+    top_crops = bank.top_crops(run.config.top_crops)
+    entries = []
+    for position, concept in enumerate(order):
+        stem = f"concepts/{position:02d}"
+        image, alpha = renders.images[position], renders.alphas[position]
+        patches = [crop_image(loaded.images, bank, int(i)) for i in top_crops[concept]]
+        importance = float(bank.importance_pct[concept])
+        title = f"{run.job.class_name} ({run.job.class_index}) - concept {position + 1} of {len(order)} " \
+                f"- {importance:.1f}% of logit"
+        entries.append(
+            ConceptEntry(
+                rank=position,
+                concept_id=concept,
+                importance_pct=round(importance, 3),
+                sobol=None if bank.sobol is None else round(float(bank.sobol[concept]), 4),
+                visualization=run.write(to_pil(image), f"{stem}_viz.png"),
+                visualization_alpha=run.write(alpha_over_white(image, alpha), f"{stem}_alpha.png"),
+                top_crops=[run.write(to_pil(patch), f"{stem}_crop_{j}.png") for j, patch in enumerate(patches)],
+                mosaic=run.write(concept_mosaic(image, alpha, patches, title=title), f"{stem}_mosaic.png"),
+                aligned_classes=_aligned_classes(
+                    run.split, torch.as_tensor(bank.W[concept]), run.config.aligned_classes
+                ),
+            )
+        )
+    return entries
+
+
+def _inversions_stage(run: _ClassRun, loaded: LoadedImages, features: torch.Tensor) -> list[InversionEntry]:
+    """Stage 3b: feature inversions of the class's most confidently classified images, cached."""
+    config = run.config
+    if config.inversions == 0:
+        return []
+    probs = run.split.logits(features).softmax(1)[:, run.job.class_index]
+    chosen = probs.argsort(descending=True)[: config.inversions].tolist()
+    targets = features[chosen]
+    result = _cached(
+        run.folder / "renders" / "inversions",
+        run.stamps.inversions,
+        RenderResult.load,
+        lambda: render_inversions(
+            run.split, targets, config.inversion, cossim_pow=config.inversion_cossim_pow, progress=run.progress
+        ),
+        f"the feature inversions of {run.what}",
+    )
+    reached = inversion_cosines(run.split, result.images, targets)
     return [
-        {"class_index": int(i), "class_name": bundle.categories[int(i)], "cosine": round(float(c), 4)}
-        for c, i in zip(top.values, top.indices)
+        InversionEntry(
+            reference=run.write(to_pil(loaded.images[source]), f"inversions/{i:02d}_ref.png"),
+            inversion=run.write(to_pil(result.images[i]), f"inversions/{i:02d}_inv.png"),
+            cosine=round(float(reached[i]), 4),
+            source=str(loaded.paths[source]),
+            probability=round(float(probs[source]), 4),
+        )
+        for i, source in enumerate(chosen)
     ]
 
 
 def run_class(
     job: ClassJob,
-    bundle: ModelBundle,
+    split: ModelSplit,
     config: RunConfig,
     run_dir: Path,
     *,
     device: torch.device,
     progress: bool = True,
     rank: int = 0,
-) -> dict[str, Any]:
-    """Run every stage for one class and write its folder; returns the ``class.json`` content.
+) -> ClassRecord:
+    """Run every stage for one class and write its folder, ``class.json`` last; returns the record.
 
     Stages whose saved result carries a matching stamp are reused; the others are redone.
     """
     folder = class_dir(run_dir, job.class_index)
-    stamps = class_stamps(job, bundle, config)
+    run = _ClassRun(job, split, config, folder, device, progress, class_stamps(job, split, config))
     _clear_outputs(folder)
-    written: list[str] = []
-
-    def write(obj: Any, name: str) -> str:
-        save(obj, folder / name)
-        written.append(name)
-        return name
-    timings: dict[str, float] = {}
-    peak_memory_mb: dict[str, float] = {}
-    cuda = device.type == "cuda"
-    if cuda:
+    if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    clock = time.perf_counter()
-
-    def lap(name: str) -> None:
-        """Record the stage's wall time (and, on CUDA, its peak memory)."""
-        nonlocal clock
-        if cuda:
-            torch.cuda.synchronize(device)
-            peak_memory_mb[name] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
-            torch.cuda.reset_peak_memory_stats(device)
-        now = time.perf_counter()
-        timings[name] = round(now - clock, 3)
-        clock = now
-
-    loaded = load_images(
-        job.folder, image_size=config.image_size, max_images=config.max_images, num_workers=config.load_workers
+    loaded, features = _load_stage(run)
+    run.lap("load")
+    bank = _concepts_stage(run, loaded, features)
+    run.lap("concepts")
+    renders = _visualization_stage(run, bank)
+    run.lap("visualizations")
+    concepts = _mosaics_stage(run, loaded, bank, renders)
+    run.lap("mosaics")
+    inversions = _inversions_stage(run, loaded, features)
+    run.lap("inversions")
+    record = ClassRecord(
+        class_index=job.class_index,
+        class_name=job.class_name,
+        wnid=job.wnid,
+        model_id=split.model_id,
+        n_images=len(loaded.paths),
+        n_crops=int(len(bank.U)),
+        k=bank.k,
+        reconstruction_error=round(float(bank.relative_reconstruction_error), 5),
+        skipped=[SkippedFile(str(p), r) for p, r in loaded.skipped],
+        concepts=concepts,
+        inversions=inversions,
+        timings=run.timings,
+        peak_memory_mb=run.peak_memory_mb,
+        device=str(device),
+        rank=rank,
+        stamp=run.stamps.record.to_dict(),
+        files={name: (folder / name).stat().st_size for name in run.written},
     )
-    if len(loaded.paths) == 0:
-        raise ValueError(
-            f"class {job.class_index} ({job.class_name}): no readable image in {job.folder} "
-            f"({len(loaded.skipped)} skipped)."
-        )
-    lap("load")
-    what = f"class {job.class_index} ({job.class_name})"
-    bank = _cached(
-        folder / "bank",
-        stamps.bank,
-        ConceptBank.load,
-        _bank(job, bundle, config, device, loaded, progress),
-        f"the concept bank of {what}",
-    )
-    lap("concepts")
-
-    order = [int(c) for c in bank.order]
-    vectors = torch.as_tensor(bank.W)[order].float().to(device)
-    viz = config.visualization
-    renders = _cached(
-        folder / "renders" / "concepts",
-        stamps.concepts,
-        RenderResult.load,
-        lambda: maco(
-            Objective.direction(bundle.model, bundle.layer, vectors, cossim_pow=config.cossim_pow),
-            **asdict(viz),
-            mean=bundle.mean,
-            std=bundle.std,
-            device=device,
-            progress=progress,
-        ),
-        f"the concept visualizations of {what}",
-    )
-    lap("visualizations")
-
-    top_crops = bank.top_crops(config.top_crops)
-    concepts = []
-    for position, concept in enumerate(order):
-        stem = f"concepts/{position:02d}"
-        image, alpha = renders.images[position], renders.alphas[position]
-        write(to_pil(image), f"{stem}_viz.png")
-        write(alpha_over_white(image, alpha), f"{stem}_alpha.png")
-        patches = [crop_image(loaded.images, bank, int(i)) for i in top_crops[concept]]
-        crop_files = [write(to_pil(patch), f"{stem}_crop_{j}.png") for j, patch in enumerate(patches)]
-        importance = float(bank.importance_pct[concept])
-        title = (
-            f"{job.class_name} ({job.class_index}) - concept {position + 1} of {len(order)} "
-            f"- {importance:.1f}% of logit"
-        )
-        write(concept_mosaic(image, alpha, patches, title=title), f"{stem}_mosaic.png")
-        sobol = getattr(bank, "sobol", None)
-        concepts.append(
-            {
-                "rank": position,
-                "concept_id": concept,
-                "importance_pct": round(importance, 3),
-                "sobol": None if sobol is None else round(float(sobol[concept]), 4),
-                "visualization": f"{stem}_viz.png",
-                "visualization_alpha": f"{stem}_alpha.png",
-                "mosaic": f"{stem}_mosaic.png",
-                "top_crops": crop_files,
-                "aligned_classes": _aligned_classes(bank, bundle, concept, config.aligned_classes),
-            }
-        )
-    lap("mosaics")
-
-    inversions = []
-    if config.inversions > 0:
-        probs = _class_probabilities(bundle, loaded.images, job.class_index, device)
-        chosen = probs.argsort(descending=True)[: config.inversions].tolist()
-        references = loaded.images[chosen]
-        norm = dict(mean=bundle.mean, std=bundle.std)
-        result = _cached(
-            folder / "renders" / "inversions",
-            stamps.inversions,
-            RenderResult.load,
-            lambda: render_inversions(
-                bundle.model,
-                bundle.layer,
-                references,
-                config.inversion,
-                cossim_pow=config.inversion_cossim_pow,
-                progress=progress,
-                **norm,
-            ),
-            f"the feature inversions of {what}",
-        )
-        reached = inversion_cosines(
-            bundle.model, bundle.layer, result.images, references, input_size=bundle.input_size, **norm
-        )
-        for i, source in enumerate(chosen):
-            write(to_pil(loaded.images[source]), f"inversions/{i:02d}_ref.png")
-            write(to_pil(result.images[i]), f"inversions/{i:02d}_inv.png")
-            inversions.append(
-                {
-                    "reference": f"inversions/{i:02d}_ref.png",
-                    "inversion": f"inversions/{i:02d}_inv.png",
-                    "cosine": round(float(reached[i]), 4),
-                    "source": str(loaded.paths[source]),
-                    "probability": round(float(probs[source]), 4),
-                }
-            )
-    lap("inversions")
-
-    record = {
-        "class_index": job.class_index,
-        "class_name": job.class_name,
-        "wnid": job.wnid,
-        "model_id": bundle.model_id,
-        "n_images": len(loaded.paths),
-        "n_crops": int(len(bank.U)),
-        "k": len(order),
-        "reconstruction_error": round(float(bank.relative_reconstruction_error), 5),
-        "skipped": [{"path": str(p), "reason": r} for p, r in loaded.skipped],
-        "concepts": concepts,
-        "inversions": inversions,
-        "timings": timings,
-        "peak_memory_mb": peak_memory_mb,
-        "device": str(device),
-        "rank": rank,
-        "stamp": stamps.record.to_dict(),
-        "files": {name: (folder / name).stat().st_size for name in written},
-        "status": "done",
-    }
-    save(record, folder / "class.json")
+    record.save(folder / "class.json")
     return record

@@ -19,7 +19,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
-from .config import INVERSION_CROP_SIZE, ConceptConfig, RunConfig, VisualizationConfig
+from maco import RenderSettings
+
+from .config import INVERSION_CROP_SIZE, ConceptConfig, RunConfig
 from .demo_run import DEMO_CONFIG, DEMO_IMAGES_PER_CLASS
 from .io import OutputNotWritableError
 from .lock import RunLockedError
@@ -70,7 +72,7 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available, else cpu)")
 
 
-def _add_budget_arguments(parser: argparse.ArgumentParser, viz: VisualizationConfig) -> None:
+def _add_budget_arguments(parser: argparse.ArgumentParser, viz: RenderSettings) -> None:
     parser.add_argument("--steps", type=_positive, default=viz.steps, help="MaCo steps (default: %(default)s)")
     parser.add_argument(
         "--image-size", type=_even, default=viz.image_size, help="MaCo canvas side (default: %(default)s)"
@@ -141,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--no-gallery", action="store_true", help="do not build the gallery at the end")
     _add_model_arguments(run)
-    _add_budget_arguments(run, VisualizationConfig())
+    _add_budget_arguments(run, RenderSettings())
 
     gallery = sub.add_parser("gallery", help="(re)build the static HTML gallery of a run folder")
     gallery.add_argument("out", type=Path, help="the run folder (holds classes/)")
@@ -161,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--direction", type=Path, help=".npy file with one (C,) or (k, C) direction")
     viz.add_argument("-o", "--output", type=Path, required=True, help="PNG to write (several targets: NAME_i.png)")
     _add_model_arguments(viz)
-    _add_budget_arguments(viz, VisualizationConfig())
+    _add_budget_arguments(viz, RenderSettings())
     return parser
 
 
@@ -188,11 +190,11 @@ def _weights_source(weights: str) -> tuple[str, Path | None]:
     return weights, None
 
 
-def _bundle(weights: str):
-    from .models import resnet50_bundle
+def _model(weights: str):
+    from .models import imagenet_resnet50
 
     name, path = _weights_source(weights)
-    return resnet50_bundle(name, weights_path=path)
+    return imagenet_resnet50(name, weights_path=path)
 
 
 def _check_images(folder: Path, argument: str) -> None:
@@ -218,14 +220,17 @@ def _check_run_target(out: Path, device: str | None) -> None:
     check_unlocked(out)
 
 
-def _viz_config(args: argparse.Namespace) -> VisualizationConfig:
-    return VisualizationConfig(steps=args.steps, image_size=args.image_size, crops=args.crops, seed=args.seed)
+def _viz_config(args: argparse.Namespace) -> RenderSettings:
+    """The one settings object from the command line's budget to the render loop."""
+    return RenderSettings(steps=args.steps, image_size=args.image_size, crops=args.crops, seed=args.seed)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from torchvision.models import ResNet50_Weights
 
-    from .jobs import ClassJob, imagenet_jobs, resolve_class
+    from concepts import resolve_class
+
+    from .jobs import ClassJob, imagenet_jobs
     from .run import run_classes
 
     # Check every argument before loading (maybe downloading) the weights.
@@ -240,11 +245,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         if args.class_index is None:
             raise ValueError("`--class-index` is required with --images: which class do the images show?")
         _check_images(args.images, "`--images`")
-        index = resolve_class(args.class_index, categories)
+        index = resolve_class(args.class_index, categories, argument="`--class-index`")
         jobs = [ClassJob(class_index=index, class_name=categories[index], folder=args.images)]
     _weights_source(args.weights)
     _check_run_target(args.out, args.device)
-    bundle = _bundle(args.weights)
+    split = _model(args.weights)
     viz = _viz_config(args)
     config = RunConfig(
         concepts=ConceptConfig(n_concepts=args.k, patch_size=args.patch_size, random_state=args.seed),
@@ -255,7 +260,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         load_workers=args.workers,
     )
     summary = run_classes(
-        jobs, bundle, config, args.out, device=args.device, progress=not args.quiet, gallery=not args.no_gallery
+        jobs, split, config, args.out, device=args.device, progress=not args.quiet, gallery=not args.no_gallery
     )
     return _report(summary)
 
@@ -310,17 +315,12 @@ def _cmd_spectrum(args: argparse.Namespace) -> int:
 
 
 def _cmd_visualize(args: argparse.Namespace) -> int:
-    from dataclasses import asdict
-
     import numpy as np
     import torch
 
     from maco import Objective, maco
 
-    from .io import save
-    from .mosaic import to_pil
-
-    from .io import ensure_writable
+    from .io import ensure_writable, save, to_pil
     from .run import resolve_device
 
     _weights_source(args.weights)
@@ -328,8 +328,8 @@ def _cmd_visualize(args: argparse.Namespace) -> int:
     ensure_writable(args.output.parent)
     if args.direction is not None and not args.direction.is_file():
         raise ValueError(f"`--direction` {args.direction}: no such file; pass a .npy file of shape (C,) or (k, C).")
-    bundle = _bundle(args.weights)
-    model = bundle.model.to(device)
+    split = _model(args.weights)
+    model = split.model.to(device)
     if args.neuron is not None:
         objective = Objective.neuron(model, args.layer, args.neuron)
     elif args.channel is not None:
@@ -338,7 +338,14 @@ def _cmd_visualize(args: argparse.Namespace) -> int:
         objective = Objective.direction(
             model, args.layer, torch.from_numpy(np.load(args.direction, allow_pickle=False))
         )
-    result = maco(objective, **asdict(_viz_config(args)), mean=bundle.mean, std=bundle.std, progress=not args.quiet)
+    result = maco(
+        objective,
+        settings=_viz_config(args),
+        input_size=split.input_size,
+        mean=split.mean,
+        std=split.std,
+        progress=not args.quiet,
+    )
     outputs = (
         [args.output]
         if len(result.images) == 1

@@ -1,9 +1,11 @@
-"""Frozen configuration dataclasses, one per stage, recorded in ``run.json``.
+"""Frozen configuration of a run, recorded in ``run.json``.
 
-The fields of :class:`VisualizationConfig` are exactly the keywords of
-:func:`maco.maco` that a run chooses, and those of :class:`ConceptConfig` the
-keywords of :func:`concepts.extract_concepts` (a test checks both), so the
-library calls receive them one for one with ``**asdict(config)``.
+The rendering budgets are :class:`maco.RenderSettings` themselves (concept
+visualizations and inversions), passed to the renderer as they are; the
+fields of :class:`ConceptConfig` are the keywords of
+:func:`concepts.extract_concepts` (a test checks them). The model's own input
+size and normalisation are not settings: they come with the model
+(:class:`concepts.ModelSplit`).
 """
 
 from __future__ import annotations
@@ -11,30 +13,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["INVERSION_CROP_SIZE", "ConceptConfig", "RunConfig", "VisualizationConfig"]
+from maco import RenderSettings
+
+__all__ = ["INVERSION_CROP_SIZE", "ConceptConfig", "RunConfig"]
 
 # Feature inversion matches the features of a whole reference image, so its crops cover most of the canvas:
 # on the demo world (flag, house, tree; 6 images each), crop area N(0.8, 0.1) reached cosines of 0.65-0.99
 # where the visualization default N(0.25, 0.1) reached 0.42-0.77 on flag and house (BENCHMARKS.md).
 INVERSION_CROP_SIZE = (0.8, 0.1)
-
-
-@dataclass(frozen=True)
-class VisualizationConfig:
-    """Keywords of :func:`maco.maco` (paper defaults)."""
-
-    steps: int = 256
-    image_size: int = 512
-    crops: int = 32
-    crop_size: tuple[float, float] = (0.25, 0.1)
-    noise: float = 0.1
-    lr: float = 1.0
-    seed: int | None = 0
-    amp: bool = True
-    input_size: int = 224
-    phase_init: str = "offset"
-    fold_bn: bool = True
-    max_batch: int | None = None
 
 
 @dataclass(frozen=True)
@@ -54,8 +40,8 @@ class RunConfig:
     """Everything a class run chooses; ``asdict`` goes into ``run.json``."""
 
     concepts: ConceptConfig = field(default_factory=ConceptConfig)
-    visualization: VisualizationConfig = field(default_factory=VisualizationConfig)
-    inversion: VisualizationConfig = field(default_factory=lambda: VisualizationConfig(crop_size=INVERSION_CROP_SIZE))
+    visualization: RenderSettings = field(default_factory=lambda: RenderSettings(seed=0))
+    inversion: RenderSettings = field(default_factory=lambda: RenderSettings(seed=0, crop_size=INVERSION_CROP_SIZE))
     image_size: int = 224
     max_images: int | None = None
     load_workers: int = 4

@@ -14,17 +14,19 @@ from pathlib import Path
 
 import torch.distributed as dist
 
-from .config import INVERSION_CROP_SIZE, ConceptConfig, RunConfig, VisualizationConfig
+from maco import RenderSettings
+
+from .config import INVERSION_CROP_SIZE, ConceptConfig, RunConfig
 from .demo import CLASS_NAMES, DEMO_INPUT_SIZE, DemoWorld
 from .jobs import ClassJob
-from .models import demo_bundle
+from .models import demo_model
 from .run import RunSummary, distributed_context, run_classes, run_folder_lock
 
 __all__ = ["DEMO_CONFIG", "DEMO_IMAGES_PER_CLASS", "DEMO_IMAGES_SEED", "demo_jobs", "run_demo"]
 
 DEMO_IMAGES_PER_CLASS = 40
 DEMO_IMAGES_SEED = 2026  # not a training seed: these images are new to the model
-_VIZ = VisualizationConfig(steps=64, image_size=256, crops=8, input_size=DEMO_INPUT_SIZE)
+_VIZ = RenderSettings(steps=64, image_size=256, crops=8, seed=0)
 DEMO_CONFIG = RunConfig(
     concepts=ConceptConfig(n_concepts=5, patch_size=DEMO_INPUT_SIZE // 2, sobol_designs=32),
     visualization=_VIZ,
@@ -62,4 +64,4 @@ def run_demo(
         if ctx.world_size > 1:
             dist.barrier()
         jobs = demo_jobs(out / "images", n_per_class=n_per_class)
-        return run_classes(jobs, demo_bundle("a"), config, out, device=device, progress=progress)
+        return run_classes(jobs, demo_model("a"), config, out, device=device, progress=progress)

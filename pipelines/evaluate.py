@@ -16,34 +16,29 @@ normalised with its own ``mean``/``std``.
   reference set with one image per class, such as the ImageNet sample photos).
 - :func:`concept_purity`: how much the top patches of a concept show one
   ground-truth part (demo world).
-- :func:`evaluate_demo`: all of it for MaCo, Fourier and pixels on the demo
-  world (models ``a`` -> ``b``), with real-image, noise and other-class
-  baselines. Nothing here writes files.
+
+The metrics work on any model; the experiment that applies them all to the
+demo world is :func:`pipelines.demo.experiment.evaluate_demo`. Nothing here
+writes files.
 """
 
 from __future__ import annotations
 
-import logging
-import time
 from collections import Counter
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from concepts import extract_concepts, split_model
-from maco import Objective, fourier, maco, pixels, resolve_layer
-from pipelines.demo import CLASS_NAMES, DEMO_INPUT_SIZE, DEMO_MEAN, DEMO_STD, PART_NAMES, DemoWorld, load_demo_model
-from pipelines.inversion import layer_features
+from concepts import ModelSplit
+from maco import fourier, maco, pixels, resolve_layer
 
-_logger = logging.getLogger(__name__)
+from .inversion import layer_features
 
 __all__ = [
     "METHODS",
     "concept_purity",
-    "evaluate_demo",
     "layer_feature_fn",
     "plausibility",
     "reference_features",
@@ -53,16 +48,6 @@ __all__ = [
 
 METHODS: dict[str, Callable] = {"maco": maco, "fourier": fourier, "pixels": pixels}
 FeatureFn = Callable[[torch.Tensor], torch.Tensor]
-
-
-def _prepare(images: torch.Tensor, mean: Sequence[float], std: Sequence[float], input_size: int) -> torch.Tensor:
-    """Resize ``(n, 3, H, W)`` to ``input_size`` (antialiased) and normalise."""
-    x = images.float()
-    if x.shape[-2:] != (input_size, input_size):
-        x = F.interpolate(x, size=(input_size, input_size), mode="bilinear", antialias=True, align_corners=False)
-    m = torch.tensor(mean, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-    s = torch.tensor(std, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-    return (x - m) / s
 
 
 def _check_images(images, name: str, where: str) -> None:
@@ -83,14 +68,11 @@ def _check_labels(images, labels, where: str) -> torch.Tensor:
 def transferability(
     images: torch.Tensor,
     labels: torch.Tensor | Sequence[int],
-    model: nn.Module,
+    split: ModelSplit,
     *,
-    mean: Sequence[float],
-    std: Sequence[float],
-    input_size: int,
     batch_size: int = 32,
 ) -> dict:
-    """Share of images that ``model`` classifies as their label (whole canvas, resized).
+    """Share of images that the split's model classifies as their label (whole canvas, resized).
 
     Parameters
     ----------
@@ -98,8 +80,8 @@ def transferability(
         Visualizations (or real images) in [0, 1].
     labels : Tensor or sequence of int, shape (T,)
         Target class of each image.
-    model : nn.Module
-        Classifier taking normalised ``(n, 3, input_size, input_size)`` input.
+    split : ModelSplit
+        The classifier (``split.model``) with its own preprocessing.
 
     Returns
     -------
@@ -108,14 +90,9 @@ def transferability(
         and ``top5_correct`` (list of bool per target), ``predicted`` (list of int).
     """
     labels = _check_labels(images, labels, "transferability")
-    device = next(model.parameters()).device
-    with torch.no_grad():
-        logits = torch.cat(
-            [
-                model(_prepare(chunk.to(device), mean, std, input_size)).float().cpu()
-                for chunk in images.split(batch_size)
-            ]
-        )
+    if split.model is None:
+        raise ValueError("`split` of transferability has no `model`; build it with split_model(model, ...).")
+    logits = split.map_batches(images, split.model, batch_size=batch_size)
     predicted = logits.argmax(1)
     correct = predicted == labels
     out = {"top1": correct.float().mean().item(), "correct": correct.tolist(), "predicted": predicted.tolist()}
@@ -125,22 +102,18 @@ def transferability(
     return out
 
 
-def layer_feature_fn(
-    model: nn.Module, layer: str, *, mean: Sequence[float], std: Sequence[float], input_size: int, batch_size: int = 32
-) -> FeatureFn:
+def layer_feature_fn(split: ModelSplit, layer: str | None = None, *, batch_size: int = 32) -> FeatureFn:
     """A feature function ``(n, 3, H, W) in [0, 1] -> (n, D)``: ``layer``'s output, flattened, no gradients.
 
-    Built on :func:`pipelines.inversion.layer_features`; use a pooled layer
-    (``avgpool``, ``global_pool``) for plausibility.
+    Built on :func:`pipelines.inversion.layer_features`; the default layer is
+    the split's pooled layer (``avgpool``, ``global_pool``), the right one for
+    plausibility.
     """
-    name = resolve_layer(model, layer)
+    name = resolve_layer(split.model, layer) if layer is not None else None
 
     def features(images: torch.Tensor) -> torch.Tensor:
         _check_images(images, "images", "layer_feature_fn")
-        with torch.no_grad():
-            return layer_features(
-                model, name, images, input_size=input_size, mean=tuple(mean), std=tuple(std), batch_size=batch_size
-            ).cpu()
+        return layer_features(split, images, name, batch_size=batch_size)
 
     return features
 
@@ -327,234 +300,14 @@ def _dominant_part(mask: torch.Tensor, box: np.ndarray, part_names: Sequence[str
     return part_names[int(window.flatten(1).sum(1).argmax())]
 
 
-def evaluate_demo(
-    *,
-    steps: int = 64,
-    image_size: int = 128,
-    crops: int = 8,
-    seeds: Sequence[int] = (0,),
-    crop_size: tuple[float, float] = (0.25, 0.1),
-    noise: float = 0.1,
-    methods: Sequence[str] = ("maco", "fourier", "pixels"),
-    n_reference: int = 20,
-    n_heldout: int = 10,
-    data_seed: int = 1000,
-    compute_purity: bool = True,
-    purity_result: dict | None = None,
-    n_concepts: int = 5,
-    n_concept_images: int = 40,
-    top_patches: int = 10,
-    patch_size: int = 64,
-    progress: bool = False,
-) -> dict:
-    """Transferability, plausibility and concept purity on the demo world.
+def __getattr__(name: str) -> object:
+    """Temporary: ``evaluate_demo`` moved to :mod:`pipelines.demo.experiment`.
 
-    Every method renders one logit visualization per demo class on model
-    ``a`` (``Objective.neuron(a, "fc", classes)``) for each seed, with the same
-    seeds and budgets (each method keeps its own default learning rate).
-    Transferability is scored by the independently trained model ``b``,
-    plausibility with ``b``'s pooled features (``avgpool``) against
-    ``n_reference`` real images per class. Baselines: ``n_heldout`` real
-    held-out images per class (``real``), uniform noise (``noise``) and real
-    images scored against another class's references (``other_class``).
-
-    Parameters
-    ----------
-    steps, image_size, crops, crop_size, noise
-        Rendering budget, shared by every method (see :func:`maco.maco`).
-    seeds : sequence of int
-        One batch of ``len(CLASS_NAMES)`` visualizations per seed.
-    methods : sequence of {"maco", "fourier", "pixels"}
-    n_reference, n_heldout, data_seed
-        Real demo images per class for the references and the real baseline.
-    compute_purity : bool
-        Extract concepts of every class on model ``a`` (``concepts`` package,
-        ``n_concepts``, ``patch_size`` on ``n_concept_images`` images, top
-        ``top_patches`` patches per concept) and score their purity.
-    purity_result : dict, optional
-        Concept purity computed elsewhere; reported as is (no extraction).
-
-    Returns
-    -------
-    dict
-        ``config``; ``methods[name]`` with ``top1``, ``top5``, ``self_top1``
-        (model ``a``), ``plausibility``, ``final_score``, ``per_target``,
-        ``seconds`` and ``images`` (``(S * 6, 3, H, W)``, seed-major);
-        ``baselines`` ``real`` / ``noise`` / ``other_class``; ``concept_purity``
-        (dict or None).
+    It stays importable from here until ``pipelines/__init__`` imports it from there; it is loaded lazily because
+    that module imports this one.
     """
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown or not methods:
-        raise ValueError(f"`methods` of evaluate_demo must be a non-empty subset of {tuple(METHODS)}; got {methods!r}.")
-    seeds = [int(s) for s in seeds]
-    if not seeds:
-        raise ValueError("`seeds` of evaluate_demo must hold at least one seed; got an empty sequence.")
-    norm = dict(mean=DEMO_MEAN, std=DEMO_STD, input_size=DEMO_INPUT_SIZE)
-    model_a, model_b = load_demo_model("a"), load_demo_model("b")
-    classes = list(range(len(CLASS_NAMES)))
-    world = DemoWorld(image_size=DEMO_INPUT_SIZE)
-    ref_images, ref_labels, _ = world.dataset(n_reference, seed=data_seed)
-    held_images, held_labels, _ = world.dataset(n_heldout, seed=data_seed + 1)
-    feature_fn = layer_feature_fn(model_b, "avgpool", **norm)
-    refs = reference_features({c: ref_images[ref_labels == c] for c in classes}, feature_fn)
+    if name == "evaluate_demo":
+        from pipelines.demo.experiment import evaluate_demo
 
-    out: dict = {
-        "config": dict(
-            steps=steps,
-            image_size=image_size,
-            crops=crops,
-            seeds=seeds,
-            crop_size=list(crop_size),
-            noise=noise,
-            n_reference=n_reference,
-            n_heldout=n_heldout,
-            data_seed=data_seed,
-            scorer="demo model b",
-            renderer="demo model a",
-            feature_layer="b.avgpool",
-        ),
-        "methods": {},
-    }
-    for name in methods:
-        start, images, history = time.perf_counter(), [], []
-        for seed in seeds:
-            result = METHODS[name](
-                Objective.neuron(model_a, "fc", classes),
-                steps=steps,
-                image_size=image_size,
-                crops=crops,
-                crop_size=crop_size,
-                noise=noise,
-                seed=seed,
-                progress=progress,
-                **norm,
-            )
-            images.append(result.images)
-            history.append(result.history[-1])
-        images, labels = torch.cat(images), torch.tensor(classes * len(seeds))
-        transfer = transferability(images, labels, model_b, **norm)
-        plaus = plausibility(images, labels, refs, feature_fn)
-        out["methods"][name] = {
-            "top1": transfer["top1"],
-            "top5": transfer.get("top5"),
-            "self_top1": transferability(images, labels, model_a, **norm)["top1"],
-            "plausibility": plaus["mean"],
-            "final_score": torch.cat(history).mean().item(),
-            "per_target": [
-                dict(seed=seeds[i // len(classes)], target=int(t), correct=ok, predicted=p, distance=d)
-                for i, (t, ok, p, d) in enumerate(
-                    zip(labels.tolist(), transfer["correct"], transfer["predicted"], plaus["distance"])
-                )
-            ],
-            "seconds": time.perf_counter() - start,
-            "images": images,
-        }
-        _logger.info("%s: top-1 %.2f, plausibility %.3f", name, transfer["top1"], plaus["mean"])
-    out["baselines"] = _demo_baselines(
-        held_images, held_labels, refs, feature_fn, model_b, norm, len(classes), len(seeds), image_size
-    )
-    if purity_result is not None:
-        out["concept_purity"] = purity_result
-    elif compute_purity:
-        out["concept_purity"] = _demo_purity(
-            world,
-            n_concepts=n_concepts,
-            n_images=n_concept_images,
-            top_patches=top_patches,
-            patch_size=patch_size,
-            seed=data_seed + 2,
-        )
-    else:
-        out["concept_purity"] = None
-    return out
-
-
-def _demo_baselines(
-    held_images: torch.Tensor,
-    held_labels: torch.Tensor,
-    refs: dict,
-    feature_fn: FeatureFn,
-    model_b: nn.Module,
-    norm: dict,
-    n_classes: int,
-    n_seeds: int,
-    image_size: int,
-) -> dict:
-    """Real held-out images, uniform noise and other-class images, scored like the visualizations."""
-    transfer = transferability(held_images, held_labels, model_b, **norm)
-    generator = torch.Generator().manual_seed(0)
-    noise_labels = torch.arange(n_classes).repeat(n_seeds)
-    noise_images = torch.rand(len(noise_labels), 3, image_size, image_size, generator=generator)
-    return {
-        "real": {
-            "top1": transfer["top1"],
-            "top5": transfer.get("top5"),
-            "plausibility": plausibility(held_images, held_labels, refs, feature_fn)["mean"],
-        },
-        "noise": {
-            "top1": transferability(noise_images, noise_labels, model_b, **norm)["top1"],
-            "plausibility": plausibility(noise_images, noise_labels, refs, feature_fn)["mean"],
-        },
-        "other_class": {
-            "plausibility": plausibility(held_images, (held_labels + 1) % n_classes, refs, feature_fn)["mean"]
-        },
-    }
-
-
-def _demo_purity(
-    world: DemoWorld, *, n_concepts: int, n_images: int, top_patches: int, patch_size: int, seed: int
-) -> dict:
-    """Concepts of every demo class on model ``a``; purity of their top patches, and a random-patch baseline."""
-    split = split_model(
-        load_demo_model("a"),
-        mean=DEMO_MEAN,
-        std=DEMO_STD,
-        input_size=DEMO_INPUT_SIZE,
-        categories=list(CLASS_NAMES),
-        model_id="demo-a",
-    )
-    rng = np.random.default_rng(seed)
-    per_class, chance = {}, []
-    for c, name in enumerate(CLASS_NAMES):
-        raw, masks = world.sample(c, n_images, seed=seed)
-        images = torch.from_numpy(raw).permute(0, 3, 1, 2).float().div(255)
-        bank = extract_concepts(
-            split,
-            images,
-            c,
-            n_concepts=n_concepts,
-            patch_size=patch_size,
-            sobol_designs=0,
-            random_state=0,
-            progress=False,
-        )
-        top = bank.top_crops(top_patches)
-        result = concept_purity(
-            [bank.crop_boxes[t] for t in top], [bank.crop_image_index[t] for t in top], masks, PART_NAMES
-        )
-        shuffled = [rng.choice(len(bank.crop_boxes), size=len(t), replace=False) for t in top]
-        chance.append(
-            concept_purity(
-                [bank.crop_boxes[t] for t in shuffled], [bank.crop_image_index[t] for t in shuffled], masks, PART_NAMES
-            )["mean"]
-        )
-        per_class[name] = {
-            "mean": result["mean"],
-            "per_concept": result["per_concept"],
-            "labels": result["labels"],
-            "importance_pct": [round(float(p), 1) for p in bank.importance_pct],
-        }
-    return {
-        "mean": float(np.mean([v["mean"] for v in per_class.values()])),
-        "random_patches": float(np.mean(chance)),
-        "per_class": per_class,
-        "config": dict(
-            n_concepts=n_concepts,
-            n_images=n_images,
-            top_patches=top_patches,
-            patch_size=patch_size,
-            image_size=DEMO_INPUT_SIZE,
-            model="demo model a",
-            seed=seed,
-        ),
-    }
+        return evaluate_demo
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -6,9 +6,14 @@ JS are package data (``pipelines/gallery_assets``) copied into
 (paths inside are relative to the class folder); output is
 ``run_dir/index.html`` and ``run_dir/classes/<idx:04d>/index.html``.
 
-Every text goes through :func:`html.escape`; links between pages use class
-indices, never names. Missing images are logged and shown as placeholders; a
-``class.json`` that cannot be read is listed as broken on the index.
+The pages are Jinja2 templates in ``pipelines/templates`` (a layout, the index,
+the class page and their partials), so their look changes without touching
+Python. This module only gathers what they show: it reads and checks each
+``class.json``, sorts the concepts, finds the images and makes thumbnails.
+Autoescaping is on, so every text from ``class.json`` reaches the page as text;
+links between pages use class indices, never names. Missing images are logged
+and shown as placeholders; a ``class.json`` that cannot be read, or whose lists
+are not lists, is listed as broken on the index and gets no page.
 """
 
 from __future__ import annotations
@@ -16,27 +21,16 @@ from __future__ import annotations
 import json
 import logging
 import os
+from dataclasses import dataclass, field
 from importlib import resources
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
+from urllib.parse import quote
 
+from jinja2 import Environment, PackageLoader
 from PIL import Image
 
 from pipelines.io import atomic_write_bytes, atomic_write_text, save
-
-from ._gallery_html import (
-    _NA,
-    _Class,
-    _e,
-    _num,
-    _stats,
-    _page,
-    _list,
-    _resolve,
-    _missing,
-    _concepts,
-    _class_page,
-)
 
 _logger = logging.getLogger(__name__)
 
@@ -44,6 +38,69 @@ __all__ = ["build_gallery"]
 
 ASSET_FILES = ("style.css", "app.js")
 THUMB_SIZE = 240  # px, longest side of the index thumbnails
+_NA = "\u2014"  # shown for a missing number
+
+
+@dataclass
+class _Class:
+    """One class folder: its index (from the folder name) and parsed data."""
+
+    index: int
+    folder: Path
+    data: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+    @property
+    def name(self) -> str:
+        return str(self.data.get("class_name") or f"class {self.index}")
+
+
+@dataclass(frozen=True)
+class _Picture:
+    """An image that ``class.json`` names, as the templates see it.
+
+    Attributes
+    ----------
+    path : str
+        The path as ``class.json`` gives it; the placeholder of a missing
+        image shows it, so the reader knows which file to look for.
+    src : str or None
+        URL of the image relative to the page showing it; None when the file
+        is missing, so that the page shows a placeholder, not a broken image.
+    file : Path or None
+        The file on disk (None when missing), for the index's thumbnail.
+    """
+
+    path: str
+    src: str | None = None
+    file: Path | None = None
+
+
+def _is_number(value: Any) -> bool:
+    """True for an int or float; JSON's true/false are no numbers here."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _num(value: Any, fmt: str) -> str:
+    """``value`` formatted with ``fmt``; a dash when class.json holds no number there."""
+    return format(value, fmt) if _is_number(value) else _NA
+
+
+# The pages' templates. PackageLoader finds them through the package, so they
+# load from an installed wheel too (they are package data). Autoescaping is on
+# for every template, whatever its name: all of them are HTML, and class.json
+# is untrusted text. trim_blocks/lstrip_blocks let templates be indented for
+# reading without tags leaving blank lines. `num` and `numeric` format and test
+# numbers the way class.json needs (Jinja's `number` test takes true/false).
+_TEMPLATES = Environment(
+    loader=PackageLoader("pipelines", "templates"),
+    autoescape=True,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    keep_trailing_newline=True,
+)
+_TEMPLATES.filters["num"] = _num
+_TEMPLATES.tests["numeric"] = _is_number
 
 
 def _read_class(folder: Path) -> _Class | None:
@@ -77,68 +134,120 @@ def _read_classes(run_dir: Path) -> list[_Class]:
     return sorted((c for c in found if c is not None), key=lambda c: c.index)
 
 
-def _thumbnail(run_dir: Path, c: _Class, rel: Any, missing: list[str]) -> str:
-    """``<img>`` of a small copy of ``c.folder/rel`` in ``assets/thumbs/``.
+def _paths(data: dict[str, Any], key: str) -> list[Any]:
+    """``data[key]`` as a list (missing: empty; not a list: a schema error)."""
+    value = data.get(key) or []
+    if not isinstance(value, list):
+        raise TypeError(f"{key!r} must be a list; got {type(value).__name__}")
+    return value
 
-    The copy is remade only when the source is newer; an unreadable source
-    gives a placeholder.
+
+def _list(data: dict[str, Any], key: str) -> list[dict[str, Any]]:
+    """``data[key]`` as a list of dicts (items that are not dicts are dropped)."""
+    return [item for item in _paths(data, key) if isinstance(item, dict)]
+
+
+def _resolve(folder: Path, rel: str) -> Path | None:
+    """``folder/rel`` if it is an existing file inside ``folder``, else None."""
+    posix = PurePosixPath(rel.replace("\\", "/"))
+    if posix.is_absolute() or ".." in posix.parts:
+        return None
+    target = folder.joinpath(*posix.parts)
+    return target if target.is_file() else None
+
+
+def _picture(folder: Path, rel: Any, missing: list[str]) -> _Picture | None:
+    """The image ``rel`` of the class in ``folder``; None when no path is given.
+
+    Absolute paths and paths leaving ``folder`` count as missing, so a page
+    never shows a file from outside its class. Missing files are logged and
+    added to ``missing``.
     """
-    source = _resolve(c.folder, rel)
+    if not isinstance(rel, str) or not rel:
+        return None
+    source = _resolve(folder, rel)
     if source is None:
-        return _missing(rel, c.folder, missing)
-    thumb = run_dir / "assets" / "thumbs" / f"{c.index:04d}.png"
-    if not thumb.is_file() or thumb.stat().st_mtime <= source.stat().st_mtime:
+        _logger.warning("image %s referenced by %s is missing", rel, folder / "class.json")
+        missing.append(f"{folder}/{rel}")
+        return _Picture(rel)
+    return _Picture(rel, quote(PurePosixPath(rel.replace("\\", "/")).as_posix()), source)
+
+
+def _by_rank(concepts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Concepts by rank (0 first), then by importance for unranked ones."""
+
+    def key(concept: dict[str, Any]) -> tuple[float, float]:
+        rank, pct = concept.get("rank"), concept.get("importance_pct")
+        rank = rank if isinstance(rank, int) and not isinstance(rank, bool) else float("inf")
+        pct = pct if isinstance(pct, (int, float)) else float("-inf")
+        return rank, -pct
+
+    return sorted(concepts, key=key)
+
+
+def _record(c: _Class, missing: list[str]) -> dict[str, Any]:
+    """The class as the templates see it.
+
+    ``class.json``'s fields, plus ``index`` and ``name``; its lists checked
+    (a TypeError when one is not a list), concepts sorted, and image paths
+    turned into :class:`_Picture` objects, so that templates only present.
+    """
+
+    def picture(rel: Any) -> _Picture | None:
+        return _picture(c.folder, rel, missing)
+
+    concepts = [
+        {
+            **concept,
+            "visualization": picture(concept.get("visualization")),
+            "visualization_alpha": picture(concept.get("visualization_alpha")),
+            "mosaic": picture(concept.get("mosaic")),
+            "top_crops": [picture(rel) for rel in _paths(concept, "top_crops")],
+            "aligned_classes": _list(concept, "aligned_classes"),
+        }
+        for concept in _by_rank(_list(c.data, "concepts"))
+    ]
+    inversions = [
+        {
+            **inversion,
+            "reference": picture(inversion.get("reference")),
+            "inversion": picture(inversion.get("inversion")),
+        }
+        for inversion in _list(c.data, "inversions")
+    ]
+    skipped = _list(c.data, "skipped")
+    return {
+        **c.data,
+        "index": c.index,
+        "name": c.name,
+        "concepts": concepts,
+        "inversions": inversions,
+        "skipped": skipped,
+    }
+
+
+def _thumbnail(run_dir: Path, record: dict[str, Any], missing: list[str]) -> _Picture | None:
+    """The index's picture of a class: a small copy of its top concept's visualization.
+
+    The copy (``assets/thumbs/<idx:04d>.png``) is remade only when the source
+    is newer; a missing or unreadable source gives the placeholder.
+    """
+    top = record["concepts"][0]["visualization"] if record["concepts"] else None
+    if top is None or top.file is None:
+        return top
+    thumb = run_dir / "assets" / "thumbs" / f"{record['index']:04d}.png"
+    if not thumb.is_file() or thumb.stat().st_mtime <= top.file.stat().st_mtime:
         try:
-            with Image.open(source) as image:
+            with Image.open(top.file) as image:
                 image.load()
                 small = image.convert("RGBA" if "A" in image.getbands() else "RGB")
         except (OSError, ValueError) as err:
-            _logger.warning("cannot read image %s: %s", source, err)
-            return _missing(rel, c.folder, missing)
+            _logger.warning("cannot read image %s: %s", top.file, err)
+            missing.append(str(top.file))
+            return _Picture(top.path)
         small.thumbnail((THUMB_SIZE, THUMB_SIZE))
         save(small, thumb)
-    return f'<img src="assets/thumbs/{c.index:04d}.png" alt="top concept of {_e(c.name)}" loading="lazy">'
-
-
-def _card(run_dir: Path, c: _Class, missing: list[str]) -> str:
-    concepts = _concepts(c)
-    top = concepts[0] if concepts else {}
-    thumb = _thumbnail(run_dir, c, top.get("visualization"), missing)
-    pct = _num(top.get("importance_pct"), ".0f")
-    top_text = f"top concept {pct}%" if pct != _NA else "no concepts yet"
-    status = c.data.get("status")
-    badge = f' <span class="badge">{_e(status)}</span>' if status not in (None, "done") else ""
-    search = f"{c.name} {c.index} {c.index:04d} {c.data.get('wnid') or ''}".lower()
-    return (
-        f'<a class="card" href="classes/{c.index:04d}/index.html" data-search="{_e(search)}">'
-        f'<div class="thumb">{thumb}</div><div class="body">'
-        f'<div class="name">{_e(c.name)}</div>'
-        f'<div class="meta">#{c.index} &middot; {_e(top_text)}{badge}</div></div></a>'
-    )
-
-
-def _index_page(run_dir: Path, good: list[_Class], broken: list[_Class], missing: list[str]) -> str:
-    stats = _stats(
-        [
-            ("classes", len(good)),
-            ("concepts", sum(len(_list(c.data, "concepts")) for c in good)),
-            ("images", sum(c.data.get("n_images") or 0 for c in good if isinstance(c.data.get("n_images"), int))),
-            ("skipped", sum(len(_list(c.data, "skipped")) for c in good)),
-        ]
-        + ([("broken", len(broken))] if broken else [])
-    )
-    search = (
-        '<div class="search"><input id="search" type="search" '
-        'placeholder="Search classes by name or index" aria-label="Search classes">'
-        '<span id="search-count" class="muted"></span></div>'
-    )
-    cards = "\n".join(_card(run_dir, c, missing) for c in good)
-    body = f'{search}<div class="cards">\n{cards}\n</div>'
-    if broken:
-        items = "".join(f"<li><b>{c.index:04d}</b>: {_e(c.error)}</li>" for c in broken)
-        body += f'<h2>Classes that could not be read</h2><ul class="broken">{items}</ul>'
-    title = f"{run_dir.name} \u2014 concept-lens"
-    return _page(title, f"Concepts of {run_dir.name}", body, root="", stats=stats)
+    return _Picture(top.path, f"assets/thumbs/{record['index']:04d}.png", thumb)
 
 
 def _copy_assets(run_dir: Path) -> None:
@@ -148,26 +257,22 @@ def _copy_assets(run_dir: Path) -> None:
         atomic_write_bytes(run_dir / "assets" / name, package.joinpath(name).read_bytes())
 
 
-def _render_classes(classes: list[_Class], missing: list[str]) -> dict[int, str]:
-    """Render every readable class page; a schema error marks the class broken.
+def _records(classes: list[_Class], missing: list[str]) -> dict[int, dict[str, Any]]:
+    """Records of the readable classes, by index; a class whose lists are not lists is marked broken.
 
-    Runs again when a class turned out broken, so no page links to it.
+    Every class is checked before any page is rendered, so no page links to a
+    class that turns out broken.
     """
-    known = {c.index for c in classes if c.error is None}
-    while True:
-        missing.clear()
-        pages = {}
-        for c in classes:
-            if c.error is not None:
-                continue
-            try:
-                pages[c.index] = _class_page(c, known, missing)
-            except (TypeError, ValueError, KeyError, AttributeError) as err:
-                _logger.warning("class %d has a malformed class.json: %s", c.index, err)
-                c.error = f"malformed class.json: {err}"
-        if set(pages) == known:
-            return pages
-        known = set(pages)
+    records = {}
+    for c in classes:
+        if c.error is not None:
+            continue
+        try:
+            records[c.index] = _record(c, missing)
+        except TypeError as err:
+            _logger.warning("class %d has a malformed class.json: %s", c.index, err)
+            c.error = f"malformed class.json: {err}"
+    return records
 
 
 def build_gallery(run_dir: str | os.PathLike) -> Path:
@@ -199,14 +304,26 @@ def build_gallery(run_dir: str | os.PathLike) -> Path:
     classes = _read_classes(run_dir)
     _copy_assets(run_dir)
     missing: list[str] = []
-    pages = _render_classes(classes, missing)
+    records = _records(classes, missing)
+    known = set(records)
+    class_page = _TEMPLATES.get_template("class.html")
     for c in classes:
-        if c.index in pages:
-            atomic_write_text(c.folder / "index.html", pages[c.index])
-    good = [c for c in classes if c.error is None]
+        if c.index in known:
+            atomic_write_text(c.folder / "index.html", class_page.render(cls=records[c.index], known=known))
+    good = list(records.values())
+    totals = {
+        "classes": len(good),
+        "concepts": sum(len(r["concepts"]) for r in good),
+        "images": sum(r.get("n_images") or 0 for r in good if isinstance(r.get("n_images"), int)),
+        "skipped": sum(len(r["skipped"]) for r in good),
+    }
+    thumbs = {r["index"]: _thumbnail(run_dir, r, missing) for r in good}
     broken = [c for c in classes if c.error is not None]
     index = run_dir / "index.html"
-    atomic_write_text(index, _index_page(run_dir, good, broken, missing))
+    page = _TEMPLATES.get_template("index.html").render(
+        run_name=run_dir.name, classes=good, thumbs=thumbs, broken=broken, totals=totals
+    )
+    atomic_write_text(index, page)
     if missing:
         _logger.warning("gallery of %s: %d image(s) missing", run_dir, len(missing))
     _logger.info("gallery written to %s (%d classes, %d broken)", index, len(good), len(broken))

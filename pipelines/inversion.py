@@ -1,89 +1,70 @@
 """Feature inversion: what does the model keep of an image at one layer?
 
-MaCo searches an image whose activations at ``layer`` match those of a
-reference image (``maco.Objective.inversion``); all references are inverted
+MaCo searches an image whose activations at a layer (by default the split's
+pooled layer, where the concepts live) match target activations, those of
+reference images (``maco.Objective.inversion``); all references are inverted
 in one batch (:func:`render_inversions`). The cosine between the reached and
 the target activations (:func:`inversion_cosines`) says how faithful each
 inversion is. The two are separate so a resumed run can measure the cosines of
-a saved render without rendering again.
+a saved render without rendering again, and a class run passes the pooled
+features its concept stage already computed as targets.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from maco import Objective, RenderResult, forward_to_layers, frozen, maco
-
-from .config import VisualizationConfig
+from concepts import ModelSplit
+from maco import Objective, RenderResult, RenderSettings, forward_to_layers, render
 
 __all__ = ["inversion_cosines", "layer_features", "render_inversions"]
 
 
-@torch.no_grad()
+def _layer(split: ModelSplit, layer: str | None) -> str:
+    if split.model is None:
+        raise ValueError("`split` has no `model`: feature inversion optimises the whole model's input; "
+                         "build the split with split_model(model, ...).")
+    layer = layer or split.pooled_layer
+    if layer is None:
+        raise ValueError(f"`layer` is needed: the split of {split.model_id} names no pooled layer.")
+    return layer
+
+
 def layer_features(
-    model: nn.Module,
-    layer: str,
-    images: torch.Tensor,
-    *,
-    input_size: int,
-    mean: tuple[float, ...],
-    std: tuple[float, ...],
-    batch_size: int = 64,
+    split: ModelSplit, images: torch.Tensor, layer: str | None = None, *, batch_size: int = 64
 ) -> torch.Tensor:
-    """Activations ``(N, ...)`` of ``layer`` for ``(N, 3, H, W)`` images in [0, 1], resized to ``input_size``."""
-    device = next(model.parameters()).device
-    mean_t = torch.tensor(mean, device=device).view(1, 3, 1, 1)
-    std_t = torch.tensor(std, device=device).view(1, 3, 1, 1)
-    outputs = []
-    for start in range(0, len(images), batch_size):
-        x = images[start : start + batch_size].to(device).float()
-        if x.shape[-1] != input_size or x.shape[-2] != input_size:
-            x = F.interpolate(x, size=(input_size, input_size), mode="bilinear", antialias=True, align_corners=False)
-        acts = forward_to_layers(model, (x - mean_t) / std_t, [layer])[layer]
-        outputs.append(acts.float().flatten(1))
-    return torch.cat(outputs)
+    """Activations ``(N, D)`` (flattened) of ``layer`` for ``(N, 3, H, W)`` images in [0, 1]."""
+    layer = _layer(split, layer)
+    return split.map_batches(
+        images, lambda x: forward_to_layers(split.model, x, [layer])[layer].flatten(1), batch_size=batch_size
+    )
 
 
 def render_inversions(
-    model: nn.Module,
-    layer: str,
-    references: torch.Tensor,
-    config: VisualizationConfig,
+    split: ModelSplit,
+    targets: torch.Tensor,
+    settings: RenderSettings,
     *,
-    mean: tuple[float, ...],
-    std: tuple[float, ...],
+    layer: str | None = None,
     cossim_pow: float | None = None,
     progress: bool = False,
 ) -> RenderResult:
-    """MaCo images whose ``layer`` activations match those of ``(T, 3, H, W)`` references, in one batch."""
-    with frozen(model):
-        targets = layer_features(model, layer, references, input_size=config.input_size, mean=mean, std=std)
-    return maco(
-        Objective.inversion(model, layer, targets, cossim_pow=cossim_pow),
-        **asdict(config),
-        mean=mean,
-        std=std,
+    """MaCo images whose ``layer`` activations match ``targets`` ``(T, D)`` (e.g. :func:`layer_features`)."""
+    layer = _layer(split, layer)
+    return render(
+        Objective.inversion(split.model, layer, targets.to(split.device()), cossim_pow=cossim_pow),
+        settings,
+        input_size=split.input_size,
+        mean=split.mean,
+        std=split.std,
         progress=progress,
     )
 
 
 def inversion_cosines(
-    model: nn.Module,
-    layer: str,
-    inverted: torch.Tensor,
-    references: torch.Tensor,
-    *,
-    input_size: int,
-    mean: tuple[float, ...],
-    std: tuple[float, ...],
+    split: ModelSplit, inverted: torch.Tensor, targets: torch.Tensor, *, layer: str | None = None
 ) -> torch.Tensor:
-    """``(T,)`` cosine between the ``layer`` activations of each inversion (whole canvas) and its reference."""
-    with frozen(model):
-        reached = layer_features(model, layer, inverted, input_size=input_size, mean=mean, std=std)
-        targets = layer_features(model, layer, references, input_size=input_size, mean=mean, std=std)
-    return F.cosine_similarity(reached, targets, dim=1).cpu()
-
+    """``(T,)`` cosine between the ``layer`` activations of each inversion (whole canvas) and its target."""
+    reached = layer_features(split, inverted, layer)
+    return F.cosine_similarity(reached, targets.float().cpu(), dim=1)

@@ -9,6 +9,8 @@ a ``.<name>.*.tmp`` file, removed on any error we can catch).
 :func:`save` picks a writer from the file extension through the ``SAVERS``
 dict, as lucid's ``misc/io/saving.py`` does; an unknown extension raises a
 ``ValueError`` listing the supported ones. Pickle is not supported on purpose.
+:func:`to_pil` is the project's one conversion of tensors and arrays to 8-bit
+pictures; the PNG writer, the mosaics and the benchmark sheets use it.
 """
 
 from __future__ import annotations
@@ -21,9 +23,12 @@ import math
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 _logger = logging.getLogger(__name__)
 
@@ -32,12 +37,12 @@ __all__ = [
     "SAVERS",
     "atomic_write_bytes",
     "atomic_write_text",
-    "copy_file_atomic",
     "ensure_dir",
     "ensure_writable",
     "load_json",
     "save",
     "supported_extensions",
+    "to_pil",
 ]
 
 
@@ -163,20 +168,6 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def copy_file_atomic(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
-    """Copy the file ``src`` to ``dst`` atomically (streamed, fsync-ed, renamed)."""
-    src = Path(src)
-    if not src.is_file():
-        raise FileNotFoundError(f"src of copy_file_atomic must be a file; got {src}.")
-
-    def write(handle: Any) -> None:
-        with open(src, "rb") as source:
-            while chunk := source.read(1 << 20):
-                handle.write(chunk)
-
-    return _atomic_write(dst, write)
-
-
 def load_json(path: str | os.PathLike) -> Any:
     """Read a JSON file written by :func:`save` (UTF-8)."""
     with open(path, encoding="utf-8") as handle:
@@ -211,38 +202,53 @@ def _save_json(obj: Any, path: Path) -> None:
     atomic_write_text(path, text + "\n")
 
 
-def _to_uint8_image(obj: Any) -> Any:
-    """Return a PIL image from a PIL image, an HxWx(3|4) array or a (3|4,H,W) tensor."""
+def to_pil(image: Any, size: int | None = None) -> Image.Image:
+    """The project's one conversion of an image to 8-bit PIL, optionally resized to ``size`` x ``size``.
+
+    PNGs, mosaics and benchmark sheets all go through it, so every picture is
+    quantised the same way: floats clipped to [0, 1] (NaN as 0), scaled by 255
+    and rounded; uint8 arrays kept as they are.
+
+    Parameters
+    ----------
+    image : PIL image, ndarray or torch.Tensor
+        A PIL image, an ``(H, W, 3|4)`` uint8 or float-in-[0, 1] array, or a
+        ``(3|4, H, W)`` tensor in [0, 1] (any device or dtype).
+    size : int, optional
+        Side of the square result (Lanczos), or None to keep the size.
+
+    Returns
+    -------
+    PIL.Image.Image
+        RGB, or RGBA for 4 channels.
+    """
     from PIL import Image
 
-    if isinstance(obj, Image.Image):
-        return obj
-    if hasattr(obj, "detach") and hasattr(obj, "cpu"):  # a torch tensor
-        tensor = obj.detach().cpu()
+    if hasattr(image, "detach") and hasattr(image, "cpu"):  # a torch tensor, without importing torch here
+        tensor = image.detach().cpu()
         if tensor.ndim != 3 or tensor.shape[0] not in (3, 4):
-            raise ValueError(
-                f"a tensor saved as PNG must have shape (3|4, H, W); got "
-                f"{tuple(tensor.shape)}. Index the batch first (image[0])."
-            )
-        obj = tensor.float().permute(1, 2, 0).numpy()
-    if not isinstance(obj, np.ndarray):
-        raise TypeError(
-            f"obj saved as PNG must be a PIL Image, a numpy array or a torch tensor; got {type(obj).__name__}."
-        )
-    array = obj
-    if array.ndim != 3 or array.shape[2] not in (3, 4):
-        raise ValueError(f"an array saved as PNG must have shape (H, W, 3|4); got {array.shape}.")
-    if array.dtype != np.uint8:
-        if not np.issubdtype(array.dtype, np.floating):
-            raise TypeError(f"an array saved as PNG must be uint8 or float in [0, 1]; got dtype {array.dtype}.")
-        array = np.round(np.clip(np.nan_to_num(array), 0.0, 1.0) * 255.0)
-        array = array.astype(np.uint8)
-    mode = "RGB" if array.shape[2] == 3 else "RGBA"
-    return Image.fromarray(np.ascontiguousarray(array), mode=mode)
+            raise ValueError(f"`image` of to_pil as a tensor must have shape (3|4, H, W); got {tuple(tensor.shape)}. "
+                             "Index the batch first (image[0]).")
+        image = tensor.float().permute(1, 2, 0).numpy()
+    if isinstance(image, np.ndarray):
+        if image.ndim != 3 or image.shape[2] not in (3, 4):
+            raise ValueError(f"`image` of to_pil as an array must have shape (H, W, 3|4); got {image.shape}.")
+        if image.dtype != np.uint8:
+            if not np.issubdtype(image.dtype, np.floating):
+                raise TypeError(f"`image` of to_pil as an array must be uint8 or float in [0, 1]; got dtype "
+                                f"{image.dtype}. Divide integer images by their maximum first.")
+            image = np.round(np.clip(np.nan_to_num(image), 0.0, 1.0) * 255.0).astype(np.uint8)
+        image = Image.fromarray(np.ascontiguousarray(image), mode="RGB" if image.shape[2] == 3 else "RGBA")
+    if not isinstance(image, Image.Image):
+        raise TypeError(f"`image` of to_pil must be a PIL Image, a numpy array or a torch tensor; got "
+                        f"{type(image).__name__}.")
+    if size is not None and image.size != (size, size):
+        image = image.resize((size, size), Image.Resampling.LANCZOS)
+    return image
 
 
 def _save_png(obj: Any, path: Path) -> None:
-    image = _to_uint8_image(obj)
+    image = to_pil(obj)
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", optimize=False)
     atomic_write_bytes(path, buffer.getvalue())

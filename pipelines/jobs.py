@@ -2,22 +2,22 @@
 
 Classes are keyed by their index, never by a short name (the Lens site lost
 five classes to name collisions). ``--classes`` accepts indices, ranges
-(``0-9``), WordNet ids and names, comma- or space-separated. On an ImageNet
+(``0-9``), WordNet ids and names, comma- or space-separated, each read by
+:func:`concepts.resolve_class` (the project's one resolver). On an ImageNet
 root they mean the standard ILSVRC-2012 classes (the packaged table in
 :mod:`concepts.imagenet`), whichever subset of wnid folders the root holds.
 """
 
 from __future__ import annotations
 
-import difflib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from concepts.imagenet import imagenet_classes, imagenet_root_folders
+from concepts import imagenet_class_folders, imagenet_classes, resolve_class
 
-__all__ = ["ClassJob", "imagenet_jobs", "parse_class_list", "resolve_class"]
+__all__ = ["ClassJob", "imagenet_jobs", "parse_class_list"]
 
 
 @dataclass(frozen=True)
@@ -30,50 +30,19 @@ class ClassJob:
     wnid: str | None = None
 
 
-def resolve_class(value: str | int, categories: Sequence[str], wnids: Sequence[str] | None = None) -> int:
-    """Turn an index, a WordNet id or a class name into a class index."""
-    if isinstance(value, int) or (isinstance(value, str) and value.strip().isdigit()):
-        index = int(value)
-        if not 0 <= index < len(categories):
-            raise ValueError(
-                f"class index {index} is out of range: the model has {len(categories)} classes "
-                f"(0-{len(categories) - 1})."
-            )
-        return index
-    text = value.strip()
-    if wnids is not None and text in wnids:
-        return list(wnids).index(text)
-    exact = [i for i, name in enumerate(categories) if name == text]
-    if len(exact) == 1:
-        return exact[0]
-    lowered = [name.lower() for name in categories]
-    matches = [i for i, name in enumerate(lowered) if name == text.lower()]
-    if len(matches) == 1:
-        return matches[0]
-    if len(matches) > 1:
-        options = ", ".join(f"{i} ({categories[i]})" for i in matches)
-        raise ValueError(f"class name {text!r} is ambiguous: {options}; pass the index instead.")
-    pool = list(categories) + list(wnids or [])
-    close = difflib.get_close_matches(text, pool, n=5, cutoff=0.6)
-    hint = f" Close matches: {', '.join(close)}." if close else ""
-    raise ValueError(
-        f"unknown class {text!r}.{hint} Pass a class index (0-{len(categories) - 1}), a WordNet id or an exact name."
-    )
-
-
 def parse_class_list(spec: Sequence[str], categories: Sequence[str], wnids: Sequence[str] | None = None) -> list[int]:
-    """``["0-2", "n01440764", "goldfish,7"]`` -> sorted unique class indices."""
+    """``["0-2", "n01440764", "goldfish,7"]`` -> sorted unique class indices (``--classes``)."""
     indices: list[int] = []
     for item in spec:
-        for part in (p for p in item.split(",") if p.strip()):
-            part = part.strip()
+        for part in (p.strip() for p in item.split(",") if p.strip()):
             low, sep, high = part.partition("-")
-            if sep and low.isdigit() and high.isdigit():
+            if sep and low.isdecimal() and high.isdecimal():
                 if int(low) > int(high):
                     raise ValueError(f"`--classes` range {part!r} is empty; write it as low-high, e.g. 0-9.")
-                indices.extend(resolve_class(i, categories, wnids) for i in range(int(low), int(high) + 1))
+                indices.extend(resolve_class(i, categories, wnids, argument="`--classes`")
+                               for i in range(int(low), int(high) + 1))
             else:
-                indices.append(resolve_class(part, categories, wnids))
+                indices.append(resolve_class(part, categories, wnids, argument="`--classes`"))
     if not indices:
         raise ValueError("`--classes` is empty; give class indices, ranges (0-9), WordNet ids or names.")
     return sorted(set(indices))
@@ -84,19 +53,10 @@ def imagenet_jobs(root: str | os.PathLike, classes: Sequence[str]) -> list[Class
 
     ``classes`` resolve against the full 1000-class table, so ``217`` and
     ``n02102040`` both mean English springer even on a root holding two
-    classes; each requested class's folder must be under ``root``.
+    classes; each requested class's folder must be under ``root`` (found by
+    :func:`concepts.imagenet_class_folders`, which names every missing one).
     """
     table = imagenet_classes()
-    present = imagenet_root_folders(root, argument="`--imagenet-root`")
     wanted = parse_class_list(classes, table.names, table.wnids)
-    missing = [i for i in wanted if i not in present]
-    if missing:
-        listed = ", ".join(f"{i} ({table.names[i]}, folder {table.wnids[i]}/)" for i in missing[:5])
-        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
-        held = ", ".join(f"{i} ({table.names[i]})" for i in list(present)[:5]) + (", ..." if len(present) > 5 else "")
-        raise ValueError(f"`--classes` asks for {listed}{more}, not in `--imagenet-root` {root}, which holds "
-                         f"{len(present)} class folders: {held}. Pick classes present there or add their folders.")
-    return [
-        ClassJob(class_index=i, class_name=table.names[i], folder=Path(root) / table.wnids[i], wnid=table.wnids[i])
-        for i in wanted
-    ]
+    folders = imagenet_class_folders(root, wanted, root_argument="`--imagenet-root`", classes_argument="`--classes`")
+    return [ClassJob(class_index=i, class_name=table.names[i], folder=folder, wnid=wnid) for i, wnid, folder in folders]

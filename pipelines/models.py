@@ -1,27 +1,25 @@
-"""The models a run explains: the full network (for MaCo) plus its metadata.
+"""The models a run explains, as :class:`concepts.ModelSplit` objects.
 
-A :class:`ModelBundle` carries the model, the layer whose pooled output the
-concepts live in (``avgpool`` for a ResNet), the input normalisation and
-size, and the category names. Built-in: torchvision's ResNet50 through its
-weights API (downloaded and cached by torch on a user's machine) or from a
-local state-dict file, and the embedded demo network.
+A split is the one description of a model a run needs: the whole network
+(for MaCo), where its concepts live (``g`` up to ``layer4``, pooled at
+``avgpool``), its linear head, input normalisation and size, and category
+names. Built-in: torchvision's ResNet50 through its weights API (downloaded
+and cached by torch on a user's machine) or from a local state-dict file,
+and the embedded demo network.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch import nn
 from torchvision.models import ResNet50_Weights
 
-from concepts import load_resnet50
+from concepts import ModelSplit, resnet50_split, split_model
 
-__all__ = ["ModelBundle", "WeightsUnavailableError", "demo_bundle", "resnet50_bundle"]
+__all__ = ["WeightsUnavailableError", "demo_model", "imagenet_resnet50"]
 
 _logger = logging.getLogger(__name__)
 
@@ -30,35 +28,10 @@ class WeightsUnavailableError(RuntimeError):
     """Pretrained weights could not be downloaded (no network) and are not in torch's cache."""
 
 
-@dataclass
-class ModelBundle:
-    """A model with what a run needs to know about it."""
-
-    model: nn.Module
-    model_id: str
-    layer: str
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    input_size: int
-    categories: list[str]
-    wnids: list[str] | None = None
-
-    def to(self, device: torch.device | str) -> "ModelBundle":
-        self.model.to(device)
-        return self
-
-    @functools.cached_property
-    def weights_digest(self) -> str:
-        """Digest of the model's parameters and buffers: cached results record it (see :mod:`pipelines.stamp`)."""
-        from .stamp import weights_digest
-
-        return weights_digest(self.model)
-
-
-def resnet50_bundle(
-    weights: str | ResNet50_Weights | None = "IMAGENET1K_V2", weights_path: str | os.PathLike | None = None
-) -> ModelBundle:
-    """torchvision ResNet50, from its weights enum or a local state-dict file.
+def imagenet_resnet50(
+    weights: str | ResNet50_Weights = "IMAGENET1K_V2", weights_path: str | os.PathLike | None = None
+) -> ModelSplit:
+    """torchvision's ResNet50, split at ``layer4``, from its weights enum or a local state-dict file.
 
     Parameters
     ----------
@@ -67,16 +40,22 @@ def resnet50_bundle(
         ``"DEFAULT"``); they also give the normalisation and the category names.
         Downloaded once and cached by torch.
     weights_path : path, optional
-        A local ``state_dict`` file (``torch.save(model.state_dict(), path)``),
-        for machines without internet; metadata still comes from ``weights``.
+        A local ``state_dict`` file, for machines without internet; metadata
+        still comes from ``weights``.
+
+    Raises
+    ------
+    WeightsUnavailableError
+        When the weights cannot be downloaded: one line saying where to put
+        them or to pass a local file.
     """
     if weights is None:
         raise ValueError(
-            "`weights` of resnet50_bundle must name torchvision weights (e.g. IMAGENET1K_V2): "
+            "`weights` of imagenet_resnet50 must name torchvision weights (e.g. IMAGENET1K_V2): "
             "they give the normalisation and the class names."
         )
     try:
-        model, enum, model_id = load_resnet50(weights, weights_path=weights_path)
+        split = resnet50_split(weights, weights_path=weights_path)
     except (OSError, RuntimeError) as err:  # urllib's URLError is an OSError; a cut download raises RuntimeError
         if weights_path is not None:
             raise
@@ -88,28 +67,18 @@ def resnet50_bundle(
         ) from None
     if weights_path is not None:
         _logger.info("loaded ResNet50 weights from %s", weights_path)
-    transforms = enum.transforms()
-    return ModelBundle(
-        model=model,
-        model_id=model_id,
-        layer="avgpool",
-        mean=tuple(transforms.mean),
-        std=tuple(transforms.std),
-        input_size=transforms.crop_size[0],
-        categories=list(enum.meta["categories"]),
-    )
+    return split
 
 
-def demo_bundle(which: str = "a") -> ModelBundle:
-    """The embedded demo network (see :mod:`pipelines.demo`)."""
+def demo_model(which: str = "a") -> ModelSplit:
+    """The embedded demo network (see :mod:`pipelines.demo`), split like a ResNet."""
     from .demo import CLASS_NAMES, DEMO_INPUT_SIZE, DEMO_MEAN, DEMO_STD, load_demo_model
 
-    return ModelBundle(
-        model=load_demo_model(which),
-        model_id=f"demo/{which}",
-        layer="avgpool",
+    return split_model(
+        load_demo_model(which),
         mean=tuple(DEMO_MEAN),
         std=tuple(DEMO_STD),
         input_size=DEMO_INPUT_SIZE,
         categories=list(CLASS_NAMES),
+        model_id=f"demo/{which}",
     )

@@ -1,8 +1,9 @@
-"""Pictures for people: images as PIL, alpha over white, and concept mosaics.
+"""Pictures for people: alpha over white, and concept mosaics.
 
 A mosaic pairs a concept's visualization (plain and alpha-blended) with its
 top-activating patches, shown in true colour, under a title that gives the
-concept's rank and importance.
+concept's rank and importance. Images become PIL through
+:func:`pipelines.io.to_pil`, the project's one tensor-to-image conversion.
 """
 
 from __future__ import annotations
@@ -10,27 +11,17 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
-import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from maco import blend_alpha
 
-__all__ = ["alpha_over_white", "concept_mosaic", "to_pil"]
+from .io import to_pil
+
+__all__ = ["alpha_over_white", "concept_mosaic"]
 
 BACKGROUND = (255, 255, 255)
 TEXT = (30, 30, 30)
-
-
-def to_pil(image: torch.Tensor | np.ndarray, size: int | None = None) -> Image.Image:
-    """``(3, H, W)`` tensor or ``(H, W, 3|4)`` array in [0, 1] -> RGB(A) PIL image, optionally resized."""
-    if isinstance(image, torch.Tensor):
-        image = image.detach().float().cpu().permute(1, 2, 0).numpy()
-    array = (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)
-    pil = Image.fromarray(array, "RGBA" if array.shape[-1] == 4 else "RGB")
-    if size is not None and pil.size != (size, size):
-        pil = pil.resize((size, size), Image.Resampling.LANCZOS)
-    return pil
 
 
 def alpha_over_white(image: torch.Tensor, alpha: torch.Tensor) -> Image.Image:

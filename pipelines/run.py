@@ -29,13 +29,16 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
+from concepts import ModelSplit
+
 from .class_run import class_dir, class_stamps, run_class, unfinished_reason
 from .config import RunConfig
 from .gallery import build_gallery
-from .io import OutputNotWritableError, load_json, save
+from .io import OutputNotWritableError, save
 from .jobs import ClassJob
 from .lock import RunLockedError, run_lock
-from .models import ModelBundle
+from .record import ClassRecord
+from .stamp import weights_digest
 
 __all__ = ["RunSummary", "distributed_context", "resolve_device", "run_classes", "run_folder_lock"]
 
@@ -111,15 +114,14 @@ def _class_entry(job: ClassJob, status: str, **extra: Any) -> dict[str, Any]:
 
 def _finished_entry(run_dir: Path, job: ClassJob, stamp_key: str) -> dict[str, Any]:
     """The run.json entry of a finished class, from its class.json."""
-    record = load_json(class_dir(run_dir, job.class_index) / "class.json")
-    return _class_entry(
-        job, "done", stamp=stamp_key, timings=record.get("timings", {}), skipped=record.get("skipped", [])
-    )
+    record = ClassRecord.load(class_dir(run_dir, job.class_index) / "class.json")
+    skipped = [{"path": s.path, "reason": s.reason} for s in record.skipped]
+    return _class_entry(job, "done", stamp=stamp_key, timings=record.timings, skipped=skipped)
 
 
 def _write_run_json(
     run_dir: Path,
-    bundle: ModelBundle,
+    split: ModelSplit,
     config: RunConfig,
     device: torch.device,
     world: int,
@@ -134,8 +136,8 @@ def _write_run_json(
             "started": started,
             "seconds": round(seconds, 2),
             "config": config.to_dict(),
-            "model_id": bundle.model_id,
-            "weights_digest": bundle.weights_digest,
+            "model_id": split.model_id,
+            "weights_digest": weights_digest(split),
             "device": str(device),
             "world_size": world,
             "versions": _versions(),
@@ -169,7 +171,7 @@ def run_folder_lock(run_dir: str | os.PathLike) -> Iterator[None]:
 
 def run_classes(
     jobs: Sequence[ClassJob],
-    bundle: ModelBundle,
+    split: ModelSplit,
     config: RunConfig,
     run_dir: str | os.PathLike,
     *,
@@ -191,12 +193,12 @@ def run_classes(
     ctx = distributed_context()
     torch_device = resolve_device(device, ctx.local_rank)
     with run_folder_lock(run_dir):
-        return _run_locked(jobs, bundle, config, run_dir, ctx, torch_device, progress, gallery)
+        return _run_locked(jobs, split, config, run_dir, ctx, torch_device, progress, gallery)
 
 
 def _run_locked(
     jobs: Sequence[ClassJob],
-    bundle: ModelBundle,
+    split: ModelSplit,
     config: RunConfig,
     run_dir: Path,
     ctx: _Dist,
@@ -204,8 +206,8 @@ def _run_locked(
     progress: bool,
     gallery: bool,
 ) -> RunSummary:
-    bundle.weights_digest  # noqa: B018 - computed once, on the CPU copy, before the model moves
-    bundle.to(torch_device)
+    weights_digest(split)  # computed once, on the CPU copy, before the model moves
+    split.to(torch_device)
     started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     start = time.perf_counter()
     summary = RunSummary(run_dir=run_dir)
@@ -214,7 +216,7 @@ def _run_locked(
     def write(status: str, classes: dict[int, dict[str, Any]]) -> None:
         summary.seconds = time.perf_counter() - start
         seconds = summary.seconds
-        _write_run_json(run_dir, bundle, config, torch_device, ctx.world_size, status, started, seconds, classes)
+        _write_run_json(run_dir, split, config, torch_device, ctx.world_size, status, started, seconds, classes)
 
     if ctx.rank == 0:
         write("running", entries)
@@ -224,7 +226,7 @@ def _run_locked(
         for job in tqdm(
             mine, desc=f"classes (rank {ctx.rank})" if ctx.world_size > 1 else "classes", disable=not progress
         ):
-            entries[job.class_index] = _run_one(job, bundle, config, run_dir, torch_device, progress, ctx, summary)
+            entries[job.class_index] = _run_one(job, split, config, run_dir, torch_device, progress, ctx, summary)
         status = "done"
     finally:
         if status == "interrupted" and ctx.rank == 0:
@@ -253,7 +255,7 @@ def _run_locked(
 
 def _run_one(
     job: ClassJob,
-    bundle: ModelBundle,
+    split: ModelSplit,
     config: RunConfig,
     run_dir: Path,
     device: torch.device,
@@ -263,14 +265,14 @@ def _run_one(
 ) -> dict[str, Any]:
     """Run (or skip, when finished) one class; its run.json entry. Only a full disk stops the run."""
     try:
-        stamps = class_stamps(job, bundle, config)
+        stamps = class_stamps(job, split, config)
         reason = unfinished_reason(class_dir(run_dir, job.class_index), stamps.record)
         if reason is None:
             summary.skipped.append(job.class_index)
             return _finished_entry(run_dir, job, stamps.record.key)
         if reason != "it has not finished":
             _logger.warning("redoing class %d (%s): %s", job.class_index, job.class_name, reason)
-        run_class(job, bundle, config, run_dir, device=device, progress=progress, rank=ctx.rank)
+        run_class(job, split, config, run_dir, device=device, progress=progress, rank=ctx.rank)
         summary.done.append(job.class_index)
         return _finished_entry(run_dir, job, stamps.record.key)
     except Exception as err:  # noqa: BLE001 - one class's failure, whatever it is, must not stop the others

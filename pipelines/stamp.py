@@ -18,12 +18,14 @@ import hashlib
 import json
 import logging
 import os
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
+
+from concepts import ModelSplit
 
 from .io import load_json, save
 
@@ -61,14 +63,30 @@ def folder_digest(folder: str | os.PathLike) -> dict[str, Any]:
     return {"entries": len(entries), "digest": digest(entries)}
 
 
-def weights_digest(model: nn.Module) -> str:
-    """Digest of every parameter and buffer of ``model`` (names, dtypes, shapes and bytes)."""
+_digests: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def weights_digest(split: ModelSplit) -> str:
+    """Digest of every parameter and buffer of the split's model (names, dtypes, shapes and bytes).
+
+    Cached per split and recomputed when any tensor was changed in place
+    (PyTorch counts in-place changes in each tensor's ``_version``), so a
+    1000-class rerun hashes a ResNet50 once, not once per class.
+    """
+    state = sorted((f"{i}.{name}", tensor) for i, module in enumerate(split.modules())
+                   for name, tensor in module.state_dict(keep_vars=True).items())
+    versions = tuple(tensor._version for _, tensor in state)
+    cached = _digests.get(split)
+    if cached is not None and cached[0] == versions:
+        return cached[1]
     hasher = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
+    for name, tensor in state:
         value = tensor.detach().to("cpu").contiguous()
         hasher.update(f"{name}|{value.dtype}|{tuple(value.shape)}|".encode())
         hasher.update(value.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return hasher.hexdigest()[:20]
+    digest_ = hasher.hexdigest()[:20]
+    _digests[split] = (versions, digest_)
+    return digest_
 
 
 def _flatten(obj: Any, prefix: str = "") -> dict[str, Any]:

@@ -7,7 +7,9 @@
 >>> logits = model((images - mean) / std)                         # doctest: +SKIP
 
 The weights in ``weights/`` were made by ``python -m pipelines.demo.train``
-(see :mod:`pipelines.demo.train` for seeds, accuracy and time).
+(see :mod:`pipelines.demo.train` for seeds, accuracy and time). The quality
+experiment on this world is :func:`pipelines.demo.experiment.evaluate_demo`,
+imported on its own since it needs ``maco`` and ``concepts``.
 """
 from .load import load_demo_model
 from .model import DEMO_INPUT_SIZE, DEMO_MEAN, DEMO_STD, DemoNet

@@ -16,7 +16,6 @@ is never used.
 """
 from __future__ import annotations
 
-import io
 import os
 from pathlib import Path
 
@@ -24,7 +23,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from ..io import atomic_write_bytes
+from ..io import save
 from .parts import CLASS_NAMES, COLOUR_JITTER, PART_COLOURS, PART_NAMES, TEXTURES, layout
 
 __all__ = ["DemoWorld"]
@@ -204,8 +203,5 @@ class DemoWorld:
         paths = []
         for c, name in enumerate(CLASS_NAMES):
             images, _ = self.sample(c, n_per_class, seed=seed)
-            for i, image in enumerate(images):
-                buffer = io.BytesIO()
-                Image.fromarray(image).save(buffer, format="PNG")
-                paths.append(atomic_write_bytes(root / f"{c:03d}_{name}" / f"{i:04d}.png", buffer.getvalue()))
+            paths.extend(save(image, root / f"{c:03d}_{name}" / f"{i:04d}.png") for i, image in enumerate(images))
         return paths

@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from concepts import imagenet_class_folder, load_images, resolve_class
+from concepts import imagenet_class_folder, imagenet_class_folders, imagenet_classes, load_images, resolve_class
 
 
 @pytest.fixture
@@ -81,6 +81,26 @@ def test_resolve_class_by_index_name_and_errors():
         resolve_class("goldfsh", CATS)
     with pytest.raises(ValueError, match="class index in \\[0, 4\\]"):
         resolve_class(7, CATS)
+    with pytest.raises(ValueError, match="`--class-index` must be a class index"):
+        resolve_class(-1, CATS, argument="`--class-index`")
+    with pytest.raises(TypeError, match="must be an int or a str; got float"):
+        resolve_class(1.0, CATS)
+
+
+def test_resolve_class_exact_case_wins_then_a_unique_case_insensitive_match():
+    names = imagenet_classes().names  # 'Cardigan' (264) is the corgi, 'cardigan' (474) the sweater
+    assert resolve_class("Cardigan", names) == 264
+    assert resolve_class("cardigan", names) == 474
+    assert resolve_class(" english SPRINGER ", names) == 217
+    with pytest.raises(ValueError, match=r"ambiguous: 'CARDIGAN' names classes 264 \(Cardigan\), 474 \(cardigan\)"):
+        resolve_class("CARDIGAN", names)
+
+
+def test_resolve_class_reads_wnids():
+    table = imagenet_classes()
+    assert resolve_class("n02102040", table.names, table.wnids) == 217
+    with pytest.raises(ValueError, match="or a WordNet id; got 'n02102041'.*Close matches: 'n02102040' \\(217\\)"):
+        resolve_class("n02102041", table.names, table.wnids)
 
 
 def test_imagenet_class_folder(tmp_path):
@@ -92,5 +112,13 @@ def test_imagenet_class_folder(tmp_path):
     assert imagenet_class_folder(tmp_path, "tench")[:2] == (0, "n01440764")
     with pytest.raises(ValueError, match="Close matches: 'tench'"):
         imagenet_class_folder(tmp_path, "tenchh")
-    with pytest.raises(ValueError, match="must be an ILSVRC-2012 wnid"):
+    with pytest.raises(ValueError, match="`cls` of `imagenet_class_folder` must be .* or a WordNet id"):
         imagenet_class_folder(tmp_path, "n09999999")
+
+
+def test_imagenet_class_folders_names_every_missing_class(tmp_path):
+    (tmp_path / "n01440764").mkdir()
+    assert imagenet_class_folders(tmp_path, ["tench", 0]) == [(0, "n01440764", tmp_path / "n01440764")] * 2
+    with pytest.raises(ValueError, match=r"`c` asks for class 1 \(goldfish\), whose folder n01443537/; "
+                                         r"class 2 \(great white shark\), whose folder n01484850/ are not in `r`"):
+        imagenet_class_folders(tmp_path, [0, 1, 2, 1], root_argument="`r`", classes_argument="`c`")

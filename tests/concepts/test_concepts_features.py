@@ -27,9 +27,24 @@ def test_split_model_resnet_layout_without_methods():
     split = split_model(model, mean=(0.4, 0.4, 0.4), std=(0.2, 0.2, 0.2), input_size=64)
     x = torch.rand(2, 3, 64, 64)
     feats = extract_features(split, x, pooled=False)
-    assert feats.shape == (2, 512, 2, 2) and split.layer == "layer4"
+    assert feats.shape == (2, 512, 2, 2) and split.layer == "layer4" and split.pooled_layer == "avgpool"
     with torch.no_grad():
-        torch.testing.assert_close(split.h(feats.mean((2, 3))), model(split.normalize(x)), atol=1e-4, rtol=1e-4)
+        expected = model.eval()(split.normalize(x))
+        torch.testing.assert_close(split.h(feats.mean((2, 3))), expected, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(split.logits(feats.mean((2, 3))), expected, atol=1e-4, rtol=1e-4)
+
+
+def test_the_callers_model_is_given_back_as_it_was_found():
+    """split_model and extract_features run the model in inference mode, then restore its modes and flags."""
+    model = torchvision.models.resnet18(num_classes=3).train()
+    model.layer1.requires_grad_(False)
+    before = [(m.training, [p.requires_grad for p in m.parameters(recurse=False)]) for m in model.modules()]
+    split = split_model(model, mean=(0.4, 0.4, 0.4), std=(0.2, 0.2, 0.2), input_size=64)
+    running_mean = model.bn1.running_mean.clone()
+    extract_features(split, torch.rand(2, 3, 64, 64))
+    after = [(m.training, [p.requires_grad for p in m.parameters(recurse=False)]) for m in model.modules()]
+    assert after == before
+    torch.testing.assert_close(model.bn1.running_mean, running_mean)  # ran in eval mode: statistics untouched
 
 
 def test_split_model_timm_layout_reads_the_linear_head_from_get_classifier(tiny_net, images):

@@ -1,3 +1,5 @@
+import copy
+
 import pytest
 import torch
 
@@ -110,3 +112,52 @@ def test_forward_stops_after_the_deepest_needed_layer(tiny_net):
     tiny_net.fc.register_forward_hook(lambda *args: called.append("fc"))
     acts = forward_to_layers(tiny_net, torch.rand(1, 3, 32, 32), ["layer1"])
     assert set(acts) == {"layer1"} and called == []
+
+
+@pytest.mark.parametrize("make", [Objective.direction, Objective.inversion], ids=["direction", "inversion"])
+def test_objectives_with_tensors_compare_and_hash_by_value(tiny_net, make):
+    vectors = torch.rand(2, 16)
+    a = make(tiny_net, "avgpool", vectors)
+    same = make(tiny_net, "avgpool", vectors.clone())  # another tensor, equal content
+    other = make(tiny_net, "avgpool", torch.rand(2, 16))
+    reshaped = make(tiny_net, "avgpool", vectors.reshape(4, 8))  # the same bytes in another shape
+    assert a == same and hash(a) == hash(same)
+    assert a != other and a != reshaped
+    assert len({a, same, other}) == 2
+
+
+def test_an_objective_keeps_its_own_copy_of_the_tensors(tiny_net):
+    vectors = torch.rand(2, 16)
+    objective = Objective.direction(tiny_net, "avgpool", vectors)
+    before = hash(objective)
+    vectors.mul_(-1)  # the caller edits its tensor afterwards
+    assert hash(objective) == before
+    assert objective == Objective.direction(tiny_net, "avgpool", -vectors)
+    assert not torch.equal(objective.vectors, vectors)
+
+
+def test_equality_follows_the_model_the_settings_and_the_content(tiny_net):
+    other_net = copy.deepcopy(tiny_net)
+    vectors = torch.rand(2, 16)
+    assert Objective.channel(tiny_net, "layer1", 3) != Objective.channel(other_net, "layer1", 3)
+    assert Objective.direction(tiny_net, "avgpool", vectors) != Objective.direction(other_net, "avgpool", vectors)
+    assert Objective.direction(tiny_net, "avgpool", vectors) != Objective.direction(
+        tiny_net, "avgpool", vectors, cossim_pow=1.0
+    )
+    assert Objective.direction(tiny_net, "avgpool", torch.zeros(16)) == Objective.direction(
+        tiny_net, "avgpool", -torch.zeros(16)
+    )
+
+
+def test_composed_objectives_compare_and_hash_by_value(tiny_net):
+    v, w = torch.rand(16), torch.rand(16)
+    layer = Objective.layer(tiny_net, "layer1")
+
+    def compose(vector):
+        return 2.0 * Objective.direction(tiny_net, "avgpool", vector) - 0.5 * layer
+
+    a, same, other = compose(v), compose(v.clone()), compose(w)
+    assert a == same and hash(a) == hash(same)
+    assert a != other and len({a, same, other}) == 2
+    assert -Objective.direction(tiny_net, "avgpool", v) != -Objective.direction(tiny_net, "avgpool", w)
+    assert 2.0 * Objective.direction(tiny_net, "avgpool", v) != 3.0 * Objective.direction(tiny_net, "avgpool", v)

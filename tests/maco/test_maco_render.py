@@ -1,8 +1,26 @@
+from dataclasses import replace
+
 import pytest
 import torch
 from torch import nn
 
-from maco import NonFiniteScoreError, Objective, RenderResult, default_spectrum, fold_batchnorm, fourier, maco, pixels
+from maco import (
+    CropsAndNoise,
+    FourierImage,
+    MacoImage,
+    NonFiniteScoreError,
+    Objective,
+    PixelImage,
+    RenderResult,
+    RenderSettings,
+    default_spectrum,
+    fold_batchnorm,
+    fourier,
+    maco,
+    pixels,
+    render,
+)
+from maco.render import target_generators
 
 from .maco_budget import FAST
 
@@ -112,6 +130,8 @@ def test_result_round_trips_through_save_and_load(tiny_net, tmp_path):
         (dict(device="cuda"), "model is on cpu"),
         (dict(phase_init="flat"), "phase_init"),
         (dict(max_batch=0), "max_batch"),
+        (dict(lr=0.0), "`lr` of RenderSettings must be a finite number > 0"),
+        (dict(noise=-0.1), "`noise` of RenderSettings must be a finite number >= 0"),
     ],
 )
 def test_bad_arguments_get_clear_errors(tiny_net, kwargs, message):
@@ -151,3 +171,86 @@ def test_cuda_run_with_bf16_and_channels_last(tiny_net):
     result = maco(Objective.neuron(model, "fc", [0, 1]), seed=0, **FAST)
     assert result.images.device.type == "cpu" and torch.isfinite(result.images).all()
     assert (result.history[-3:].mean(0) > result.history[:3].mean(0)).all()
+
+
+def test_keywords_override_the_settings_and_the_config_records_them(tiny_net):
+    objective = Objective.neuron(tiny_net, "fc", [0, 1])
+    settings = RenderSettings(steps=99, image_size=64, crops=4, seed=3)
+    overridden = maco(objective, settings=settings, steps=FAST["steps"], input_size=32, progress=False)
+    plain = maco(objective, seed=3, **FAST)
+    assert torch.equal(overridden.images, plain.images)
+    assert RenderSettings.from_dict({k: overridden.config[k] for k in settings.to_dict()}) == replace(settings, steps=8)
+    assert overridden.config["input_size"] == 32 and overridden.config["objective"] == repr(objective)
+
+
+def test_settings_of_another_method_are_refused(tiny_net):
+    with pytest.raises(ValueError, match=r"`settings` of fourier must have method='fourier'.*maco.maco"):
+        fourier(Objective.neuron(tiny_net, "fc", 0), settings=RenderSettings(), **FAST)
+
+
+def test_an_unknown_keyword_is_named():
+    with pytest.raises(TypeError, match="stpes"):
+        maco(None, stpes=3)
+
+
+@pytest.mark.parametrize("method", ["maco", "fourier", "pixels"])
+def test_render_with_every_part_given_explicitly_equals_the_defaults(tiny_net, method):
+    objective = Objective.channel(tiny_net, "layer1", [3, 4])
+    settings = RenderSettings(method=method, steps=4, image_size=64, crops=4, seed=7)
+    default = render(objective, settings, input_size=32, progress=False)
+    seeds = [7, 8]
+    param = {
+        "maco": lambda: MacoImage(default_spectrum(64), 2, generators=target_generators(seeds, 0)),
+        "fourier": lambda: FourierImage(64, 64, 2, generators=target_generators(seeds, 0)),
+        "pixels": lambda: PixelImage(64, 64, 2, generators=target_generators(seeds, 0)),
+    }[method]()
+    explicit = render(
+        objective,
+        settings,
+        param=param,
+        optimizer=lambda params: torch.optim.NAdam(params, lr=settings.lr),
+        transforms=CropsAndNoise(settings, seeds, 32, "cpu"),
+        input_size=32,
+        progress=False,
+    )
+    assert torch.equal(explicit.images, default.images) and torch.equal(explicit.alphas, default.alphas)
+    assert explicit.config == default.config
+
+
+def test_custom_optimizer_and_transforms_are_used_and_recorded(tiny_net):
+    seen = []
+
+    def whole_canvas(canvas, step):
+        seen.append(step)
+        return nn.functional.interpolate(canvas, size=32, mode="bilinear", antialias=True)
+
+    result = pixels(
+        Objective.channel(tiny_net, "layer1", [3, 4]),
+        seed=0,
+        optimizer=lambda params: torch.optim.Adam(params, lr=0.1),
+        transforms=whole_canvas,
+        **{**FAST, "steps": 12},
+    )
+    assert seen == list(range(12))
+    assert result.config["optimizer"] == "Adam" and "whole_canvas" in result.config["transforms"]
+    assert (result.history[-3:].mean(0) > result.history[:3].mean(0)).all()
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        (dict(transforms=lambda canvas, step: canvas[:1]), ValueError, r"`transforms` must return \(T \* K, 3, s, s\)"),
+        (dict(param=PixelImage(32, 32, 2)), ValueError, r"makes 32x32 canvases but settings.image_size is 64"),
+        (dict(param=PixelImage(64, 64, 1)), ValueError, r"T = objective.n_targets = 2; got shape \(1, 3, 64, 64\)"),
+        (dict(param=lambda: torch.rand(2, 3, 64, 64)), TypeError, "`param` of render must be an nn.Module"),
+        (dict(optimizer=torch.optim.SGD([torch.zeros(1)], lr=1)), TypeError, "`optimizer` of render must be a call"),
+        (dict(settings={"steps": 2}), TypeError, "RenderSettings.from_dict"),
+        (dict(spectrum=torch.ones(3, 64, 33), param=PixelImage(64, 64, 2)), ValueError, "`spectrum` of render"),
+        (dict(spectrum=torch.ones(3, 64, 33), settings=RenderSettings(method="pixels")), ValueError, "method='pix"),
+        (dict(input_size=0), ValueError, "`input_size` of render"),
+    ],
+)
+def test_render_refuses_parts_that_do_not_fit(tiny_net, kwargs, error, message):
+    settings = kwargs.pop("settings", RenderSettings(steps=2, image_size=64, crops=2, seed=0))
+    with pytest.raises(error, match=message):
+        render(Objective.neuron(tiny_net, "fc", [0, 1]), settings, **{"input_size": 32, "progress": False, **kwargs})

@@ -12,13 +12,13 @@ import pytest
 import pipelines.class_run as class_run
 from concepts import ConceptBank
 from pipelines.cli import main
-from pipelines.config import VisualizationConfig
+from maco import RenderSettings
 from pipelines.demo_run import DEMO_CONFIG, demo_jobs
 from pipelines.io import OutputNotWritableError
-from pipelines.models import demo_bundle
+from pipelines.models import demo_model
 from pipelines.run import run_classes
 
-TINY_VIZ = VisualizationConfig(steps=3, image_size=64, crops=2, input_size=128)
+TINY_VIZ = RenderSettings(steps=3, image_size=64, crops=2, seed=0)
 TINY = replace(DEMO_CONFIG, visualization=TINY_VIZ, inversion=TINY_VIZ, inversions=2, top_crops=4)
 
 
@@ -40,7 +40,7 @@ def test_a_run_writes_every_output_and_records_it(images, tmp_path):
     (images / "000_lamp" / "broken.jpg").parent.mkdir(parents=True, exist_ok=True)
     jobs = jobs_for(images)
     (jobs[0].folder / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
-    summary = run_classes(jobs, demo_bundle(), TINY, tmp_path, progress=False)
+    summary = run_classes(jobs, demo_model(), TINY, tmp_path, progress=False)
     assert summary.done == [0, 1] and not summary.failed
     run = json.loads((tmp_path / "run.json").read_text())
     assert run["status"] == "done" and run["config"]["visualization"]["steps"] == 3
@@ -69,7 +69,7 @@ def test_a_run_writes_every_output_and_records_it(images, tmp_path):
 
 def test_a_killed_run_resumes_without_redoing_finished_work(images, tmp_path, monkeypatch):
     jobs = jobs_for(images, classes=(0, 1, 2))
-    real_maco = class_run.maco
+    real_maco = class_run.render
     calls = {"maco": 0}
 
     def dies_on_second_class(*args, **kwargs):
@@ -78,19 +78,19 @@ def test_a_killed_run_resumes_without_redoing_finished_work(images, tmp_path, mo
             raise KeyboardInterrupt
         return real_maco(*args, **kwargs)
 
-    monkeypatch.setattr(class_run, "maco", dies_on_second_class)
+    monkeypatch.setattr(class_run, "render", dies_on_second_class)
     with pytest.raises(KeyboardInterrupt):
-        run_classes(jobs, demo_bundle(), TINY, tmp_path, progress=False)
+        run_classes(jobs, demo_model(), TINY, tmp_path, progress=False)
     assert (tmp_path / "classes/0000/class.json").is_file()
     assert (tmp_path / "classes/0001/bank").is_dir() and not (tmp_path / "classes/0001/class.json").exists()
     assert no_temp_files(tmp_path)
     first = (tmp_path / "classes/0000/class.json").read_bytes()
 
-    monkeypatch.setattr(class_run, "maco", real_maco)
+    monkeypatch.setattr(class_run, "render", real_maco)
     extracted = []
     real_extract = class_run.extract_concepts
     monkeypatch.setattr(class_run, "extract_concepts", lambda *a, **k: extracted.append(a[2]) or real_extract(*a, **k))
-    summary = run_classes(jobs, demo_bundle(), TINY, tmp_path, progress=False)
+    summary = run_classes(jobs, demo_model(), TINY, tmp_path, progress=False)
     assert summary.skipped == [0] and summary.done == [1, 2]
     assert extracted == [2]  # class 1 reused its saved bank
     assert (tmp_path / "classes/0000/class.json").read_bytes() == first
@@ -100,7 +100,7 @@ def test_a_killed_run_resumes_without_redoing_finished_work(images, tmp_path, mo
 def test_same_seed_same_outputs(images, tmp_path):
     jobs = jobs_for(images, classes=(3,))
     for name in ("a", "b"):
-        run_classes(jobs, demo_bundle(), TINY, tmp_path / name, progress=False, gallery=False)
+        run_classes(jobs, demo_model(), TINY, tmp_path / name, progress=False, gallery=False)
     for rel in (
         "classes/0003/concepts/00_viz.png",
         "classes/0003/concepts/01_mosaic.png",
@@ -114,7 +114,7 @@ def test_same_seed_same_outputs(images, tmp_path):
 def test_unwritable_output_folder_is_a_clear_error(images, tmp_path):
     (tmp_path / "file").write_text("a file, not a folder")
     with pytest.raises(OutputNotWritableError, match="not writable"):
-        run_classes(jobs_for(images, classes=(0,)), demo_bundle(), TINY, tmp_path / "file" / "run", progress=False)
+        run_classes(jobs_for(images, classes=(0,)), demo_model(), TINY, tmp_path / "file" / "run", progress=False)
 
 
 def test_class_folder_names_with_html_show_as_text(images, tmp_path):
@@ -124,7 +124,7 @@ def test_class_folder_names_with_html_show_as_text(images, tmp_path):
         (folder / png.name).write_bytes(png.read_bytes())
     (folder / "<b>bad<b>.jpg").write_bytes(b"junk")
     job = replace(jobs_for(images, classes=(0,))[0], folder=folder)
-    run_classes([job], demo_bundle(), TINY, tmp_path / "run", progress=False)
+    run_classes([job], demo_model(), TINY, tmp_path / "run", progress=False)
     page = (tmp_path / "run" / "classes" / "0000" / "index.html").read_text()
     assert "<img src=x" not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
     assert "<b>bad" not in page and "&lt;b&gt;bad&lt;b&gt;.jpg" in page
@@ -135,7 +135,7 @@ def test_a_class_without_readable_images_fails_alone(images, tmp_path):
     broken.mkdir()
     (broken / "a.jpg").write_bytes(b"junk")
     jobs = [replace(jobs_for(images, classes=(4,))[0], folder=broken), *jobs_for(images, classes=(5,))]
-    summary = run_classes(jobs, demo_bundle(), TINY, tmp_path / "run", progress=False)
+    summary = run_classes(jobs, demo_model(), TINY, tmp_path / "run", progress=False)
     assert summary.done == [5] and "no readable image" in summary.failed[4]
     run = json.loads((tmp_path / "run" / "run.json").read_text())
     assert run["status"] == "incomplete" and run["classes"]["4"]["status"] == "failed"

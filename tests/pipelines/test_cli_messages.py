@@ -18,7 +18,7 @@ from pipelines.io import OutputNotWritableError, save
 @pytest.fixture
 def no_weights(monkeypatch):
     """Fail the test if a command loads weights."""
-    monkeypatch.setattr(cli, "_bundle", lambda weights: pytest.fail("weights were loaded before the check"))
+    monkeypatch.setattr(cli, "_model", lambda weights: pytest.fail("weights were loaded before the check"))
 
 
 @pytest.fixture(scope="module")

@@ -7,16 +7,15 @@ import numpy as np
 import pytest
 import torch
 
-from pipelines.demo import CLASS_NAMES, DEMO_INPUT_SIZE, DEMO_MEAN, DEMO_STD, PART_NAMES, DemoWorld, load_demo_model
-from pipelines.evaluate import (concept_purity, evaluate_demo, layer_feature_fn, plausibility, reference_features,
-                                retrieval, transferability)
-
-NORM = dict(mean=DEMO_MEAN, std=DEMO_STD, input_size=DEMO_INPUT_SIZE)
-
+from pipelines.demo import CLASS_NAMES, DEMO_INPUT_SIZE, PART_NAMES, DemoWorld
+from pipelines.demo.experiment import evaluate_demo
+from pipelines.models import demo_model
+from pipelines.evaluate import (concept_purity, layer_feature_fn, plausibility, reference_features, retrieval,
+                                transferability)
 
 @pytest.fixture(scope="module")
 def model_b():
-    return load_demo_model("b")
+    return demo_model("b")
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +28,7 @@ def world_split():
 
 def test_real_images_are_transferable_to_model_b(model_b, world_split):
     _, _, held, labels = world_split
-    result = transferability(held, labels, model_b, **NORM)
+    result = transferability(held, labels, model_b)
     assert result["top1"] >= 0.95
     assert result["top5"] == 1.0  # six classes: top-5 is reported and real images are always in it
     assert len(result["correct"]) == len(held) == len(result["predicted"])
@@ -38,12 +37,12 @@ def test_real_images_are_transferable_to_model_b(model_b, world_split):
 def test_transferability_resizes_canvases_of_any_size(model_b, world_split):
     _, _, held, labels = world_split
     upscaled = torch.nn.functional.interpolate(held, size=256, mode="bilinear", align_corners=False)
-    assert transferability(upscaled, labels, model_b, **NORM)["top1"] >= 0.95
+    assert transferability(upscaled, labels, model_b)["top1"] >= 0.95
 
 
 def test_real_images_are_more_plausible_than_noise_and_other_classes(model_b, world_split):
     refs, ref_labels, held, labels = world_split
-    feature_fn = layer_feature_fn(model_b, "avgpool", **NORM)
+    feature_fn = layer_feature_fn(model_b, "avgpool")
     by_class = {c: refs[ref_labels == c] for c in range(len(CLASS_NAMES))}
     feats = reference_features(by_class, feature_fn)
     real = plausibility(held, labels, feats, feature_fn)
@@ -122,7 +121,7 @@ def test_concept_purity_rejects_bad_masks():
 def test_inputs_are_checked(model_b, world_split):
     _, _, held, labels = world_split
     with pytest.raises(ValueError, match="labels"):
-        transferability(held, labels[:-1], model_b, **NORM)
+        transferability(held, labels[:-1], model_b)
     with pytest.raises(ValueError, match="missing classes"):
         plausibility(held[:1], [5], {0: held[:2]}, lambda x: x.flatten(1))
     with pytest.raises(ValueError, match="methods"):

@@ -230,3 +230,23 @@ def test_unfinished_class_is_badged_and_unranked_concepts_sorted(fake_run):
     assert raw.index("52.5%") < raw.index("30.2%") < raw.index("17.2%")
     assert '<span class="badge">running</span>' in raw
     assert '<span class="badge">running</span>' in (fake_run / "index.html").read_text()
+
+
+def test_templates_read_records_by_attribute(fake_run):
+    """Templates use ``record.field``, so class records may become objects (a dataclass) later."""
+    from types import SimpleNamespace
+
+    from pipelines import gallery
+
+    def as_objects(value):
+        if isinstance(value, dict):
+            return SimpleNamespace(**{key: as_objects(item) for key, item in value.items()})
+        if isinstance(value, list):
+            return [as_objects(item) for item in value]
+        return value
+
+    record = gallery._record(gallery._read_class(fake_run / "classes" / "0003"), [])
+    page = gallery._TEMPLATES.get_template("class.html")
+    html = page.render(cls=record, known={3, 7})
+    assert html == page.render(cls=as_objects(record), known={3, 7})
+    assert "lamp (3)" in html and "Sobol 0.41" in html

@@ -155,14 +155,26 @@ def test_text_writers_require_str(tmp_path):
         assert (tmp_path / f"a{ext}").read_text() == "body{}"
 
 
-def test_copy_file_atomic(tmp_path):
-    src = tmp_path / "src.bin"
-    src.write_bytes(bytes(range(256)) * 5000)
-    dst = tmp_path / "deep" / "dst.bin"
-    assert pio.copy_file_atomic(src, dst) == dst
-    assert dst.read_bytes() == src.read_bytes()
-    with pytest.raises(FileNotFoundError):
-        pio.copy_file_atomic(tmp_path / "nope", tmp_path / "x")
+def test_to_pil_quantises_every_input_the_same_way():
+    floats = np.array([[[0.0, 0.5, 1.0], [-1.0, 2.0, np.nan]]], dtype=np.float32)  # (1, 2, 3)
+    expected = np.array([[[0, 128, 255], [0, 255, 0]]], dtype=np.uint8)  # clipped, rounded, NaN as 0
+    assert np.array_equal(np.asarray(pio.to_pil(floats)), expected)
+    tensor = torch.from_numpy(floats).permute(2, 0, 1).half()
+    assert np.array_equal(np.asarray(pio.to_pil(tensor)), expected)
+    assert np.array_equal(np.asarray(pio.to_pil(expected)), expected)  # uint8 is kept, not scaled again
+    image = Image.new("RGBA", (3, 2))
+    assert pio.to_pil(image) is image
+    assert pio.to_pil(torch.rand(4, 5, 7)).mode == "RGBA"
+    assert pio.to_pil(torch.rand(3, 5, 7), size=16).size == (16, 16)
+
+
+def test_to_pil_errors_name_the_argument():
+    with pytest.raises(ValueError, match=r"`image` of to_pil as a tensor .*\(3\|4, H, W\).*image\[0\]"):
+        pio.to_pil(torch.zeros(1, 3, 4, 4))
+    with pytest.raises(TypeError, match="`image` of to_pil as an array must be uint8 or float.*int64"):
+        pio.to_pil(np.zeros((4, 4, 3), dtype=np.int64))
+    with pytest.raises(TypeError, match="`image` of to_pil must be a PIL Image.*got list"):
+        pio.to_pil([[0.0]])
 
 
 def test_load_json_reads_save_output(tmp_path):

@@ -6,19 +6,19 @@ import torch
 import torchvision
 from PIL import Image
 
-from maco import maco
-from pipelines.config import ConceptConfig, VisualizationConfig
-from pipelines.jobs import imagenet_jobs, parse_class_list, resolve_class
-from pipelines.models import resnet50_bundle
+from maco import RenderSettings
+from pipelines.config import ConceptConfig, RunConfig
+from pipelines.jobs import imagenet_jobs, parse_class_list
+from pipelines.models import imagenet_resnet50
 
 CATEGORIES = torchvision.models.ResNet50_Weights.IMAGENET1K_V2.meta["categories"]
 
 
-def test_visualization_config_fields_are_maco_keywords():
-    keywords = inspect.signature(maco).parameters
-    for f in fields(VisualizationConfig):
-        assert f.name in keywords, f.name
-        assert keywords[f.name].kind is inspect.Parameter.KEYWORD_ONLY
+def test_a_run_config_renders_with_maco_settings_round_trip():
+    config = RunConfig()
+    assert isinstance(config.visualization, RenderSettings) and config.visualization.seed == 0
+    recorded = config.to_dict()["visualization"]
+    assert RenderSettings.from_dict(recorded) == config.visualization
 
 
 def test_concept_config_fields_are_extract_concepts_keywords():
@@ -31,18 +31,19 @@ def test_concept_config_fields_are_extract_concepts_keywords():
 
 def test_class_lists_accept_indices_ranges_wnids_and_names():
     assert parse_class_list(["0-2", "goldfish,7"], CATEGORIES) == [0, 1, 2, 7]
-    assert resolve_class("Cardigan", CATEGORIES) == 264  # exact case picks one of the two cardigans
-    assert resolve_class("n02", CATEGORIES, ["n01", "n02"]) == 1
+    assert parse_class_list(["Cardigan", "cardigan"], CATEGORIES) == [264, 474]  # exact case picks one cardigan
+    assert parse_class_list(["n02", "0"], ["a", "b"], ["n01", "n02"]) == [0, 1]
 
 
 @pytest.mark.parametrize("value, message", [
-    ("goldfsh", "Close matches: goldfish"),
-    ("1000", "out of range"),
-    ("CARDIGAN", "ambiguous: 264 \\(Cardigan\\), 474 \\(cardigan\\)"),
+    ("goldfsh", "`--classes` must be .*Close matches: 'goldfish' \\(1\\)"),
+    ("1000", "`--classes` must be a class index in \\[0, 999\\]; got 1000"),
+    ("CARDIGAN", "`--classes` is ambiguous: 'CARDIGAN' names classes 264 \\(Cardigan\\), 474 \\(cardigan\\)"),
+    ("5-3", "range '5-3' is empty"),
 ])
 def test_unknown_or_ambiguous_classes_get_clear_errors(value, message):
     with pytest.raises(ValueError, match=message):
-        resolve_class(value, CATEGORIES)
+        parse_class_list([value], CATEGORIES)
 
 
 def test_imagenet_root_layout(tmp_path):
@@ -67,7 +68,9 @@ def test_imagenet_subset_keeps_standard_class_indices(tmp_path):
         jobs = imagenet_jobs(tmp_path, spec)
         assert [(j.class_index, j.class_name, j.wnid, j.folder) for j in jobs] == springer
     assert [j.class_index for j in imagenet_jobs(tmp_path, ["tench,217"])] == [0, 217]
-    with pytest.raises(ValueError, match=r"asks for 1 \(goldfish, folder n01443537/\), not in `--imagenet-root`"):
+    missing = (r"`--classes` asks for class 1 \(goldfish\), whose folder n01443537/ is not in `--imagenet-root` .*: "
+               r"n01440764/ \(0, tench\), n02102040/ \(217, English springer\)\. Pick classes present there")
+    with pytest.raises(ValueError, match=missing):
         imagenet_jobs(tmp_path, ["1"])
     with pytest.raises(ValueError, match="asks for .* and 211 more"):
         imagenet_jobs(tmp_path, ["0-217"])
@@ -81,17 +84,18 @@ def test_resnet50_loads_from_a_local_weights_file(tmp_path):
     torch.manual_seed(0)
     reference = torchvision.models.resnet50()
     torch.save(reference.state_dict(), tmp_path / "r50.pth")
-    bundle = resnet50_bundle(weights_path=tmp_path / "r50.pth")
-    assert torch.equal(bundle.model.fc.weight, reference.fc.weight)
-    assert bundle.layer == "avgpool" and bundle.input_size == 224 and bundle.categories[1] == "goldfish"
-    assert bundle.mean == (0.485, 0.456, 0.406)
+    split = imagenet_resnet50(weights_path=tmp_path / "r50.pth")
+    assert torch.equal(split.model.fc.weight, reference.fc.weight)
+    assert split.pooled_layer == "avgpool" and split.layer == "layer4"
+    assert split.input_size == 224 and split.categories[1] == "goldfish"
+    assert split.mean == (0.485, 0.456, 0.406)
 
 
 def test_bad_weights_get_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="IMAGENET1K_V1, IMAGENET1K_V2"):
-        resnet50_bundle("IMAGENET1K_V9")
+        imagenet_resnet50("IMAGENET1K_V9")
     with pytest.raises(ValueError, match="must be an existing file"):
-        resnet50_bundle(weights_path=tmp_path / "none.pth")
+        imagenet_resnet50(weights_path=tmp_path / "none.pth")
     (tmp_path / "junk.pth").write_bytes(b"junk")
     with pytest.raises(ValueError, match="must hold a torchvision ResNet50 state_dict"):
-        resnet50_bundle(weights_path=tmp_path / "junk.pth")
+        imagenet_resnet50(weights_path=tmp_path / "junk.pth")

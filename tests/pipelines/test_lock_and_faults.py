@@ -46,7 +46,7 @@ def test_a_second_run_fails_at_once_naming_the_holder_and_a_dead_holder_is_taken
 def test_the_cli_refuses_a_locked_folder_before_loading_weights(tmp_path, capsys, monkeypatch):
     import pipelines.cli as cli
 
-    monkeypatch.setattr(cli, "_bundle", lambda weights: pytest.fail("weights were loaded"))
+    monkeypatch.setattr(cli, "_model", lambda weights: pytest.fail("weights were loaded"))
     images = demo_jobs(tmp_path / "images", n_per_class=1)[0].folder
     holder = hold_lock(tmp_path / "out")
     try:
@@ -101,14 +101,14 @@ KILLABLE_RUN = textwrap.dedent(
         return real_replace(src, dst)
 
     os.replace = replace_or_die
-    from pipelines.config import VisualizationConfig
+    from maco import RenderSettings
     from pipelines.demo_run import DEMO_CONFIG, demo_jobs
-    from pipelines.models import demo_bundle
+    from pipelines.models import demo_model
     from pipelines.run import run_classes
-    viz = VisualizationConfig(steps=3, image_size=64, crops=2, input_size=128)
+    viz = RenderSettings(steps=3, image_size=64, crops=2, seed=0)
     config = replace(DEMO_CONFIG, visualization=viz, inversion=viz, inversions=2, top_crops=3)
     jobs = demo_jobs(images, n_per_class=4)[:2]
-    run_classes(jobs, demo_bundle(), config, out, progress=False)
+    run_classes(jobs, demo_model(), config, out, progress=False)
     print(renames[0])
     """
 )

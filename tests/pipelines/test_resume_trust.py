@@ -12,13 +12,13 @@ import torch
 import pipelines.class_run as class_run
 from concepts import ConceptBank
 from pipelines.class_run import class_stamps, unfinished_reason
-from pipelines.config import VisualizationConfig
+from maco import RenderSettings
 from pipelines.demo_run import DEMO_CONFIG, demo_jobs
-from pipelines.models import demo_bundle
+from pipelines.models import demo_model
 from pipelines.run import run_classes
 from pipelines.stamp import STAMP_FILE
 
-TINY_VIZ = VisualizationConfig(steps=3, image_size=64, crops=2, input_size=128)
+TINY_VIZ = RenderSettings(steps=3, image_size=64, crops=2, seed=0)
 TINY = replace(DEMO_CONFIG, visualization=TINY_VIZ, inversion=TINY_VIZ, inversions=1, top_crops=2)
 
 
@@ -34,7 +34,7 @@ def job_for(images: Path, index: int = 0):
 
 
 def run(jobs, out: Path, config=TINY, **kwargs):
-    return run_classes(jobs, demo_bundle(), config, out, progress=False, gallery=False, **kwargs)
+    return run_classes(jobs, demo_model(), config, out, progress=False, gallery=False, **kwargs)
 
 
 def count_calls(monkeypatch, name: str) -> list:
@@ -47,7 +47,7 @@ def count_calls(monkeypatch, name: str) -> list:
 def test_other_settings_redo_the_stages_they_change_and_say_why(images, tmp_path, monkeypatch, caplog):
     job = job_for(images)
     run([job], tmp_path)
-    extracted, rendered = count_calls(monkeypatch, "extract_concepts"), count_calls(monkeypatch, "maco")
+    extracted, rendered = count_calls(monkeypatch, "extract_concepts"), count_calls(monkeypatch, "render")
     longer = replace(TINY, visualization=replace(TINY_VIZ, steps=4))
     with caplog.at_level(logging.WARNING):
         summary = run([job], tmp_path, config=longer)
@@ -55,7 +55,7 @@ def test_other_settings_redo_the_stages_they_change_and_say_why(images, tmp_path
     assert extracted == [] and rendered == [1]  # the bank is reused, the concept renders are redone
     assert "visualization.steps: 3 -> 4" in caplog.text
     record = json.loads((tmp_path / "classes/0000/class.json").read_text())
-    assert record["stamp"]["inputs"]["concepts"] == class_stamps(job, demo_bundle(), longer).concepts.key
+    assert record["stamp"]["inputs"]["concepts"] == class_stamps(job, demo_model(), longer).concepts.key
     renders = json.loads((tmp_path / "classes/0000/renders/concepts/result.json").read_text())
     assert renders["config"]["steps"] == 4
     assert json.loads((tmp_path / "run.json").read_text())["config"]["visualization"]["steps"] == 4
@@ -67,7 +67,7 @@ def test_other_images_redo_the_bank_and_the_inversions(images, tmp_path, monkeyp
     first, second = job_for(images, 0), job_for(images, 1)
     run([first], tmp_path)
     (tmp_path / "classes/0000/class.json").unlink()
-    extracted, rendered = count_calls(monkeypatch, "extract_concepts"), count_calls(monkeypatch, "maco")
+    extracted, rendered = count_calls(monkeypatch, "extract_concepts"), count_calls(monkeypatch, "render")
     inverted = count_calls(monkeypatch, "render_inversions")
     run([replace(first, folder=second.folder)], tmp_path)
     assert extracted == [1] and rendered == [1] and inverted == [1]
@@ -81,10 +81,10 @@ def test_other_weights_redo_everything(images, tmp_path, monkeypatch):
     job = job_for(images)
     run([job], tmp_path)
     extracted = count_calls(monkeypatch, "extract_concepts")
-    bundle = demo_bundle()
+    split = demo_model()
     with torch.no_grad():
-        next(bundle.model.parameters()).add_(0.01)
-    run_classes([job], bundle, TINY, tmp_path, progress=False, gallery=False)
+        next(split.model.parameters()).add_(0.01)
+    run_classes([job], split, TINY, tmp_path, progress=False, gallery=False)
     assert extracted == [1]
 
 
@@ -95,7 +95,7 @@ def test_a_class_with_missing_or_damaged_files_is_repaired(images, tmp_path):
     viz, mosaic = folder / "concepts/00_viz.png", folder / "concepts/01_mosaic.png"
     good_viz, good_mosaic = viz.read_bytes(), mosaic.read_bytes()
     viz.unlink()
-    stamp = class_stamps(job, demo_bundle(), TINY).record
+    stamp = class_stamps(job, demo_model(), TINY).record
     assert unfinished_reason(folder, stamp) == "concepts/00_viz.png is missing"
     assert run([job], tmp_path).done == [0] and viz.read_bytes() == good_viz
     mosaic.write_bytes(good_mosaic[: len(good_mosaic) // 2])
@@ -163,7 +163,7 @@ def test_a_run_with_no_finished_class_builds_no_gallery(tmp_path):
     empty.mkdir()
     (empty / "junk.jpg").write_bytes(b"not an image")
     job = replace(demo_jobs(tmp_path / "images", n_per_class=1)[0], folder=empty)
-    summary = run_classes([job], demo_bundle(), TINY, tmp_path / "run", progress=False)
+    summary = run_classes([job], demo_model(), TINY, tmp_path / "run", progress=False)
     assert summary.gallery is None and not (tmp_path / "run/index.html").exists()
     assert json.loads((tmp_path / "run/run.json").read_text())["status"] == "incomplete"
 
@@ -183,11 +183,11 @@ def test_moving_the_image_folder_is_a_change(images, tmp_path):
     job = job_for(images)
     copy = tmp_path / "copy"
     shutil.copytree(job.folder, copy)
-    before = class_stamps(job, demo_bundle(), TINY)
-    assert class_stamps(replace(job, folder=copy), demo_bundle(), TINY).bank.key != before.bank.key
+    before = class_stamps(job, demo_model(), TINY)
+    assert class_stamps(replace(job, folder=copy), demo_model(), TINY).bank.key != before.bank.key
     (job.folder / "new.png").write_bytes((job.folder / sorted(p.name for p in job.folder.iterdir())[0]).read_bytes())
     try:
-        assert class_stamps(job, demo_bundle(), TINY).bank.key != before.bank.key
+        assert class_stamps(job, demo_model(), TINY).bank.key != before.bank.key
     finally:
         (job.folder / "new.png").unlink()
-    assert class_stamps(job, demo_bundle(), TINY).bank.key == before.bank.key
+    assert class_stamps(job, demo_model(), TINY).bank.key == before.bank.key

@@ -1,0 +1,175 @@
+"""The class record: what a finished class folder holds, typed, saved as ``class.json``.
+
+The class run fills a :class:`ClassRecord` stage by stage; the gallery and the
+run bookkeeping read it back with :meth:`ClassRecord.load`, which checks every
+field's type against these dataclasses, so a damaged or hand-edited file is
+one clear :class:`RecordError` instead of a ``KeyError`` three modules away.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .io import load_json, save
+
+__all__ = [
+    "RECORD_SCHEMA",
+    "AlignedClass",
+    "ClassRecord",
+    "ConceptEntry",
+    "InversionEntry",
+    "RecordError",
+    "SkippedFile",
+]
+
+RECORD_SCHEMA = 1
+
+
+class RecordError(ValueError):
+    """A ``class.json`` that is not a valid class record."""
+
+
+@dataclass
+class AlignedClass:
+    """A class whose head weights point the same way as a concept (as on the Lens site)."""
+
+    class_index: int
+    class_name: str
+    cosine: float
+
+
+@dataclass
+class ConceptEntry:
+    """One concept of the class, by rank; file names are relative to the class folder."""
+
+    rank: int
+    concept_id: int
+    importance_pct: float
+    sobol: float | None
+    visualization: str
+    visualization_alpha: str
+    mosaic: str
+    top_crops: list[str]
+    aligned_classes: list[AlignedClass]
+
+
+@dataclass
+class InversionEntry:
+    """A feature inversion of one of the class's images, and how close it came (cosine)."""
+
+    reference: str
+    inversion: str
+    cosine: float
+    source: str
+    probability: float
+
+
+@dataclass
+class SkippedFile:
+    """An input file that could not be used, with the reason."""
+
+    path: str
+    reason: str
+
+
+@dataclass
+class ClassRecord:
+    """Everything a class page shows and a rerun checks.
+
+    ``stamp`` says what the class was made from (:mod:`pipelines.stamp`) and
+    ``files`` the size of every file the record lists, so a rerun can tell a
+    finished, intact class from a stale or damaged one.
+    """
+
+    class_index: int
+    class_name: str
+    wnid: str | None
+    model_id: str
+    n_images: int
+    n_crops: int
+    k: int
+    reconstruction_error: float
+    skipped: list[SkippedFile] = field(default_factory=list)
+    concepts: list[ConceptEntry] = field(default_factory=list)
+    inversions: list[InversionEntry] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    peak_memory_mb: dict[str, float] = field(default_factory=dict)
+    device: str = "cpu"
+    rank: int = 0
+    stamp: dict[str, Any] = field(default_factory=dict)
+    files: dict[str, int] = field(default_factory=dict)
+    status: str = "done"
+    schema: int = RECORD_SCHEMA
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the record as JSON, atomically."""
+        return save(self.to_dict(), path)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "ClassRecord":
+        """Build a record from parsed JSON, checking every field; raises :class:`RecordError`."""
+        if not isinstance(data, dict):
+            raise RecordError(f"a class record must be a JSON object; got {type(data).__name__}")
+        if data.get("schema") != RECORD_SCHEMA:
+            raise RecordError(f"class record schema {data.get('schema')!r}, expected {RECORD_SCHEMA}")
+        return _build(cls, data, "class.json")
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "ClassRecord":
+        """Read ``class.json``; raises :class:`RecordError` naming the file and the bad field."""
+        try:
+            data = load_json(path)
+        except (OSError, ValueError) as err:
+            raise RecordError(f"cannot read {path}: {err}") from err
+        try:
+            return cls.from_dict(data)
+        except RecordError as err:
+            raise RecordError(f"{path}: {err}") from None
+
+
+def _build(cls: type, data: Any, where: str) -> Any:
+    if not isinstance(data, dict):
+        raise RecordError(f"{where} must be an object; got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in data:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise RecordError(f"{where} lacks `{f.name}`")
+            continue
+        values[f.name] = _convert(hints[f.name], data[f.name], f"{where}.{f.name}")
+    return cls(**values)
+
+
+def _convert(hint: Any, value: Any, where: str) -> Any:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        return _convert(next(a for a in args if a is not type(None)), value, where)
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, where)
+    if origin is list:
+        if not isinstance(value, list):
+            raise RecordError(f"{where} must be a list; got {type(value).__name__}")
+        return [_convert(args[0], item, f"{where}[{i}]") for i, item in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise RecordError(f"{where} must be an object; got {type(value).__name__}")
+        return {str(k): _convert(args[1], v, f"{where}.{k}") for k, v in value.items()}
+    if hint is Any:
+        return value
+    if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
+        raise RecordError(f"{where} must be {hint.__name__}; got {type(value).__name__}")
+    return value
