@@ -6,7 +6,7 @@ and ``h`` (pooled features -> logits, linear). Uses torch, never ``maco`` or
 """
 from .bank import SCHEMA_VERSION, ConceptBank, library_versions
 from .crops import Crops, extract_crops, grid_boxes
-from .data import (IMAGE_EXTENSIONS, LoadedImages, imagenet_class_folder, imagenet_class_folders, load_images,
+from .data import (IMAGE_EXTENSIONS, LoadedImages, imagenet_class_folders, load_images,
                    resolve_class)
 from .extract import crop_image, extract_concepts
 from .features import ModelSplit, extract_features, load_resnet50, resnet50_split, split_model
@@ -31,7 +31,6 @@ __all__ = [
     "extract_crops",
     "extract_features",
     "grid_boxes",
-    "imagenet_class_folder",
     "imagenet_class_folders",
     "imagenet_classes",
     "imagenet_root_folders",

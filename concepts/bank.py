@@ -10,6 +10,7 @@ import importlib.metadata
 import io
 import json
 import os
+import platform
 import tempfile
 import warnings
 import zipfile
@@ -18,8 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import sklearn
-import torch
 
 __all__ = ["SCHEMA_VERSION", "ConceptBank", "library_versions"]
 
@@ -30,13 +29,14 @@ _ARRAYS = ("W", "U", "crop_boxes", "crop_image_index", "contributions", "residua
 
 
 def library_versions() -> dict[str, str]:
-    """Versions of torch, numpy, scikit-learn and concept-lens."""
-    try:
-        ours = importlib.metadata.version("concept-lens")
-    except importlib.metadata.PackageNotFoundError:
-        ours = "unknown"
-    return {"torch": torch.__version__, "numpy": np.__version__, "sklearn": sklearn.__version__,
-            "concept-lens": ours}
+    """Versions of Python and of the libraries a result depends on: written beside every saved result."""
+    found = {}
+    for name in ("concept-lens", "torch", "torchvision", "numpy", "scikit-learn", "pillow"):
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            found[name] = "not installed"
+    return {**found, "python": platform.python_version()}
 
 
 @dataclass(eq=False)

@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .imagenet import imagenet_classes, imagenet_root_folders
 
-__all__ = ["IMAGE_EXTENSIONS", "LoadedImages", "imagenet_class_folder", "imagenet_class_folders", "load_images",
+__all__ = ["IMAGE_EXTENSIONS", "LoadedImages", "imagenet_class_folders", "load_images",
            "resolve_class"]
 
 IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -337,9 +337,3 @@ def imagenet_class_folders(root: str | os.PathLike, classes: Sequence[int | str]
                          f"{root_argument} {root}; it holds {len(present)} class folders: {held}"
                          f"{', ...' if len(present) > 5 else ''}. Pick classes present there or add their folders.")
     return [(i, table.wnids[i], Path(root) / table.wnids[i]) for i in indices]
-
-
-def imagenet_class_folder(root: str | os.PathLike, cls: int | str) -> tuple[int, str, Path]:
-    """``(class_index, wnid, folder)`` of one class of an ImageNet-style root; see :func:`imagenet_class_folders`."""
-    return imagenet_class_folders(root, [cls], root_argument="`root` of `imagenet_class_folder`",
-                                  classes_argument="`cls` of `imagenet_class_folder`")[0]

@@ -18,7 +18,6 @@ are not lists, is listed as broken on the index and gets no page.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import dataclass, field
@@ -30,7 +29,8 @@ from urllib.parse import quote
 from jinja2 import Environment, PackageLoader
 from PIL import Image
 
-from pipelines.io import atomic_write_bytes, atomic_write_text, save
+from .io import atomic_write_bytes, atomic_write_text, save
+from .record import ClassRecord, RecordError
 
 _logger = logging.getLogger(__name__)
 
@@ -104,7 +104,10 @@ _TEMPLATES.tests["numeric"] = _is_number
 
 
 def _read_class(folder: Path) -> _Class | None:
-    """Parse ``folder/class.json``; None when the folder is not a class folder."""
+    """Read ``folder/class.json`` as a :class:`ClassRecord`; None when the folder is not a class folder.
+
+    A file that cannot be read, or is not a valid record, gives a broken class (listed on the index).
+    """
     meta = folder / "class.json"
     if not meta.is_file():
         return None
@@ -114,16 +117,13 @@ def _read_class(folder: Path) -> _Class | None:
         _logger.warning("skipping %s: folder name is not a class index", folder)
         return None
     try:
-        with open(meta, encoding="utf-8") as handle:
-            data = json.load(handle)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        _logger.warning("cannot read %s: %s", meta, err)
-        return _Class(index, folder, error=f"cannot read class.json: {err}")
-    if not isinstance(data, dict):
-        return _Class(index, folder, error="class.json is not a JSON object")
-    if data.get("class_index") not in (None, index):
-        _logger.warning("%s says class_index %r; using the folder's %d", meta, data.get("class_index"), index)
-    return _Class(index, folder, data=data)
+        record = ClassRecord.load(meta)
+    except RecordError as err:
+        _logger.warning("class %d has a malformed class.json: %s", index, err)
+        return _Class(index, folder, error=f"malformed class.json: {err}")
+    if record.class_index != index:
+        _logger.warning("%s says class_index %r; using the folder's %d", meta, record.class_index, index)
+    return _Class(index, folder, data=record.to_dict())
 
 
 def _read_classes(run_dir: Path) -> list[_Class]:
@@ -132,19 +132,6 @@ def _read_classes(run_dir: Path) -> list[_Class]:
         return []
     found = (_read_class(folder) for folder in sorted(root.iterdir()) if folder.is_dir())
     return sorted((c for c in found if c is not None), key=lambda c: c.index)
-
-
-def _paths(data: dict[str, Any], key: str) -> list[Any]:
-    """``data[key]`` as a list (missing: empty; not a list: a schema error)."""
-    value = data.get(key) or []
-    if not isinstance(value, list):
-        raise TypeError(f"{key!r} must be a list; got {type(value).__name__}")
-    return value
-
-
-def _list(data: dict[str, Any], key: str) -> list[dict[str, Any]]:
-    """``data[key]`` as a list of dicts (items that are not dicts are dropped)."""
-    return [item for item in _paths(data, key) if isinstance(item, dict)]
 
 
 def _resolve(folder: Path, rel: str) -> Path | None:
@@ -173,25 +160,9 @@ def _picture(folder: Path, rel: Any, missing: list[str]) -> _Picture | None:
     return _Picture(rel, quote(PurePosixPath(rel.replace("\\", "/")).as_posix()), source)
 
 
-def _by_rank(concepts: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Concepts by rank (0 first), then by importance for unranked ones."""
-
-    def key(concept: dict[str, Any]) -> tuple[float, float]:
-        rank, pct = concept.get("rank"), concept.get("importance_pct")
-        rank = rank if isinstance(rank, int) and not isinstance(rank, bool) else float("inf")
-        pct = pct if isinstance(pct, (int, float)) else float("-inf")
-        return rank, -pct
-
-    return sorted(concepts, key=key)
-
-
 def _record(c: _Class, missing: list[str]) -> dict[str, Any]:
-    """The class as the templates see it.
-
-    ``class.json``'s fields, plus ``index`` and ``name``; its lists checked
-    (a TypeError when one is not a list), concepts sorted, and image paths
-    turned into :class:`_Picture` objects, so that templates only present.
-    """
+    """The class as the templates see it: the record's fields, ``index`` and ``name``, concepts by rank,
+    and image paths turned into :class:`_Picture` objects, so that templates only present."""
 
     def picture(rel: Any) -> _Picture | None:
         return _picture(c.folder, rel, missing)
@@ -199,31 +170,18 @@ def _record(c: _Class, missing: list[str]) -> dict[str, Any]:
     concepts = [
         {
             **concept,
-            "visualization": picture(concept.get("visualization")),
-            "visualization_alpha": picture(concept.get("visualization_alpha")),
-            "mosaic": picture(concept.get("mosaic")),
-            "top_crops": [picture(rel) for rel in _paths(concept, "top_crops")],
-            "aligned_classes": _list(concept, "aligned_classes"),
+            "visualization": picture(concept["visualization"]),
+            "visualization_alpha": picture(concept["visualization_alpha"]),
+            "mosaic": picture(concept["mosaic"]),
+            "top_crops": [picture(rel) for rel in concept["top_crops"]],
         }
-        for concept in _by_rank(_list(c.data, "concepts"))
+        for concept in sorted(c.data["concepts"], key=lambda concept: concept["rank"])
     ]
     inversions = [
-        {
-            **inversion,
-            "reference": picture(inversion.get("reference")),
-            "inversion": picture(inversion.get("inversion")),
-        }
-        for inversion in _list(c.data, "inversions")
+        {**inversion, "reference": picture(inversion["reference"]), "inversion": picture(inversion["inversion"])}
+        for inversion in c.data["inversions"]
     ]
-    skipped = _list(c.data, "skipped")
-    return {
-        **c.data,
-        "index": c.index,
-        "name": c.name,
-        "concepts": concepts,
-        "inversions": inversions,
-        "skipped": skipped,
-    }
+    return {**c.data, "index": c.index, "name": c.name, "concepts": concepts, "inversions": inversions}
 
 
 def _thumbnail(run_dir: Path, record: dict[str, Any], missing: list[str]) -> _Picture | None:
@@ -258,21 +216,8 @@ def _copy_assets(run_dir: Path) -> None:
 
 
 def _records(classes: list[_Class], missing: list[str]) -> dict[int, dict[str, Any]]:
-    """Records of the readable classes, by index; a class whose lists are not lists is marked broken.
-
-    Every class is checked before any page is rendered, so no page links to a
-    class that turns out broken.
-    """
-    records = {}
-    for c in classes:
-        if c.error is not None:
-            continue
-        try:
-            records[c.index] = _record(c, missing)
-        except TypeError as err:
-            _logger.warning("class %d has a malformed class.json: %s", c.index, err)
-            c.error = f"malformed class.json: {err}"
-    return records
+    """What the templates show of each readable class, by index."""
+    return {c.index: _record(c, missing) for c in classes if c.error is None}
 
 
 def build_gallery(run_dir: str | os.PathLike) -> Path:
@@ -314,7 +259,7 @@ def build_gallery(run_dir: str | os.PathLike) -> Path:
     totals = {
         "classes": len(good),
         "concepts": sum(len(r["concepts"]) for r in good),
-        "images": sum(r.get("n_images") or 0 for r in good if isinstance(r.get("n_images"), int)),
+        "images": sum(r["n_images"] for r in good),
         "skipped": sum(len(r["skipped"]) for r in good),
     }
     thumbs = {r["index"]: _thumbnail(run_dir, r, missing) for r in good}

@@ -16,12 +16,10 @@ from __future__ import annotations
 import datetime
 import logging
 import os
-import platform
 import time
 import traceback
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -29,7 +27,7 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
-from concepts import ModelSplit
+from concepts import ModelSplit, library_versions
 
 from .class_run import class_dir, class_stamps, run_class, unfinished_reason
 from .config import RunConfig
@@ -75,17 +73,6 @@ def distributed_context() -> _Dist:
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
         here = True
     return _Dist(rank, world, local, here)
-
-
-def _versions() -> dict[str, str]:
-    names = ("concept-lens", "torch", "torchvision", "numpy", "scikit-learn", "pillow")
-    found = {}
-    for name in names:
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            found[name] = "not installed"
-    return {**found, "python": platform.python_version()}
 
 
 def resolve_device(device: str | None, local_rank: int = 0) -> torch.device:
@@ -140,7 +127,7 @@ def _write_run_json(
             "weights_digest": weights_digest(split),
             "device": str(device),
             "world_size": world,
-            "versions": _versions(),
+            "versions": library_versions(),
             "classes": {str(index): entry for index, entry in sorted(classes.items())},
         },
         run_dir / "run.json",

@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from concepts import imagenet_class_folder, imagenet_class_folders, imagenet_classes, load_images, resolve_class
+from concepts import imagenet_class_folders, imagenet_classes, load_images, resolve_class
 
 
 @pytest.fixture
@@ -101,19 +101,6 @@ def test_resolve_class_reads_wnids():
     assert resolve_class("n02102040", table.names, table.wnids) == 217
     with pytest.raises(ValueError, match="or a WordNet id; got 'n02102041'.*Close matches: 'n02102040' \\(217\\)"):
         resolve_class("n02102041", table.names, table.wnids)
-
-
-def test_imagenet_class_folder(tmp_path):
-    for wnid in ["n01443537", "n01440764", "n01484850"]:
-        (tmp_path / wnid).mkdir()
-    assert imagenet_class_folder(tmp_path, "n01443537") == (1, "n01443537", tmp_path / "n01443537")
-    assert imagenet_class_folder(tmp_path, 2)[1] == "n01484850"
-    # names come from the packaged ILSVRC-2012 table (no network): tench is class 0
-    assert imagenet_class_folder(tmp_path, "tench")[:2] == (0, "n01440764")
-    with pytest.raises(ValueError, match="Close matches: 'tench'"):
-        imagenet_class_folder(tmp_path, "tenchh")
-    with pytest.raises(ValueError, match="`cls` of `imagenet_class_folder` must be .* or a WordNet id"):
-        imagenet_class_folder(tmp_path, "n09999999")
 
 
 def test_imagenet_class_folders_names_every_missing_class(tmp_path):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from concepts import imagenet_class_folder, imagenet_classes, imagenet_root_folders, load_images
+from concepts import imagenet_class_folders, imagenet_classes, imagenet_root_folders, load_images
 
 
 @pytest.fixture
@@ -36,8 +36,8 @@ def test_subset_root_keeps_standard_indices(subset_root):
     assert imagenet_root_folders(subset_root) == {0: "n01440764", 217: "n02102040"}
     expected = (217, "n02102040", subset_root / "n02102040")
     for cls in ("n02102040", 217, "217", "English springer", "english springer"):
-        assert imagenet_class_folder(subset_root, cls) == expected
-    index, _, folder = imagenet_class_folder(subset_root, "n02102040")
+        assert imagenet_class_folders(subset_root, [cls])[0] == expected
+    index, _, folder = imagenet_class_folders(subset_root, ["n02102040"])[0]
     assert imagenet_classes().names[index] == "English springer"
     assert len(load_images(folder, image_size=8)) == 2
 
@@ -45,17 +45,17 @@ def test_subset_root_keeps_standard_indices(subset_root):
 @pytest.mark.parametrize("cls", [1, "goldfish", "n01443537"])
 def test_class_absent_from_the_root_is_a_clear_error(subset_root, cls):
     with pytest.raises(ValueError, match=r"class 1 \(goldfish\), whose folder n01443537/ is not in .*2 class folders"):
-        imagenet_class_folder(subset_root, cls)
+        imagenet_class_folders(subset_root, [cls])[0]
 
 
 def test_stray_folder_means_not_an_imagenet_root(subset_root):
     (subset_root / "misc").mkdir()
     with pytest.raises(ValueError, match=r"must hold only ILSVRC-2012 wnid folders .*but misc/ is not one"):
-        imagenet_class_folder(subset_root, "n02102040")
+        imagenet_class_folders(subset_root, ["n02102040"])[0]
 
 
 def test_root_errors(tmp_path):
     with pytest.raises(ValueError, match="must be an existing folder of ILSVRC-2012 wnid folders"):
         imagenet_root_folders(tmp_path / "missing")
     with pytest.raises(ValueError, match="holds no class folders"):
-        imagenet_class_folder(tmp_path, 0)
+        imagenet_class_folders(tmp_path, [0])[0]
