@@ -34,7 +34,7 @@ import torchvision
 
 from maco import IMAGENET_MEAN, IMAGENET_STD, MacoImage, Objective, default_spectrum, maco
 from maco.model import fold_batchnorm
-from maco.render import target_generators
+from maco.transforms import target_generators
 from maco.transforms import add_uniform_noise, crop_and_resize, sample_crop_boxes
 
 

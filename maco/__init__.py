@@ -12,18 +12,11 @@ from .model import fold_batchnorm, frozen
 from .objectives import Channel, Direction, Inversion, Layer, Neuron, Objective, Scaled, Sum
 from .param import COLOR_CORRELATION, FourierImage, MacoImage, PixelImage
 from .plot import alpha_to_unit, blend_alpha, plot_maco
-from .render import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    CropsAndNoise,
-    NonFiniteScoreError,
-    RenderResult,
-    render,
-    render_step,
-)
+from .render import IMAGENET_MEAN, IMAGENET_STD, NonFiniteScoreError, render, render_step
+from .result import RenderResult
 from .settings import RenderSettings
 from .spectrum import compute_spectrum, default_spectrum, load_spectrum, resize_spectrum, save_spectrum
-from .transforms import add_uniform_noise, crop_and_resize, sample_crop_boxes
+from .transforms import CropsAndNoise, add_uniform_noise, crop_and_resize, sample_crop_boxes
 
 __all__ = [
     "COLOR_CORRELATION",

@@ -19,7 +19,8 @@ from typing import Any, Mapping, Sequence
 import torch
 
 from .objectives import Objective
-from .render import IMAGENET_MEAN, IMAGENET_STD, OptimizerFactory, RenderResult, Transforms, render
+from .render import IMAGENET_MEAN, IMAGENET_STD, OptimizerFactory, Transforms, render
+from .result import RenderResult
 from .settings import RenderSettings
 
 __all__ = ["fourier", "maco", "pixels"]

@@ -16,39 +16,32 @@ each part has a default built from the :class:`~maco.settings.RenderSettings`.
 from __future__ import annotations
 
 import copy
-import json
 import os
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Callable, Sequence
 
-import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ._atomic import atomic_write
 from .hooks import forward_to_layers
 from .model import check_finite_weights, float32_model, fold_batchnorm, frozen, model_device
 from .objectives import Objective
 from .param import FourierImage, MacoImage, PixelImage
+from .result import RenderResult
 from .settings import RenderSettings
 from .spectrum import _check_spectrum_shape, default_spectrum
-from .transforms import add_uniform_noise, crop_and_resize, sample_crop_boxes
+from .transforms import CropsAndNoise, target_generators
 
 __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
-    "CropsAndNoise",
     "NonFiniteScoreError",
     "OptimizerFactory",
-    "RenderResult",
     "Transforms",
     "render",
     "render_step",
-    "target_generators",
 ]
 
 OptimizerFactory = Callable[[list[nn.Parameter]], torch.optim.Optimizer]
@@ -58,111 +51,11 @@ Transforms = Callable[[torch.Tensor, int], torch.Tensor]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-SCHEMA_VERSION = 1
 _CHECK_EVERY = 32
 
 
 class NonFiniteScoreError(FloatingPointError):
     """A score, or its gradient with respect to the image, became NaN or infinite during the optimisation."""
-
-
-@dataclass
-class RenderResult:
-    """What a visualization run returns.
-
-    ``images`` ``(T, 3, H, W)`` in [0, 1] and ``alphas`` ``(T, 1, H, W)``
-    (raw accumulated gradient magnitude) are on the CPU; ``history`` is the
-    ``(steps, T)`` score trace. Unpacking gives ``images, alphas``, without
-    the ``T`` axis for a single target: ``image, alpha = maco(...)``.
-    """
-
-    images: torch.Tensor
-    alphas: torch.Tensor
-    names: list[str]
-    history: torch.Tensor
-    seeds: list[int]
-    seconds: float
-    config: dict[str, Any] = field(default_factory=dict)
-
-    def __iter__(self) -> Iterator[torch.Tensor]:
-        if self.images.shape[0] == 1:
-            return iter((self.images[0], self.alphas[0]))
-        return iter((self.images, self.alphas))
-
-    @property
-    def images_per_second(self) -> float:
-        """Crops through the model per second (``steps * T * K / seconds``)."""
-        steps, n_targets = self.history.shape
-        return steps * n_targets * self.config.get("crops", 1) / max(self.seconds, 1e-9)
-
-    def save(self, directory: str | Path) -> Path:
-        """Write ``tensors.npz`` and ``result.json`` into ``directory``, atomically."""
-        directory = Path(directory)
-        arrays = {"images": self.images.numpy(), "alphas": self.alphas.numpy(), "history": self.history.numpy()}
-        atomic_write(directory / "tensors.npz", lambda handle: np.savez_compressed(handle, **arrays))
-        meta = {key: value for key, value in asdict(self).items() if key not in arrays}
-        meta["schema_version"] = SCHEMA_VERSION
-        text = json.dumps(meta, indent=1, sort_keys=True, allow_nan=False).encode()
-        atomic_write(directory / "result.json", lambda handle: handle.write(text))
-        return directory
-
-    @classmethod
-    def load(cls, directory: str | Path) -> "RenderResult":
-        directory = Path(directory)
-        meta = json.loads((directory / "result.json").read_text())
-        if meta.pop("schema_version", None) != SCHEMA_VERSION:
-            raise ValueError(f"{directory} holds a RenderResult of another schema version; re-run the visualization.")
-        with np.load(directory / "tensors.npz", allow_pickle=False) as arrays:
-            tensors = {key: torch.from_numpy(arrays[key]) for key in ("images", "alphas", "history")}
-        return cls(**tensors, **meta)
-
-
-def target_generators(seeds: Sequence[int], stream: int, device: torch.device | str = "cpu") -> list[torch.Generator]:
-    """One generator per target for one random stream (0: init, 1: crops, 2: noise)."""
-    return [torch.Generator(device=device).manual_seed((int(seed) * 4 + stream) % (2**63)) for seed in seeds]
-
-
-class CropsAndNoise:
-    """The default transforms: ``K`` random crops per target, resized to the model input, plus uniform noise.
-
-    ``transforms(canvas, step)`` takes the ``(T, 3, H, W)`` canvases in [0, 1] and returns ``(T * K, 3, s, s)``
-    model inputs, target-major. Target ``t`` draws its boxes and noise from its own generators (seed
-    ``seeds[t]``), so it sees the same crops alone or in a batch. Every step's boxes are drawn up front, in step
-    order, and copied to the device once: a small host-to-device copy per step would synchronise the host with
-    the GPU at every step.
-
-    Parameters
-    ----------
-    settings : RenderSettings
-        Gives ``steps``, ``crops`` (``K``), ``crop_size`` and ``noise``.
-    seeds : sequence of int
-        One seed per target.
-    input_size : int
-        Side ``s`` of the model input.
-    device : torch.device or str
-        Where the canvases are.
-    """
-
-    def __init__(
-        self, settings: RenderSettings, seeds: Sequence[int], input_size: int, device: torch.device | str
-    ) -> None:
-        self.input_size = input_size
-        self.noise = settings.noise
-        per_target = [
-            torch.stack(
-                [
-                    sample_crop_boxes(settings.crops, crop_size=settings.crop_size, generator=gen)
-                    for _ in range(settings.steps)
-                ]
-            )
-            for gen in target_generators(seeds, 1)
-        ]
-        self.boxes = torch.stack(per_target, dim=1).to(device)  # (steps, T, K, 4)
-        self.noise_generators = target_generators(seeds, 2, device)
-
-    def __call__(self, canvas: torch.Tensor, step: int) -> torch.Tensor:
-        crops = crop_and_resize(canvas, self.boxes[step], self.input_size)
-        return add_uniform_noise(crops, self.noise, self.noise_generators)
 
 
 def render_step(
@@ -276,7 +169,8 @@ def render(
         ``optimizer(parameters) -> torch.optim.Optimizer``; NAdam at ``settings.lr`` if ``None``.
     transforms : callable, optional
         ``transforms(canvas, step)``: ``(T, 3, H, W)`` canvases in [0, 1] to ``(T * K, 3, s, s)`` model inputs,
-        target-major, before the normalisation by ``mean`` and ``std``. :class:`CropsAndNoise` if ``None``.
+        target-major, before the normalisation by ``mean`` and ``std``. :class:`~maco.transforms.CropsAndNoise`
+        if ``None``.
     spectrum : torch.Tensor, optional
         ``(3, H, W//2+1)`` magnitude of the default MaCo parameterization; the packaged ImageNet spectrum if
         ``None``.

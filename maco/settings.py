@@ -16,7 +16,6 @@ from typing import Any, Mapping
 
 from .param import PHASE_INITS
 from .spectrum import _check_even_size
-from .transforms import _check_crop_size
 
 __all__ = ["METHODS", "PAPER_LR", "RenderSettings"]
 
@@ -176,3 +175,18 @@ def _flag(name: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise TypeError(f"`{name}` of {_WHERE} must be True or False; got {value!r}.")
     return value
+
+
+def _check_crop_size(crop_size: tuple[float, float], where: str) -> tuple[float, float]:
+    if (
+        not isinstance(crop_size, (tuple, list))
+        or len(crop_size) != 2
+        or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in crop_size)
+        or not 0 < crop_size[0] <= 1
+        or crop_size[1] < 0
+    ):
+        raise ValueError(
+            f"`crop_size` of {where} must be (mean, std) of the crop area as a fraction of the canvas, "
+            f"with 0 < mean <= 1 and std >= 0; got {crop_size!r}. The paper's default is (0.25, 0.1)."
+        )
+    return float(crop_size[0]), float(crop_size[1])

@@ -2,19 +2,22 @@
 
 Notation: ``T`` targets, ``K`` crops per target, canvas ``H x W``, model
 input side ``s``. Every function is pure: randomness comes from the
-generators passed in, one per target, so a target sees the same crops and
-noise whether it runs alone or in a batch.
+generators passed in, one per target (:func:`target_generators`), so a
+target sees the same crops and noise whether it runs alone or in a batch.
+:class:`CropsAndNoise` combines them into the render loop's default
+transforms.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import torch
 from torchvision.ops import roi_align
 
-__all__ = ["add_uniform_noise", "crop_and_resize", "sample_crop_boxes"]
+from .settings import RenderSettings
+
+__all__ = ["CropsAndNoise", "add_uniform_noise", "crop_and_resize", "sample_crop_boxes", "target_generators"]
 
 MIN_CROP_AREA = 0.05
 
@@ -88,16 +91,49 @@ def add_uniform_noise(
     return crops + (noise * 2 - 1) * amplitude
 
 
-def _check_crop_size(crop_size: tuple[float, float], where: str) -> tuple[float, float]:
-    if (
-        not isinstance(crop_size, (tuple, list))
-        or len(crop_size) != 2
-        or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in crop_size)
-        or not 0 < crop_size[0] <= 1
-        or crop_size[1] < 0
-    ):
-        raise ValueError(
-            f"`crop_size` of {where} must be (mean, std) of the crop area as a fraction of the canvas, "
-            f"with 0 < mean <= 1 and std >= 0; got {crop_size!r}. The paper's default is (0.25, 0.1)."
-        )
-    return float(crop_size[0]), float(crop_size[1])
+def target_generators(seeds: Sequence[int], stream: int, device: torch.device | str = "cpu") -> list[torch.Generator]:
+    """One generator per target for one random stream (0: init, 1: crops, 2: noise, 3: the BatchNorm-folding probe)."""
+    return [torch.Generator(device=device).manual_seed((int(seed) * 4 + stream) % (2**63)) for seed in seeds]
+
+
+class CropsAndNoise:
+    """The default transforms: ``K`` random crops per target, resized to the model input, plus uniform noise.
+
+    ``transforms(canvas, step)`` takes the ``(T, 3, H, W)`` canvases in [0, 1] and returns ``(T * K, 3, s, s)``
+    model inputs, target-major. Target ``t`` draws its boxes and noise from its own generators (seed
+    ``seeds[t]``), so it sees the same crops alone or in a batch. Every step's boxes are drawn up front, in step
+    order, and copied to the device once: a small host-to-device copy per step would synchronise the host with
+    the GPU at every step.
+
+    Parameters
+    ----------
+    settings : RenderSettings
+        Gives ``steps``, ``crops`` (``K``), ``crop_size`` and ``noise``.
+    seeds : sequence of int
+        One seed per target.
+    input_size : int
+        Side ``s`` of the model input.
+    device : torch.device or str
+        Where the canvases are.
+    """
+
+    def __init__(
+        self, settings: RenderSettings, seeds: Sequence[int], input_size: int, device: torch.device | str
+    ) -> None:
+        self.input_size = input_size
+        self.noise = settings.noise
+        per_target = [
+            torch.stack(
+                [
+                    sample_crop_boxes(settings.crops, crop_size=settings.crop_size, generator=gen)
+                    for _ in range(settings.steps)
+                ]
+            )
+            for gen in target_generators(seeds, 1)
+        ]
+        self.boxes = torch.stack(per_target, dim=1).to(device)  # (steps, T, K, 4)
+        self.noise_generators = target_generators(seeds, 2, device)
+
+    def __call__(self, canvas: torch.Tensor, step: int) -> torch.Tensor:
+        crops = crop_and_resize(canvas, self.boxes[step], self.input_size)
+        return add_uniform_noise(crops, self.noise, self.noise_generators)

@@ -20,7 +20,7 @@ from maco import (
     pixels,
     render,
 )
-from maco.render import target_generators
+from maco.transforms import target_generators
 
 from .maco_budget import FAST
 
