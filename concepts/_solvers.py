@@ -19,7 +19,7 @@ from typing import Callable
 
 import torch
 
-__all__ = ["SOLVERS", "init_factors", "squared_error"]
+__all__ = ["SOLVERS", "init_factors", "nnls", "squared_error"]
 
 _TINY = 1e-12
 
@@ -145,6 +145,20 @@ def _mu(A: torch.Tensor, U: torch.Tensor, W: torch.Tensor, *, update_W: bool, ma
 
 
 SOLVERS: dict[str, Callable[..., tuple[torch.Tensor, torch.Tensor, int]]] = {"hals": _hals, "mu": _mu}
+
+
+def nnls(A: torch.Tensor, W: torch.Tensor, solver: str, max_iter: int, tol: float) -> torch.Tensor:
+    """Codes ``(n, k)`` of ``A (n, C)`` for the fixed bank ``W (k, C)`` (non-negative least squares).
+
+    Runs ``SOLVERS[solver]`` with ``update_W=False`` from a warm start, which is
+    how ``NMF.transform`` and ``nnls_codes`` solve for codes.
+    """
+    # start from the clamped unconstrained least-squares solution (normal equations, pseudo-inverse)
+    U0 = ((A @ W.T) @ torch.linalg.pinv(W @ W.T)).clamp_min(0)
+    if solver == "mu":  # multiplicative updates cannot leave 0
+        U0 = U0.clamp_min(float(A.mean()) * 1e-3 + 1e-12)
+    U, _, _ = SOLVERS[solver](A, U0, W, update_W=False, max_iter=max_iter, tol=tol)
+    return U
 
 
 def _randomized_svd(A: torch.Tensor, k: int, generator: torch.Generator, *, n_oversamples: int = 10,

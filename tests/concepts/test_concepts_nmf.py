@@ -140,8 +140,92 @@ def test_nmf_rejects_bad_data():
         NMF(2).fit(-np.ones((10, 4)))
     with pytest.raises(ValueError, match="at least n_components=5 rows; got 3"):
         NMF(5).fit(np.ones((3, 4)))
-    with pytest.raises(TypeError, match="numpy array or a torch tensor"):
-        NMF(2).fit([[1.0, 2.0]])
+    with pytest.raises(ValueError, match="at least n_components=5 columns; got 4 feature"):
+        NMF(5).fit(np.ones((10, 4)))
+    with pytest.raises(ValueError, match="could not convert"):
+        NMF(2).fit([["a", "b"], ["c", "d"]])
     nmf = NMF(2, max_iter=10).fit(np.random.default_rng(0).random((10, 4)))
-    with pytest.raises(ValueError, match="must have 4 features"):
+    with pytest.raises(ValueError, match="X has 5 features, but NMF is expecting 4 features"):
         nmf.transform(np.ones((3, 5)))
+    with pytest.raises(ValueError, match="must have 2 columns"):
+        nmf.inverse_transform(np.ones((3, 3)))
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_nmf_rejects_bad_tensors():
+    with pytest.raises(ValueError, match="Negative values .* non-negative"):
+        NMF(2).fit(-torch.ones(10, 4))
+    with pytest.raises(ValueError, match="must be 2-D"):
+        NMF(2).fit(torch.ones(10))
+    with pytest.raises(ValueError, match="finite"):
+        NMF(2).fit(torch.full((10, 4), float("nan")))
+    with pytest.raises(TypeError, match="real numbers"):
+        NMF(2).fit(torch.ones(10, 4, dtype=torch.complex64))
+    with pytest.raises(ValueError, match="at least n_components=2 rows; got 0"):
+        NMF(2).fit(torch.ones(0, 4))
+    nmf = NMF(2, max_iter=10).fit(torch.rand(10, 4, generator=torch.Generator().manual_seed(0)))
+    with pytest.raises(ValueError, match="X has 5 features, but NMF is expecting 4 features"):
+        nmf.transform(torch.ones(3, 5))
+    with pytest.raises(ValueError, match=r"must have shape \(n, 2\)"):
+        nmf.inverse_transform(torch.ones(3, 3))
+    assert nmf.transform(torch.ones(0, 4)).shape == (0, 2)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_nmf_params_checked_at_fit_not_init():
+    nmf = NMF(n_components=-1, solver="nope", random_state="seed", device="nowhere")  # stored as given
+    assert nmf.get_params()["solver"] == "nope"
+    with pytest.raises(ValueError, match="`n_components` of `NMF` must be an int >= 1"):
+        nmf.fit(np.ones((10, 4)))
+    with pytest.raises(ValueError, match="`random_state` of `NMF` must be an int in"):
+        NMF(2, random_state="seed").fit(np.ones((10, 4)))
+    with pytest.raises(ValueError, match="`device` of `NMF` must be a device name"):
+        NMF(2, device="nowhere").fit(np.ones((10, 4)))
+    A = np.random.default_rng(0).random((20, 6))
+    rs = np.random.RandomState(0)
+    first = NMF(2, init="random", random_state=rs, max_iter=20).fit(A).components_
+    second = NMF(2, init="random", random_state=rs, max_iter=20).fit(A).components_
+    assert not np.allclose(first, second)  # a RandomState advances between fits, as in scikit-learn
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_nmf_accepts_lists_and_names_its_outputs(make_planted):
+    A, _, _ = make_planted(n=40, c=8, k=3)
+    nmf = NMF(3, max_iter=50)
+    U = nmf.fit_transform(A.tolist())
+    assert isinstance(U, np.ndarray) and U.dtype == np.float64
+    np.testing.assert_allclose(U, NMF(3, max_iter=50).fit_transform(A))
+    assert isinstance(nmf.transform(A[:5].tolist()), np.ndarray)
+    assert nmf.inverse_transform(U.tolist()).shape == A.shape
+    assert list(nmf.get_feature_names_out()) == ["nmf0", "nmf1", "nmf2"]
+
+
+@pytest.mark.parametrize("fitted_with", SOLVERS)
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_nmf_set_params_solver_after_fit(fitted_with, solver, make_planted):
+    A, _, _ = make_planted(noise=0.0, seed=6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        nmf = NMF(5, solver=fitted_with, max_iter=1000, tol=1e-6).fit(A)
+        U_ref = nmf.transform(A[:30])
+        U = nmf.set_params(solver=solver, max_iter=2000).transform(A[:30])
+    W = nmf.components_
+    assert np.abs(U @ W - U_ref @ W).max() <= 1e-2 * np.abs(A).max()
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_nmf_tensor_input_never_goes_through_numpy(monkeypatch):
+    """A CUDA tensor cannot become a numpy array without a copy to the host: the torch path must not try."""
+    A = torch.rand(30, 6, generator=torch.Generator().manual_seed(0), dtype=torch.float32)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("tensor converted to numpy")
+
+    monkeypatch.setattr(torch.Tensor, "numpy", refuse)
+    monkeypatch.setattr(torch.Tensor, "__array__", refuse)
+    for solver in ("hals", "mu"):
+        nmf = NMF(2, solver=solver, max_iter=20)
+        U = nmf.fit_transform(A)
+        assert isinstance(U, torch.Tensor) and U.dtype == torch.float32
+        assert isinstance(nmf.transform(A), torch.Tensor)
+        assert nmf.inverse_transform(U).shape == A.shape
