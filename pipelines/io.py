@@ -79,8 +79,12 @@ def ensure_writable(directory: str | os.PathLike) -> Path:
     """Create ``directory`` and check that a file can be written in it, before any long work starts."""
     directory = Path(directory)
     ensure_dir(directory)
-    atomic_write_bytes(directory / ".write-check", b"")
-    (directory / ".write-check").unlink()
+    try:  # a name of its own: the ranks of a torchrun job check the same folder at the same time
+        fd, name = tempfile.mkstemp(dir=directory, prefix=".write-check.", suffix=".tmp")
+    except OSError as err:
+        raise _not_writable(directory, err) from err
+    os.close(fd)
+    os.unlink(name)
     return directory
 
 
