@@ -1,33 +1,42 @@
-"""Benchmark: concepts.NMF (torch HALS / MU) versus scikit-learn's NMF.
+"""Benchmark: concepts.NMF (torch HALS / MU) versus scikit-learn's NMF, on planted and on real (non-planted) data.
 
-Times each solver on the same non-negative matrix ``A (n, C)`` with the same
-rank and seed, and reports the relative reconstruction error
-``||A - UW||_F / ||A||_F`` beside the time, so speed is compared at equal or
-better error. The matrix is a planted low-rank product plus noise, or real
-activations from an ``.npy`` file (``--npy``, shape (n, C), >= 0).
+Every solver, scikit-learn's included, is warmed up on a slice of the data first (library loading, kernels,
+allocator) and then timed on the same matrix, in the same dtype (``--dtype``, default float32 for both), with the
+same rank and seed; the relative reconstruction error ``||A - UW||_F / ||A||_F`` sits beside the time, so speed
+is compared at equal or better error. Matrices (``--matrices``, all by default):
+
+- ``planted``: a low-rank non-negative product plus noise (``--n`` x ``--c``, rank ``--k``): NMF's easy case;
+- ``demo``: real crop features, not planted: the demo model's pooled ``layer4`` features of the CRAFT crop grid
+  (patch 64 px, stride 51) of ``--demo-images`` demo-world images per class, all six classes;
+- ``npy``: activations from an ``.npy`` file (``--npy``, shape (n, C), >= 0), e.g. real ImageNet crop features.
 
 Examples
 --------
-    python benchmarks/bench_nmf.py --n 20000 --c 2048 --k 10 --device cuda
-    python benchmarks/bench_nmf.py --n 5000 --device cpu --threads 2
+    python benchmarks/bench_nmf.py --n 20000 --c 2048 --k 10 --device cuda --out benchmarks/results/gpu
+    python benchmarks/bench_nmf.py --n 5000 --device cpu --threads 1
 
-Prints a markdown table; the last column is scikit-learn's time divided by
-the solver's time (higher is faster), and ``ok`` says whether the solver's
-error is no worse than scikit-learn's + 0.001.
+Prints a Markdown table: ``ok`` says whether the solver's error is no worse than scikit-learn's + 0.001, the last
+column is scikit-learn's time divided by the solver's (higher is faster).
 """
+
 from __future__ import annotations
 
 import argparse
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 import sklearn
 import torch
+from _report import synchronize, write_report
 from sklearn.decomposition import NMF as SklearnNMF
 from sklearn.exceptions import ConvergenceWarning
+from threadpoolctl import threadpool_limits
 
-from concepts import NMF
+from concepts import NMF, extract_crops, extract_features
+
+_WARM_UP_ROWS = 256
 
 
 def planted_matrix(n: int, c: int, k: int, noise: float, seed: int) -> np.ndarray:
@@ -40,46 +49,82 @@ def planted_matrix(n: int, c: int, k: int, noise: float, seed: int) -> np.ndarra
     return A
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+def demo_crop_features(images_per_class: int) -> np.ndarray:
+    """Pooled features ``(n_crops, 128)`` of the demo model on the crop grid of demo-world images (every class)."""
+    from pipelines.demo import DEMO_INPUT_SIZE, DemoWorld
+    from pipelines.demo_run import DEMO_IMAGES_SEED
+    from pipelines.models import demo_model
+
+    images, _, _ = DemoWorld(image_size=DEMO_INPUT_SIZE).dataset(images_per_class, seed=DEMO_IMAGES_SEED)
+    crops = extract_crops(images, patch_size=DEMO_INPUT_SIZE // 2, out_size=DEMO_INPUT_SIZE)
+    return extract_features(demo_model(), crops, batch_size=256, device="cpu").numpy()
 
 
-def time_ours(A: np.ndarray, k: int, solver: str, device: torch.device,
-              args: argparse.Namespace) -> tuple[float, float, int]:
+def _fit_quietly(estimator: NMF | SklearnNMF, data: np.ndarray | torch.Tensor) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        estimator.fit(data)
+
+
+def time_ours(A: np.ndarray, solver: str, device: torch.device, args: argparse.Namespace) -> tuple[float, float, int]:
     """Seconds (data already on the device), relative error, iterations."""
     data = torch.from_numpy(A).to(device)
     tol = args.tol if args.our_tol is None else args.our_tol
-    nmf = NMF(k, solver=solver, max_iter=args.max_iter, tol=tol, random_state=args.seed, device=device)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        nmf.fit(data[: min(len(data), 2 * k + 64)])  # warm-up: kernels, allocator, lazy init
-        _sync(device)
-        start = time.perf_counter()
-        nmf.fit(data)
-        _sync(device)
-    return time.perf_counter() - start, nmf.relative_reconstruction_err_, nmf.n_iter_
+    nmf = NMF(args.k, solver=solver, max_iter=args.max_iter, tol=tol, random_state=args.seed, device=device)
+    _fit_quietly(nmf, data[:_WARM_UP_ROWS])
+    synchronize(device)
+    start = time.perf_counter()
+    _fit_quietly(nmf, data)
+    synchronize(device)
+    return time.perf_counter() - start, float(nmf.relative_reconstruction_err_), int(nmf.n_iter_)
 
 
-def time_sklearn(A: np.ndarray, k: int, args: argparse.Namespace) -> tuple[float, float, int]:
-    """scikit-learn's NMF (coordinate descent, nndsvda) on float64 data."""
-    A64 = A.astype(np.float64)
-    est = SklearnNMF(k, init="nndsvda", solver="cd", max_iter=args.max_iter, tol=args.tol, random_state=args.seed)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        start = time.perf_counter()
-        est.fit(A64)
+def time_sklearn(A: np.ndarray, args: argparse.Namespace) -> tuple[float, float, int]:
+    """scikit-learn's NMF (coordinate descent, nndsvda init) in A's own dtype."""
+
+    def estimator() -> SklearnNMF:
+        return SklearnNMF(args.k, init="nndsvda", solver="cd", max_iter=args.max_iter, tol=args.tol,
+                          random_state=args.seed)
+
+    _fit_quietly(estimator(), A[:_WARM_UP_ROWS])
+    est = estimator()
+    start = time.perf_counter()
+    _fit_quietly(est, A)
     seconds = time.perf_counter() - start
-    return seconds, est.reconstruction_err_ / np.linalg.norm(A64), est.n_iter_
+    return seconds, float(est.reconstruction_err_ / np.linalg.norm(A)), int(est.n_iter_)
+
+
+def matrices(args: argparse.Namespace) -> dict[str, tuple[np.ndarray, str]]:
+    """The matrices to factorise, by name, each with a description, in ``--dtype``."""
+    found: dict[str, tuple[np.ndarray, str]] = {}
+    for name in args.matrices:
+        if name == "planted":
+            found[name] = planted_matrix(args.n, args.c, args.k, args.noise, args.seed), \
+                f"planted rank {args.k} + noise {args.noise}"
+        elif name == "demo":
+            found[name] = demo_crop_features(args.demo_images), \
+                f"demo crop features ({args.demo_images} images per class, 6 classes)"
+        elif args.npy is None:
+            raise SystemExit("bench_nmf: --matrices npy needs --npy FILE.")
+        else:
+            found[name] = np.load(args.npy, allow_pickle=False), str(args.npy)
+    return {name: (A.astype(args.dtype), text) for name, (A, text) in found.items()}
+
+
+def _cell(value: float | None, spec: str, unit: str = "") -> str:
+    return "-" if value is None else format(value, spec) + unit
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--n", type=int, default=20000, help="rows (crops); default %(default)s")
-    parser.add_argument("--c", type=int, default=2048, help="columns (channels); default %(default)s")
-    parser.add_argument("--k", type=int, default=10, help="components; default %(default)s")
-    parser.add_argument("--noise", type=float, default=0.5, help="noise scale relative to mean(UW)")
-    parser.add_argument("--npy", default=None, help="real activations (n, C) instead of the planted matrix")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=20000, help="rows (crops) of the planted matrix")
+    parser.add_argument("--c", type=int, default=2048, help="columns (channels) of the planted matrix")
+    parser.add_argument("--k", type=int, default=10, help="components, every matrix")
+    parser.add_argument("--noise", type=float, default=0.5, help="planted noise scale relative to mean(UW)")
+    parser.add_argument("--matrices", nargs="+", default=["planted", "demo"], choices=["planted", "demo", "npy"])
+    parser.add_argument("--demo-images", type=int, default=200, help="demo-world images per class (4 crops each)")
+    parser.add_argument("--npy", type=Path, default=None, help="real activations (n, C) for --matrices npy")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "float64"], help="of every solver's data")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--solvers", nargs="+", default=["hals", "mu"], choices=["hals", "mu"])
     parser.add_argument("--max-iter", type=int, default=500)
@@ -87,34 +132,42 @@ def main() -> None:
     parser.add_argument("--our-tol", type=float, default=None,
                         help="tol of the torch solvers (default: --tol); lower it to reach sklearn's error")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads of torch and of scikit-learn's BLAS alike (default: each library's own)")
     parser.add_argument("--skip-sklearn", action="store_true", help="time only the torch solvers")
+    parser.add_argument("--out", type=Path, default=None, help="also write nmf.md and nmf.json into this folder")
     args = parser.parse_args()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+        threadpool_limits(args.threads)  # scikit-learn's BLAS: the same number of threads as torch
     device = torch.device(args.device)
-    if args.npy:
-        A = np.load(args.npy, allow_pickle=False).astype(np.float32)
-        source = args.npy
-    else:
-        A = planted_matrix(args.n, args.c, args.k, args.noise, args.seed)
-        source = f"planted rank {args.k} + noise {args.noise}"
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
-    print(f"A: {A.shape[0]} x {A.shape[1]} ({source}), k={args.k}, tol={args.tol} (torch solvers: "
-          f"{args.tol if args.our_tol is None else args.our_tol}), max_iter={args.max_iter}, "
-          f"torch {torch.__version__}, scikit-learn {sklearn.__version__}, device {name}\n")
-    print("| solver | device | n x C | k | time (s) | iterations | rel. error | sklearn rel. error | ok | "
-          "speed-up vs sklearn |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    ref = (float("nan"), float("nan"), 0) if args.skip_sklearn else time_sklearn(A, args.k, args)
-    shape = f"{A.shape[0]} x {A.shape[1]}"
-    print(f"| sklearn cd | CPU | {shape} | {args.k} | {ref[0]:.2f} | {ref[2]} | {ref[1]:.5f} | {ref[1]:.5f} | - "
-          "| 1.0x |")
-    for solver in args.solvers:
-        seconds, err, n_iter = time_ours(A, args.k, solver, device, args)
-        ok = "yes" if err <= ref[1] + 1e-3 else ("?" if np.isnan(ref[1]) else "no")
-        print(f"| {solver} | {name} | {shape} | {args.k} | {seconds:.2f} | {n_iter} | {err:.5f} | {ref[1]:.5f} | "
-              f"{ok} | {ref[0] / seconds:.1f}x |")
+    rows, lines = [], []
+    for name, (A, text) in matrices(args).items():
+        shape = f"{A.shape[0]} x {A.shape[1]}"
+        ref = (None, None, None) if args.skip_sklearn else time_sklearn(A, args)
+        results = [] if args.skip_sklearn else [("sklearn cd", "CPU", ref)]
+        results += [(solver, device.type, time_ours(A, solver, device, args)) for solver in args.solvers]
+        for solver, where, (seconds, error, n_iter) in results:
+            ok = None if ref[1] is None or solver.startswith("sklearn") else error <= ref[1] + 1e-3
+            speedup = None if ref[0] is None else ref[0] / seconds
+            rows.append(dict(matrix=name, source=text, rows=A.shape[0], columns=A.shape[1], solver=solver,
+                             device=where, seconds=seconds, iterations=n_iter, relative_error=error,
+                             sklearn_relative_error=ref[1], ok=ok, speedup_vs_sklearn=speedup))
+            verdict = "-" if ok is None else "yes" if ok else "no"
+            lines.append(f"| {name} | {shape} | {solver} | {where} | {seconds:.2f} | {n_iter} | {error:.5f} | "
+                         f"{_cell(ref[1], '.5f')} | {verdict} | {_cell(speedup, '.1f', 'x')} |")
+    tol = args.tol if args.our_tol is None else args.our_tol
+    table = "\n".join([
+        f"k={args.k}, {args.dtype} for every solver, tol={args.tol} (torch solvers: {tol}), max_iter={args.max_iter},"
+        f" every solver warmed up on {_WARM_UP_ROWS} rows first; scikit-learn {sklearn.__version__}",
+        "",
+        "| matrix | n x C | solver | device | time (s) | iterations | rel. error | sklearn rel. error | ok | "
+        "speed-up vs sklearn |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+        *lines,
+    ])
+    write_report("nmf", table, device=device, settings=vars(args) | {"sklearn": sklearn.__version__},
+                 figures={"rows": rows}, out=args.out)
 
 
 if __name__ == "__main__":

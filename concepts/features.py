@@ -144,7 +144,8 @@ class ModelSplit:
     @torch.no_grad()
     def map_batches(self, images: torch.Tensor | Crops, fn: Callable[[torch.Tensor], torch.Tensor], *,
                     batch_size: int = 64, device: torch.device | str | None = None,
-                    progress: Callable[[int], object] | None = None) -> torch.Tensor:
+                    progress: Callable[[int], object] | None = None, amp: bool | None = None,
+                    channels_last: bool | None = None) -> torch.Tensor:
         """``fn`` applied to the prepared model inputs of images in [0, 1] (or crops), batch by batch.
 
         Parameters
@@ -156,9 +157,15 @@ class ModelSplit:
             Normalised inputs ``(b, 3, S, S)`` -> a tensor with ``b`` rows.
         batch_size : int, default 64
         device : torch.device or str, optional
-            Default: the model's device. On CUDA: bf16 autocast, channels_last.
+            Default: the model's device.
         progress : callable, optional
             Called with the number of items done after each batch.
+        amp : bool, optional
+            Run ``fn`` in bf16 autocast. ``None``: on CUDA only (on most CPUs bf16 is slower than float32);
+            ``True``/``False`` on every device, so the GPU path also runs, and is tested, on a CPU.
+        channels_last : bool, optional
+            Give ``fn`` its inputs in the channels_last memory format (faster convolutions on GPUs);
+            ``None``, ``True`` and ``False`` as for ``amp``.
 
         Returns
         -------
@@ -174,9 +181,14 @@ class ModelSplit:
                              f"{tuple(images.shape)}.")
         if len(images) == 0:
             raise ValueError("`images` of `ModelSplit.map_batches` must not be empty; got 0 items.")
+        for name, value in (("amp", amp), ("channels_last", channels_last)):
+            if value is not None and not isinstance(value, bool):
+                raise TypeError(f"`{name}` of `ModelSplit.map_batches` must be True, False or None (None: on CUDA "
+                                f"only); got {value!r}.")
         out = []
         with self.inference(device) as dev:
-            cuda = dev.type == "cuda"
+            amp = dev.type == "cuda" if amp is None else amp
+            channels_last = dev.type == "cuda" if channels_last is None else channels_last
             if isinstance(images, Crops) and images.images.device != dev:  # cut crops where the model runs
                 images = Crops(images=images.images.to(dev), boxes=images.boxes, image_index=images.image_index,
                                out_size=images.out_size)
@@ -186,9 +198,9 @@ class ModelSplit:
                 else:
                     x = images[start:start + batch_size].to(dev, torch.float32)
                 x = self.prepare(x)
-                if cuda:
+                if channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
-                with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cuda):
+                with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
                     y = fn(x)
                 out.append(y.float().cpu())
                 if progress is not None:
@@ -212,6 +224,57 @@ def _as_triple(value: object, name: str, caller: str) -> tuple[float, float, flo
     return triple  # type: ignore[return-value]
 
 
+# Layers that are the identity in inference mode: a head made of them and one final nn.Linear is linear.
+_INFERENCE_IDENTITY = (nn.Dropout, nn.Identity, nn.Flatten)
+
+
+def _torchvision_body(model: nn.Module) -> tuple[nn.Module, str] | None:
+    """The part of a torchvision classifier before its global pooling, and the name of its last layer.
+
+    torchvision's ResNets and RegNets (``fc`` head) and its EfficientNets,
+    MobileNets and ConvNeXts (``features``, ``avgpool``, ``classifier``) run
+    these modules in order; None for any other layout.
+    """
+    if not any(isinstance(getattr(model, name, None), nn.Module) for name in ("fc", "classifier")):
+        return None
+    if all(hasattr(model, name) for name in ("conv1", "bn1", "relu", "maxpool", "layer4")):
+        return nn.Sequential(model.conv1, model.bn1, model.relu, model.maxpool, model.layer1, model.layer2,
+                             model.layer3, model.layer4), "layer4"
+    if hasattr(model, "stem") and hasattr(model, "trunk_output"):
+        return nn.Sequential(model.stem, model.trunk_output), "trunk_output"
+    if isinstance(getattr(model, "features", None), nn.Module) and hasattr(model, "classifier"):
+        return model.features, "features"
+    return None
+
+
+def _linear_layer(head: nn.Module) -> nn.Linear | None:
+    """The one linear map from pooled features to logits that ``head`` is, or None (a norm, an MLP).
+
+    ``head`` itself if it is an ``nn.Linear``, or the last layer of a Sequential whose other layers are
+    identities in inference mode (dropout, flatten).
+    """
+    if isinstance(head, nn.Linear):
+        return head
+    if isinstance(head, nn.Sequential) and len(head) and isinstance(head[-1], nn.Linear) \
+            and all(isinstance(m, _INFERENCE_IDENTITY) for m in list(head)[:-1]):
+        return head[-1]
+    return None
+
+
+def _nonlinear_head(head: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Pooled features ``(N, C)`` -> logits through a head that is not one linear map.
+
+    MobileNetV3's MLP takes ``(N, C)``; ConvNeXt's LayerNorm2d takes the ``(N, C, 1, 1)`` map and flattens it
+    itself (it holds an ``nn.Flatten``).
+    """
+    takes_map = any(isinstance(m, nn.Flatten) for m in head.modules())
+
+    def h(pooled: torch.Tensor) -> torch.Tensor:
+        return head(pooled[:, :, None, None] if takes_map else pooled)
+
+    return h
+
+
 def split_model(model: nn.Module, *, mean: tuple[float, float, float], std: tuple[float, float, float],
                 input_size: int, categories: list[str] | None = None, model_id: str | None = None,
                 layer: str | None = None, pooled_layer: str | None = None) -> ModelSplit:
@@ -222,11 +285,26 @@ def split_model(model: nn.Module, *, mean: tuple[float, float, float], std: tupl
     inference mode and give it back in the mode, gradient flags and device
     they found it in.
 
-    Supported layouts: a torchvision ResNet (``conv1 ... layer4``, ``avgpool``,
-    ``fc``), optionally with ``forward_features`` / ``forward_head`` methods
-    (used when present), or any model with ``forward_features`` /
-    ``forward_head`` whose head is average pooling then a linear layer (a
-    timm model: its ``get_classifier()`` gives the linear head's weights).
+    Supported layouts:
+
+    - any model with ``forward_features`` / ``forward_head`` methods (a timm
+      model, or a torchvision layout that has them): ``g`` is
+      ``forward_features``; the linear head is ``fc`` or ``get_classifier()``
+      (timm's name for it: ``classifier``, ``head.fc``, ...);
+    - torchvision ResNets (``conv1 ... layer4``, ``avgpool``, ``fc``) and
+      RegNets (``stem``, ``trunk_output``, ``avgpool``, ``fc``);
+    - torchvision EfficientNets, MobileNets and ConvNeXts (``features``,
+      ``avgpool``, ``classifier``): the linear head is ``classifier[-1]`` when
+      the layers before it are dropout only.
+
+    ``head_weight`` / ``head_bias`` (exact contributions, concept-to-class
+    alignment) are set only when pooled features -> logits is that one linear
+    layer; a head with a norm or a hidden layer (ConvNeXt, MobileNetV3) gives
+    ``None`` and an ``h`` that runs the whole head, so feature visualization
+    still works but the concept stage refuses the split. The split assumes
+    the model's forward is ``g``, global average pooling, then the head, as
+    in these layouts: for another model, compare ``h(g(x).mean((2, 3)))``
+    with ``model(x)`` (the command line does, before any work).
 
     Parameters
     ----------
@@ -238,36 +316,48 @@ def split_model(model: nn.Module, *, mean: tuple[float, float, float], std: tupl
     model_id : str, optional
         Defaults to the class name of ``model``.
     layer : str, optional
-        Name of the last spatial layer; defaults to ``"layer4"`` for a ResNet
-        layout and ``"forward_features"`` otherwise.
+        Name of the last spatial layer, for records and messages; defaults to
+        ``"layer4"`` (ResNet), ``"trunk_output"`` (RegNet), ``"features"``
+        (EfficientNet, MobileNet, ConvNeXt) or ``"forward_features"``.
     pooled_layer : str, optional
-        The module whose output is the pooled features; defaults to
-        ``"avgpool"`` (torchvision) or ``"global_pool"`` (timm) when present.
+        The module whose output is the pooled features (where concept
+        directions live for feature visualization); defaults to ``"avgpool"``
+        (torchvision) or ``"global_pool"`` (timm) when present, else to the
+        head's leading dropout (``"classifier.0"`` of a MobileNetV2, whose
+        forward pools with a function: dropout is the identity in inference).
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"`model` of `split_model` must be an nn.Module; got {type(model).__name__}.")
     mean, std = _as_triple(mean, "mean", "split_model"), _as_triple(std, "std", "split_model")
     if isinstance(input_size, bool) or not isinstance(input_size, int) or input_size < 1:
         raise ValueError(f"`input_size` of `split_model` must be a positive int; got {input_size!r}.")
+    head_name = next((name for name in ("fc", "classifier") if isinstance(getattr(model, name, None), nn.Module)),
+                     None)
+    head = getattr(model, head_name) if head_name is not None else None
     if pooled_layer is None:
         pooled_layer = next((name for name in ("avgpool", "global_pool") if hasattr(model, name)), None)
-    fc = getattr(model, "fc", None)
-    if hasattr(model, "forward_features") and hasattr(model, "forward_head"):
+    if pooled_layer is None and isinstance(head, nn.Sequential) and len(head) and isinstance(head[0], nn.Dropout):
+        pooled_layer = f"{head_name}.0"
+    body = _torchvision_body(model)
+    has_methods = hasattr(model, "forward_features") and hasattr(model, "forward_head")
+    if has_methods:
         g = model.forward_features
         layer = layer or ("layer4" if hasattr(model, "layer4") else "forward_features")
-    elif all(hasattr(model, name) for name in ("conv1", "bn1", "relu", "maxpool", "layer4", "fc")):
-        g = nn.Sequential(model.conv1, model.bn1, model.relu, model.maxpool, model.layer1, model.layer2,
-                          model.layer3, model.layer4)
-        layer = layer or "layer4"
+    elif body is not None:
+        g, default_layer = body
+        layer = layer or default_layer
     else:
         raise ValueError(f"`model` of `split_model` must have `forward_features`/`forward_head` methods or a "
-                         f"torchvision ResNet layout (conv1 ... layer4, avgpool, fc); got {type(model).__name__}. "
-                         "Build a ModelSplit(g=..., h=...) yourself for other models.")
-    if not isinstance(fc, nn.Linear) and callable(getattr(model, "get_classifier", None)):
-        fc = model.get_classifier()  # timm's name for the final linear layer (`classifier`, `head.fc`, ...)
-    if isinstance(fc, nn.Linear):
-        h: Callable[[torch.Tensor], torch.Tensor] = fc
-        weight, bias = fc.weight.detach(), fc.bias.detach() if fc.bias is not None else None
+                         f"torchvision layout (ResNet, RegNet, EfficientNet, MobileNet, ConvNeXt); got "
+                         f"{type(model).__name__}. Build a ModelSplit(g=..., h=...) yourself for other models.")
+    linear = _linear_layer(head) if head is not None else None
+    if linear is None and callable(getattr(model, "get_classifier", None)):
+        linear = _linear_layer(model.get_classifier())  # timm's final linear layer (`classifier`, `head.fc`, ...)
+    if linear is not None:
+        h: Callable[[torch.Tensor], torch.Tensor] = linear
+        weight, bias = linear.weight.detach(), linear.bias.detach() if linear.bias is not None else None
+    elif not has_methods:
+        h, weight, bias = _nonlinear_head(head), None, None
     else:  # pooling a 1 x 1 map is the identity, so the head maps pooled features to logits
         def h(pooled: torch.Tensor) -> torch.Tensor:
             return model.forward_head(pooled[:, :, None, None])

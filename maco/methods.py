@@ -33,7 +33,8 @@ class _FromSettings:
         return "<from settings>"
 
 
-# A sentinel, not None: None is a real value of `seed` (draw one) and `max_batch` (no chunks).
+# A sentinel, not None: None is a real value of `seed` (draw one), `max_batch` (no chunks), `amp` and
+# `channels_last` (on CUDA only).
 _FROM_SETTINGS: Any = _FromSettings()
 _SETTING_NAMES = frozenset(f.name for f in fields(RenderSettings))
 
@@ -49,7 +50,8 @@ def maco(
     noise: float = _FROM_SETTINGS,
     lr: float = _FROM_SETTINGS,
     seed: int | None = _FROM_SETTINGS,
-    amp: bool = _FROM_SETTINGS,
+    amp: bool | None = _FROM_SETTINGS,
+    channels_last: bool | None = _FROM_SETTINGS,
     phase_init: str = _FROM_SETTINGS,
     fold_bn: bool = _FROM_SETTINGS,
     max_batch: int | None = _FROM_SETTINGS,
@@ -71,7 +73,7 @@ def maco(
     settings : RenderSettings, optional
         Budget and options; ``RenderSettings()`` (the paper's defaults: 256 steps, 512 px, 32 crops, lr 1.0)
         if ``None``. Its ``method`` must be ``"maco"``.
-    steps, image_size, crops, crop_size, noise, lr, seed, amp, phase_init, fold_bn, max_batch
+    steps, image_size, crops, crop_size, noise, lr, seed, amp, channels_last, phase_init, fold_bn, max_batch
         Override the field of the same name of ``settings`` (see :class:`~maco.settings.RenderSettings`, which
         checks them); omitted ones keep the settings' values.
     spectrum : torch.Tensor, optional
@@ -115,7 +117,8 @@ def fourier(
     noise: float = _FROM_SETTINGS,
     lr: float = _FROM_SETTINGS,
     seed: int | None = _FROM_SETTINGS,
-    amp: bool = _FROM_SETTINGS,
+    amp: bool | None = _FROM_SETTINGS,
+    channels_last: bool | None = _FROM_SETTINGS,
     decay_power: float = _FROM_SETTINGS,
     fold_bn: bool = _FROM_SETTINGS,
     max_batch: int | None = _FROM_SETTINGS,
@@ -157,7 +160,8 @@ def pixels(
     noise: float = _FROM_SETTINGS,
     lr: float = _FROM_SETTINGS,
     seed: int | None = _FROM_SETTINGS,
-    amp: bool = _FROM_SETTINGS,
+    amp: bool | None = _FROM_SETTINGS,
+    channels_last: bool | None = _FROM_SETTINGS,
     fold_bn: bool = _FROM_SETTINGS,
     max_batch: int | None = _FROM_SETTINGS,
     optimizer: OptimizerFactory | None = None,

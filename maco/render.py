@@ -25,6 +25,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from .device import on_cuda_by_default
 from .hooks import forward_to_layers
 from .model import check_finite_weights, float32_model, fold_batchnorm, frozen, model_device
 from .objectives import Objective
@@ -191,8 +192,11 @@ def render(
     Notes
     -----
     The model is frozen during the run and restored afterwards. On CUDA the
-    crops run in bf16 autocast (``amp``) and channels_last; with ``fold_bn``
-    the model's BatchNorms are folded into a frozen copy first. A model with
+    crops run in bf16 autocast and channels_last by default; ``settings.amp``
+    and ``settings.channels_last`` set either on any device (a CPU run of the
+    GPU path). With ``fold_bn`` the model's BatchNorms are folded into a
+    frozen copy first; with channels_last the model runs as a channels_last
+    copy, so the caller's model keeps its memory format. A model with
     NaN or inf weights is refused up front (a ValueError naming the tensor);
     a model in another floating dtype than float32 runs as a float32 copy.
 
@@ -319,9 +323,10 @@ def _optimise(
     device: torch.device,
     progress: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The loop on a frozen (BatchNorm-folded, float32, channels_last on CUDA) model: images, alphas, history."""
+    """The loop on a frozen (BatchNorm-folded, float32, maybe channels_last) model: images, alphas, history."""
     model = objective.model
-    cuda = device.type == "cuda"
+    amp = on_cuda_by_default(settings.amp, device)
+    channels_last = on_cuda_by_default(settings.channels_last, device)
     mean_t = torch.tensor(mean, device=device, dtype=torch.float32).view(1, -1, 1, 1)
     std_t = torch.tensor(std, device=device, dtype=torch.float32).view(1, -1, 1, 1)
     with frozen(model):
@@ -332,7 +337,7 @@ def _optimise(
                 2, 3, input_size, input_size, device=device, generator=target_generators([0], 3, device)[0]
             )
             work = fold_batchnorm(work, (probe - mean_t) / std_t)
-        if cuda:
+        if channels_last:
             work = (work if work is not model else copy.deepcopy(model)).to(memory_format=torch.channels_last)
         history = torch.empty(settings.steps, objective.n_targets, device=device)
         alphas = None
@@ -347,8 +352,8 @@ def _optimise(
                 step,
                 mean=mean_t,
                 std=std_t,
-                amp=settings.amp and cuda,
-                channels_last=cuda,
+                amp=amp,
+                channels_last=channels_last,
                 max_batch=settings.max_batch,
             )
             if step == 0 and grad.shape[-2:] != (settings.image_size, settings.image_size):
@@ -363,7 +368,5 @@ def _optimise(
                 _check_finite(history[: step + 1], checked, alphas, objective.names)
                 checked = step + 1
         with torch.no_grad():
-            images = param().detach().float().cpu()
-        if cuda:
-            torch.cuda.synchronize(device)
+            images = param().detach().float().cpu()  # the copy to the host waits for the device's queue
     return images, alphas.float().cpu(), history.float().cpu()

@@ -57,8 +57,12 @@ class RenderSettings:
     seed : int, optional
         Target ``t`` uses seed ``seed + t``, so the same seed gives the same images and a target gets the
         same image alone or in a batch. ``None`` draws one per run, recorded in the result.
-    amp : bool
-        bf16 autocast for the model on CUDA (ignored on CPU, where bf16 is slow).
+    amp : bool, optional
+        bf16 autocast for the model's forward pass. ``None``: on CUDA only (on most CPUs bf16 is slower than
+        float32); ``True`` or ``False``: on every device, so the GPU path can be run, and tested, on a CPU.
+    channels_last : bool, optional
+        Run the model and its inputs in the channels_last memory format (faster convolutions on GPUs with
+        tensor cores); ``None``, ``True`` and ``False`` as for ``amp``.
     fold_bn : bool
         Fold BatchNorm into the convolutions of a frozen copy of the model (same output, faster).
     max_batch : int, optional
@@ -89,7 +93,8 @@ class RenderSettings:
     noise: float = 0.1
     lr: float | None = None
     seed: int | None = None
-    amp: bool = True
+    amp: bool | None = None
+    channels_last: bool | None = None
     fold_bn: bool = True
     max_batch: int | None = None
     phase_init: str | None = None
@@ -108,7 +113,8 @@ class RenderSettings:
             "noise": _number("noise", self.noise, minimum=0.0),
             "lr": _number("lr", PAPER_LR[self.method] if self.lr is None else self.lr, minimum=0.0, strict=True),
             "seed": None if self.seed is None else _integer("seed", self.seed),
-            "amp": _flag("amp", self.amp),
+            "amp": _optional_flag("amp", self.amp),
+            "channels_last": _optional_flag("channels_last", self.channels_last),
             "fold_bn": _flag("fold_bn", self.fold_bn),
             "max_batch": None if self.max_batch is None else _positive_int("max_batch", self.max_batch),
             "phase_init": self._method_option("phase_init", "maco", "offset"),
@@ -174,6 +180,12 @@ def _number(name: str, value: Any, *, minimum: float, strict: bool = False) -> f
 def _flag(name: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise TypeError(f"`{name}` of {_WHERE} must be True or False; got {value!r}.")
+    return value
+
+
+def _optional_flag(name: str, value: Any) -> bool | None:
+    if value is not None and not isinstance(value, bool):
+        raise TypeError(f"`{name}` of {_WHERE} must be True, False or None (None: on CUDA only); got {value!r}.")
     return value
 
 

@@ -15,6 +15,7 @@ from typing import Sequence
 import torch
 from torchvision.ops import roi_align
 
+from .device import generator
 from .settings import RenderSettings
 
 __all__ = ["CropsAndNoise", "add_uniform_noise", "crop_and_resize", "sample_crop_boxes", "target_generators"]
@@ -93,7 +94,7 @@ def add_uniform_noise(
 
 def target_generators(seeds: Sequence[int], stream: int, device: torch.device | str = "cpu") -> list[torch.Generator]:
     """One generator per target for one random stream (0: init, 1: crops, 2: noise, 3: the BatchNorm-folding probe)."""
-    return [torch.Generator(device=device).manual_seed((int(seed) * 4 + stream) % (2**63)) for seed in seeds]
+    return [generator(device, (int(seed) * 4 + stream) % (2**63)) for seed in seeds]
 
 
 class CropsAndNoise:

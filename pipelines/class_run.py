@@ -30,11 +30,13 @@ import torch.nn.functional as F
 
 from concepts import ConceptBank, LoadedImages, ModelSplit, crop_image, extract_concepts, extract_features, load_images
 from maco import Objective, RenderResult, RenderSettings, render
+from maco.device import peak_memory_mb, reset_peak_memory, synchronize
 
 from .config import RunConfig
 from .inversion import inversion_cosines, render_inversions
 from .io import save, to_pil
 from .jobs import ClassJob
+from .models import feature_transform
 from .mosaic import alpha_over_white, concept_mosaic
 from .record import AlignedClass, ClassRecord, ConceptEntry, InversionEntry, RecordError, SkippedFile
 from .stamp import Stamp, folder_digest, weights_digest
@@ -184,11 +186,12 @@ class _ClassRun:
         return name
 
     def lap(self, name: str) -> None:
-        """Record the stage's wall time (and, on CUDA, its peak memory)."""
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-            self.peak_memory_mb[name] = round(torch.cuda.max_memory_allocated(self.device) / 2**20, 1)
-            torch.cuda.reset_peak_memory_stats(self.device)
+        """Record the stage's wall time, and its peak memory where the device counts it (CUDA)."""
+        synchronize(self.device)
+        peak = peak_memory_mb(self.device)
+        if peak is not None:
+            self.peak_memory_mb[name] = round(peak, 1)
+            reset_peak_memory(self.device)
         now = time.perf_counter()
         self.timings[name] = round(now - self.clock, 3)
         self.clock = now
@@ -337,8 +340,7 @@ def run_class(
     folder = class_dir(run_dir, job.class_index)
     run = _ClassRun(job, split, config, folder, device, progress, class_stamps(job, split, config))
     _clear_outputs(folder)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
+    reset_peak_memory(device)
     loaded, features = _load_stage(run)
     run.lap("load")
     bank = _concepts_stage(run, loaded, features)
@@ -354,6 +356,8 @@ def run_class(
         class_name=job.class_name,
         wnid=job.wnid,
         model_id=split.model_id,
+        layer=split.layer,
+        feature_transform=feature_transform(split),
         n_images=len(loaded.paths),
         n_crops=int(len(bank.U)),
         k=bank.k,

@@ -3,6 +3,8 @@
     concept-lens demo                      # everything on the embedded demo world, offline
     concept-lens run --imagenet-root R --classes 0-9
     concept-lens run --images DIR --class-index 1
+    concept-lens run --model efficientnet_b0 --weights mine.pth --class-names names.txt --data-root R \
+        --shift-features                   # your own model and classes
     concept-lens gallery outputs/run       # rebuild a run's static site
     concept-lens spectrum --images DIR -o spectrum.npy
     concept-lens visualize --layer fc --neuron 1 -o goldfish.png
@@ -14,18 +16,25 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from maco import RenderSettings
 
 from .config import INVERSION_CROP_SIZE, ConceptConfig, RunConfig
 from .demo_run import DEMO_CONFIG, DEMO_IMAGES_PER_CLASS
 from .io import OutputNotWritableError
+from .jobs import ClassJob
 from .lock import RunLockedError
-from .models import WeightsUnavailableError
+from .models import ModelMeta, ModelSpec, WeightsUnavailableError
+
+if TYPE_CHECKING:
+    import torch
+
+    from concepts import ModelSplit
 
 __all__ = ["build_parser", "main"]
 
@@ -62,12 +71,30 @@ def _even(text: str) -> int:
 
 def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--weights",
-        default="IMAGENET1K_V2",
-        metavar="NAME|FILE",
-        help="torchvision ResNet50 weights (IMAGENET1K_V2, IMAGENET1K_V1; downloaded once and cached) "
-        "or the path of a local ResNet50 state_dict file (default: %(default)s)",
+        "--model",
+        default="resnet50",
+        metavar="NAME",
+        help="a torchvision classification model (resnet50, efficientnet_b0, regnet_y_800mf, convnext_tiny, ...) "
+        "or timm:NAME when timm is installed (default: %(default)s)",
     )
+    parser.add_argument(
+        "--weights",
+        default=None,
+        metavar="NAME|FILE",
+        help="the model's weights name (torchvision: IMAGENET1K_V2, DEFAULT, ...; timm: pretrained; downloaded once "
+        "and cached) or a local state_dict file, whose head may have any number of classes (default: the model's "
+        "default weights)",
+    )
+    for name, what in (("mean", "means"), ("std", "standard deviations")):
+        parser.add_argument(
+            f"--{name}",
+            type=float,
+            nargs=3,
+            default=None,
+            metavar=("R", "G", "B"),
+            help=f"with a weights file: the input normalisation's channel {what} it was trained with "
+            "(default: those of the model's default weights)",
+        )
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available, else cpu)")
 
 
@@ -110,14 +137,46 @@ def build_parser() -> argparse.ArgumentParser:
         help="demo images generated per class (default: %(default)s)",
     )
 
-    run = sub.add_parser("run", help="explain ImageNet classes of a ResNet50: concepts, visualizations, gallery")
+    run = sub.add_parser("run", help="explain the classes of a classifier: concepts, visualizations, gallery")
     source = run.add_mutually_exclusive_group(required=True)
-    source.add_argument("--imagenet-root", type=Path, help="folder of <wnid>/ class folders (ImageNet layout)")
+    source.add_argument(
+        "--imagenet-root", type=Path, help="folder of <wnid>/ class folders (ImageNet layout, an ImageNet-1k model)"
+    )
+    source.add_argument(
+        "--data-root",
+        type=Path,
+        help="folder of <class name>/ folders of images (ImageFolder layout), each named as a class of the model",
+    )
     source.add_argument("--images", type=Path, help="one folder of images of a single class (with --class-index)")
     run.add_argument(
-        "--classes", nargs="+", default=None, help="with --imagenet-root: indices, ranges (0-9), WordNet ids or names"
+        "--classes",
+        nargs="+",
+        default=None,
+        help="with --imagenet-root (required) or --data-root (default: all its folders): indices, ranges (0-9), "
+        "names (WordNet ids on ImageNet)",
     )
     run.add_argument("--class-index", default=None, help="with --images: the class index (or exact name) they show")
+    run.add_argument(
+        "--class-names",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="with a weights file: its class names, one per line, in the order of its outputs (default: the model's "
+        "default weights' names when the head has as many classes, else --data-root's folders in ImageFolder order)",
+    )
+    run.add_argument(
+        "--layer",
+        default=None,
+        metavar="MODULE",
+        help="where concepts live: a module whose output the head reads linearly after pooling "
+        "(default: the model's last spatial layer: layer4, trunk_output, features, ...)",
+    )
+    run.add_argument(
+        "--shift-features",
+        action="store_true",
+        help="when the layer ends in an activation bounded below (SiLU, Hardswish, GELU, Mish): add that bound "
+        "to its features so they are non-negative for NMF; the head's bias absorbs it (stated on every page)",
+    )
     run.add_argument(
         "--out", type=Path, default=Path("outputs/run"), help="run folder; rerun to resume (default: %(default)s)"
     )
@@ -152,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     spectrum.add_argument("-o", "--output", type=Path, required=True, help=".npy file to write")
     spectrum.add_argument("--size", type=_even, default=512, help="canvas side (default: %(default)s)")
 
-    viz = sub.add_parser("visualize", help="visualize one neuron, channel or direction of a ResNet50 with MaCo")
+    viz = sub.add_parser("visualize", help="visualize one neuron, channel or direction of a model with MaCo")
     viz.add_argument(
         "--layer", default="fc", help="module name (e.g. fc, layer4, avgpool) or child index (default: %(default)s)"
     )
@@ -166,34 +225,81 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_WEIGHT_FILE_SUFFIXES = {".pt", ".pth", ".bin"}
+@dataclass(frozen=True)
+class _ModelArgs:
+    """``--model``, ``--weights``, ``--mean``/``--std`` checked, and the weights file read (not yet loaded)."""
+
+    spec: ModelSpec
+    meta: ModelMeta
+    state: dict[str, torch.Tensor] | None
 
 
-def _weights_source(weights: str) -> tuple[str, Path | None]:
-    """``--weights`` as (torchvision weights name, local file or None), checked without loading anything."""
-    from torchvision.models import ResNet50_Weights
+def _model_args(args: argparse.Namespace) -> _ModelArgs:
+    """The model the command line names, checked without loading (or downloading) its weights."""
+    from .models import model_meta, parse_model, read_state_dict
 
-    path = Path(weights).expanduser()
-    if path.suffix in _WEIGHT_FILE_SUFFIXES or "/" in weights or path.exists():
-        if not path.is_file():
+    spec = parse_model(args.model, args.weights)
+    state = read_state_dict(spec.weights_file) if spec.weights_file is not None else None
+    return _ModelArgs(spec, model_meta(spec, state=state, mean=args.mean, std=args.std), state)
+
+
+def _model(
+    model: _ModelArgs,
+    *,
+    categories: list[str] | None = None,
+    layer: str | None = None,
+    shift_features: bool = False,
+    concepts: bool = False,
+) -> ModelSplit:
+    """The one place the command line loads weights (after every other check)."""
+    from .models import load_model
+
+    return load_model(
+        model.spec,
+        model.meta,
+        state=model.state,
+        categories=categories,
+        layer=layer,
+        shift_features=shift_features,
+        concepts=concepts,
+    )
+
+
+def _categories(args: argparse.Namespace, model: _ModelArgs) -> list[str]:
+    """The class names of the model's outputs: its weights' own, ``--class-names``, or ``--data-root``'s folders."""
+    from .jobs import class_folders
+    from .models import read_class_names
+
+    spec, n = model.spec, model.meta.num_classes
+    if args.class_names is not None:
+        if spec.weights_file is None:
             raise ValueError(
-                f"`--weights` {weights}: no such file. Pass an existing ResNet50 state-dict file or a torchvision "
-                "weights name (IMAGENET1K_V2, IMAGENET1K_V1)."
+                f"`--class-names` is for a local weights file; the {spec.weights} weights of {spec.name} name their "
+                f"{n} classes themselves. Drop it, or pass `--weights FILE`."
             )
-        return "IMAGENET1K_V2", path
-    names = [w.name for w in ResNet50_Weights] + ["DEFAULT"]
-    if weights not in names:
+        names = read_class_names(args.class_names)
+        if len(names) != n:
+            raise ValueError(
+                f"`--class-names` {args.class_names} names {len(names)} classes but the head of `--weights` "
+                f"{spec.weights_file} has {n} outputs; list one name per output, in order."
+            )
+        return names
+    if model.meta.categories is not None:
+        return model.meta.categories
+    if args.data_root is not None:
+        folders = class_folders(args.data_root)
+        if len(folders) == n:
+            _logger.info("class names: the %d folders of %s, in ImageFolder's order", n, args.data_root)
+            return folders
         raise ValueError(
-            f"`--weights` {weights!r} is neither a file nor a torchvision ResNet50 weights name ({', '.join(names)})."
+            f"`--data-root` {args.data_root} has {len(folders)} class folders but the head of `--weights` "
+            f"{spec.weights_file} has {n} outputs, so ImageFolder's order cannot give its class names; pass "
+            f"`--class-names FILE` with the {n} names, one per line, in the order of the outputs."
         )
-    return weights, None
-
-
-def _model(weights: str):
-    from .models import imagenet_resnet50
-
-    name, path = _weights_source(weights)
-    return imagenet_resnet50(name, weights_path=path)
+    raise ValueError(
+        f"the head of `--weights` {spec.weights_file} has {n} classes; name them with `--class-names FILE` (one per "
+        "line, in the order of the outputs) or `--data-root DIR` (one folder per class, ImageFolder's order)."
+    )
 
 
 def _check_images(folder: Path, argument: str) -> None:
@@ -216,7 +322,8 @@ def _check_run_target(out: Path, device: str | None) -> None:
 
     resolve_device(device)
     ensure_writable(out)
-    check_unlocked(out)
+    if int(os.environ.get("WORLD_SIZE", "1")) == 1:  # torchrun ranks share rank 0's lock (see run_folder_lock)
+        check_unlocked(out)
 
 
 def _viz_config(args: argparse.Namespace) -> RenderSettings:
@@ -224,31 +331,55 @@ def _viz_config(args: argparse.Namespace) -> RenderSettings:
     return RenderSettings(steps=args.steps, image_size=args.image_size, crops=args.crops, seed=args.seed)
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
-    from torchvision.models import ResNet50_Weights
-
+def _jobs(args: argparse.Namespace, model: _ModelArgs, categories: list[str] | None) -> list[ClassJob]:
+    """The classes to run, each with an image folder that holds images (``categories``: None on ImageNet)."""
     from concepts import resolve_class
 
-    from .jobs import ClassJob, imagenet_jobs
-    from .run import run_classes
+    from .jobs import folder_jobs, imagenet_jobs
 
-    # Check every argument before loading (maybe downloading) the weights.
-    categories = ResNet50_Weights.IMAGENET1K_V2.meta["categories"]
+    if args.images is not None and args.class_index is None:
+        raise ValueError("`--class-index` is required with --images: which class do the images show?")
+    if args.images is None and args.class_index is not None:
+        raise ValueError("`--class-index` goes with --images; with a root, pick classes with --classes.")
     if args.imagenet_root is not None:
         if not args.classes:
             raise ValueError("`--classes` is required with --imagenet-root, e.g. --classes 0-9 or --classes goldfish.")
+        if model.meta.num_classes != 1000 or args.class_names is not None:
+            raise ValueError(
+                f"`--imagenet-root` is for ImageNet-1k models (their 1000 classes, by wnid); {model.spec.name} with "
+                f"these weights has {model.meta.num_classes} classes of its own: pass its class folders with "
+                "--data-root instead."
+            )
         jobs = imagenet_jobs(args.imagenet_root, args.classes)
-        for job in jobs:
-            _check_images(job.folder, f"`--imagenet-root`: class {job.class_index} ({job.class_name}):")
+    elif args.data_root is not None:
+        jobs = folder_jobs(args.data_root, args.classes, categories)
     else:
-        if args.class_index is None:
-            raise ValueError("`--class-index` is required with --images: which class do the images show?")
+        if args.classes:
+            raise ValueError("`--classes` picks classes of a root (--imagenet-root, --data-root); with --images, "
+                             "say which class they show with --class-index.")
         _check_images(args.images, "`--images`")
         index = resolve_class(args.class_index, categories, argument="`--class-index`")
-        jobs = [ClassJob(class_index=index, class_name=categories[index], folder=args.images)]
-    _weights_source(args.weights)
+        return [ClassJob(class_index=index, class_name=categories[index], folder=args.images)]
+    for job in jobs:
+        _check_images(job.folder, f"class {job.class_index} ({job.class_name}):")
+    return jobs
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .run import run_classes
+
+    # Check every argument before loading (maybe downloading) the weights.
+    model = _model_args(args)
+    categories = None if args.imagenet_root is not None else _categories(args, model)
+    jobs = _jobs(args, model, categories)
     _check_run_target(args.out, args.device)
-    split = _model(args.weights)
+    split = _model(
+        model,
+        categories=categories,
+        layer=args.layer,
+        shift_features=args.shift_features,
+        concepts=True,
+    )
     viz = _viz_config(args)
     config = RunConfig(
         concepts=ConceptConfig(n_concepts=args.k, patch_size=args.patch_size, random_state=args.seed),
@@ -322,12 +453,12 @@ def _cmd_visualize(args: argparse.Namespace) -> int:
     from .io import ensure_writable, save, to_pil
     from .run import resolve_device
 
-    _weights_source(args.weights)
+    model_args = _model_args(args)
     device = resolve_device(args.device)
     ensure_writable(args.output.parent)
     if args.direction is not None and not args.direction.is_file():
         raise ValueError(f"`--direction` {args.direction}: no such file; pass a .npy file of shape (C,) or (k, C).")
-    split = _model(args.weights)
+    split = _model(model_args)
     model = split.model.to(device)
     if args.neuron is not None:
         objective = Objective.neuron(model, args.layer, args.neuron)

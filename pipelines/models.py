@@ -1,35 +1,571 @@
 """The models a run explains, as :class:`concepts.ModelSplit` objects.
 
 A split is the one description of a model a run needs: the whole network
-(for MaCo), where its concepts live (``g`` up to ``layer4``, pooled at
-``avgpool``), its linear head, input normalisation and size, and category
-names. Built-in: torchvision's ResNet50 through its weights API (downloaded
-and cached by torch on a user's machine) or from a local state-dict file,
-and the embedded demo network.
+(for MaCo), where its concepts live (``layer``, pooled at ``pooled_layer``),
+its linear head, input normalisation and size, and category names. This
+module builds one from what a user names on the command line:
+
+- ``--model``: a torchvision classification model (``resnet50``,
+  ``efficientnet_b0``, ``regnet_y_800mf``, ...) or ``timm:NAME`` when timm is
+  installed (``pip install 'concept-lens[timm]'``);
+- ``--weights``: a weights name (torchvision's enum, whose ``transforms()``
+  and ``meta`` give mean, std, input size and class names; timm's
+  ``pretrained``), downloaded and cached on a user's machine, or a local
+  state-dict file, whose head is sized from the file (the rows of its last
+  linear weight) and whose metadata comes from the model's default weights,
+  unless ``--mean``/``--std`` and ``--class-names`` say otherwise.
+
+Records name the model as ``model_id`` = ``<source>/<name>/<weights>``, where
+``<weights>`` is the weights name or ``sha256:<hex>`` of the file, so a page
+says exactly which network it explains.
+
+The concept stage needs more than a model: non-negative features at the layer
+(NMF) that the head reads linearly after pooling (exact contributions).
+:func:`concept_split` checks both on a probe batch, on the architecture before
+any weights are loaded, and stops with the choices: another layer
+(``--layer``), or ``--shift-features``, which adds the lower bound of the
+layer's last activation to its features (SiLU, Hardswish, GELU, Mish: their
+outputs are bounded below) and subtracts it again through the head's bias, so
+logits and contributions are unchanged; every class page states the shift.
 """
 
 from __future__ import annotations
 
+import difflib
+import hashlib
 import logging
 import os
+from collections import OrderedDict
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Callable, Sequence
 
 import torch
-from torchvision.models import ResNet50_Weights
+import torchvision
+from torch import nn
+from torchvision.models import WeightsEnum
 
-from concepts import ModelSplit, resnet50_split, split_model
+from concepts import ModelSplit, imagenet_classes, split_model
+from maco import forward_to_layers, resolve_layer
 
-__all__ = ["WeightsUnavailableError", "demo_model", "imagenet_resnet50"]
+__all__ = [
+    "FeatureShift",
+    "ModelMeta",
+    "ModelSpec",
+    "WeightsUnavailableError",
+    "check_concept_split",
+    "concept_split",
+    "demo_model",
+    "feature_transform",
+    "imagenet_resnet50",
+    "load_model",
+    "model_meta",
+    "parse_model",
+    "read_class_names",
+    "read_state_dict",
+]
 
 _logger = logging.getLogger(__name__)
 
+_WEIGHT_FILE_SUFFIXES = {".pt", ".pth", ".bin", ".ckpt"}
+_TIMM_PREFIX = "timm:"
+
 
 class WeightsUnavailableError(RuntimeError):
-    """Pretrained weights could not be downloaded (no network) and are not in torch's cache."""
+    """Pretrained weights could not be downloaded (no network) and are not in the local cache."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model named on the command line, checked without loading any weights.
+
+    Attributes
+    ----------
+    source : {"torchvision", "timm"}
+    name : str
+        The architecture (``resnet50``; timm names may carry a pretrained tag, ``convnext_tiny.fb_in1k``).
+    weights : str or None
+        The weights name (torchvision's enum member, ``DEFAULT`` resolved; ``"pretrained"`` for timm), or None
+        for ``weights_file``.
+    weights_file : Path or None
+        A local state-dict file.
+    """
+
+    source: str
+    name: str
+    weights: str | None
+    weights_file: Path | None = None
+
+
+@dataclass(frozen=True)
+class ModelMeta:
+    """What a model's weights say about its inputs and outputs (from the weights, or given for a local file)."""
+
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    input_size: int
+    num_classes: int
+    categories: list[str] | None
+
+
+def _close(name: str, names: Sequence[str]) -> str:
+    close = difflib.get_close_matches(name, names, n=5, cutoff=0.6)
+    return f" Close matches: {', '.join(close)}." if close else ""
+
+
+def _timm():
+    try:
+        import timm
+    except ImportError:
+        raise ValueError(
+            "`--model timm:...` needs timm, which is not installed; install it with pip install 'concept-lens[timm]' "
+            "(or pip install timm), or name a torchvision model."
+        ) from None
+    return timm
+
+
+def _looks_like_file(weights: str) -> bool:
+    return Path(weights).suffix in _WEIGHT_FILE_SUFFIXES or "/" in weights or os.sep in weights \
+        or Path(weights).expanduser().exists()
+
+
+def parse_model(model: str, weights: str | None = None) -> ModelSpec:
+    """``--model`` and ``--weights`` as a :class:`ModelSpec`, checked without loading or downloading anything.
+
+    Parameters
+    ----------
+    model : str
+        A torchvision classification model name (``torchvision.models.list_models``) or ``timm:NAME``.
+    weights : str, optional
+        A weights name, or the path of a local state-dict file. Default: the model's default weights
+        (torchvision's ``DEFAULT``, timm's pretrained).
+
+    Raises
+    ------
+    ValueError
+        Naming the argument, what was expected and close matches.
+    """
+    if model.startswith(_TIMM_PREFIX):
+        timm = _timm()
+        name = model[len(_TIMM_PREFIX):]
+        if not timm.is_model(name):
+            raise ValueError(f"`--model` {model!r}: timm has no model {name!r}.{_close(name, timm.list_models())} "
+                             "timm.list_models() lists them all.")
+        source, names = "timm", ["pretrained"]
+    else:
+        name = model
+        available = torchvision.models.list_models(module=torchvision.models)
+        if name not in available:
+            raise ValueError(f"`--model` {model!r} is not a torchvision classification model.{_close(name, available)} "
+                             "Use timm:NAME for a timm model (pip install timm).")
+        source = "torchvision"
+        names = [w.name for w in torchvision.models.get_model_weights(name)] + ["DEFAULT"]
+    if weights is not None and _looks_like_file(weights):
+        path = Path(weights).expanduser()
+        if not path.is_file():
+            raise ValueError(f"`--weights` {weights}: no such file. Pass an existing state-dict file of {model} "
+                             f"(torch.save(model.state_dict(), path)) or a weights name ({', '.join(names)}).")
+        return ModelSpec(source, name, None, path)
+    if weights is None:
+        weights = "DEFAULT" if source == "torchvision" else "pretrained"
+    if weights not in names:
+        raise ValueError(f"`--weights` {weights!r} is neither a file nor a weights name of {model} "
+                         f"({', '.join(names)}).")
+    if source == "torchvision":
+        weights = torchvision.models.get_model_weights(name).verify(weights).name
+    return ModelSpec(source, name, weights)
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The tensors of a local weights file (``torch.load(weights_only=True)``: no code runs), on the CPU."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - unpickling, zip and format errors get the same actionable message
+        raise ValueError(f"`--weights` {path} is not a readable PyTorch weights file ({type(err).__name__}: {err}). "
+                         "Save one with torch.save(model.state_dict(), path).") from None
+    if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        keys = f" (its keys: {', '.join(map(str, list(state)[:5]))})" if isinstance(state, dict) else ""
+        raise ValueError(f"`--weights` {path} must hold a state_dict (names -> tensors); got a "
+                         f"{type(state).__name__}{keys}. From a training checkpoint, save "
+                         "checkpoint['state_dict'] (or model.state_dict()) alone.")
+    return state
+
+
+def _head_rows(state: dict[str, torch.Tensor], path: Path) -> int:
+    """The number of classes of a state dict: the rows of its last linear weight (the classifier)."""
+    linear = [key for key, value in state.items() if key.endswith("weight") and value.ndim == 2]
+    if not linear:
+        raise ValueError(f"`--weights` {path} holds no linear layer weight (2-D `*.weight`), so it has no "
+                         "classifier head to size; pass the state_dict of a classification model.")
+    return int(state[linear[-1]].shape[0])
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def model_meta(spec: ModelSpec, *, state: dict[str, torch.Tensor] | None = None,
+               mean: Sequence[float] | None = None, std: Sequence[float] | None = None) -> ModelMeta:
+    """Mean, std, input size, number of classes and class names of ``spec``, without loading weights.
+
+    Named weights carry their own metadata, so ``mean``/``std`` given with them are refused. A local file
+    (``state``, from :func:`read_state_dict`) takes its number of classes from its head and the rest from the
+    model's default weights, unless ``mean``/``std`` are given; its class names are the default weights' when
+    the head has as many classes (else None: the caller names them).
+    """
+    if spec.weights_file is None and (mean is not None or std is not None):
+        raise ValueError(f"`--mean`/`--std` are for a local weights file; {spec.source} weights {spec.weights} of "
+                         f"{spec.name} carry their own normalisation. Drop them, or pass `--weights FILE`.")
+    for name, values in (("mean", mean), ("std", std)):
+        if values is not None and (len(values) != 3 or (name == "std" and min(values) <= 0)):
+            raise ValueError(f"`--{name}` must be 3 {'positive ' if name == 'std' else ''}numbers, one per RGB "
+                             f"channel; got {list(values)}.")
+    if spec.weights_file is not None and state is None:
+        raise ValueError(f"`state` of model_meta is needed with the weights file {spec.weights_file}; read it with "
+                         "read_state_dict.")
+    if spec.source == "torchvision":
+        enum = torchvision.models.get_model_weights(spec.name)
+        named = enum[spec.weights] if spec.weights is not None else enum.DEFAULT
+        transforms = named.transforms()
+        default = (tuple(transforms.mean), tuple(transforms.std), int(transforms.crop_size[0]))
+        categories = list(named.meta["categories"])
+        n = len(categories)
+    else:
+        cfg = _timm().models.get_pretrained_cfg(spec.name)
+        if cfg is None:
+            raise ValueError(f"`--model` timm:{spec.name}: timm has no pretrained config for it (mean, std, input "
+                             "size); name a model with one, e.g. timm:resnet50.")
+        default = (tuple(cfg.mean), tuple(cfg.std), int(cfg.input_size[-1]))
+        n = int(cfg.num_classes)
+        categories = list(cfg.label_names) if cfg.label_names else None
+        if categories is None and n == 1000:
+            categories = list(imagenet_classes().names)  # timm's 1000-class weights are ImageNet-1k, in its order
+    if spec.weights_file is not None:
+        rows = _head_rows(state, spec.weights_file)
+        categories, n = categories if rows == n else None, rows
+    return ModelMeta(mean=tuple(mean) if mean is not None else default[0],
+                     std=tuple(std) if std is not None else default[1],
+                     input_size=default[2], num_classes=n, categories=categories)
+
+
+def read_class_names(path: str | os.PathLike) -> list[str]:
+    """``--class-names``: one class name per line, in the order of the model's outputs."""
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise ValueError(f"`--class-names` {path}: cannot read it ({err}); pass a UTF-8 text file with one class "
+                         "name per line, in the order of the model's outputs.") from None
+    names = [line.strip() for line in lines]
+    while names and not names[-1]:
+        names.pop()
+    if not names or "" in names:
+        raise ValueError(f"`--class-names` {path} must hold one non-empty class name per line (line "
+                         f"{names.index('') + 1 if '' in names else 1} is empty).")
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ValueError(f"`--class-names` {path} names classes more than once ({', '.join(repeated)}); each line "
+                         "must name one class.")
+    return names
+
+
+def _architecture(spec: ModelSpec, num_classes: int) -> nn.Module:
+    """The model with fresh random weights and a head of ``num_classes`` (no download)."""
+    if spec.source == "torchvision":
+        return getattr(torchvision.models, spec.name)(weights=None, num_classes=num_classes).eval()
+    return _timm().create_model(spec.name, pretrained=False, num_classes=num_classes).eval()
+
+
+def _with_weights(spec: ModelSpec, meta: ModelMeta, state: dict[str, torch.Tensor] | None) -> nn.Module:
+    """The model with its weights: from the local file's ``state``, or downloaded (cached by torch / timm)."""
+    if spec.weights_file is not None:
+        model = _architecture(spec, meta.num_classes)
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as err:
+            details = "; ".join(line.strip()[:200] for line in str(err).splitlines()[1:3])
+            raise ValueError(f"`--weights` {spec.weights_file} is not a state_dict of {spec.source} {spec.name} "
+                             f"({details}). Pass the model it was saved from with --model.") from None
+        _logger.info("loaded %s weights from %s", spec.name, spec.weights_file)
+        return model.eval()
+    try:
+        if spec.source == "torchvision":
+            return getattr(torchvision.models, spec.name)(weights=spec.weights).eval()
+        return _timm().create_model(spec.name, pretrained=True).eval()
+    except (OSError, RuntimeError) as err:  # urllib's URLError and hub errors are OSErrors; a cut download raises
+        cache = Path(torch.hub.get_dir()) / "checkpoints"
+        where = f"torch's cache folder {cache}" if spec.source == "torchvision" else "the Hugging Face cache"
+        raise WeightsUnavailableError(
+            f"could not get {spec.source}'s {spec.name} weights {spec.weights} ({type(err).__name__}: {err}). "
+            f"Without a network, put the weights file in {where} or pass `--weights FILE` (a local state-dict)."
+        ) from None
+
+
+def load_model(spec: ModelSpec, meta: ModelMeta, *, state: dict[str, torch.Tensor] | None = None,
+               categories: list[str] | None = None, layer: str | None = None, shift_features: bool = False,
+               concepts: bool = False) -> ModelSplit:
+    """The split of ``spec`` with its weights; with ``concepts``, checked for the concept stage first.
+
+    Parameters
+    ----------
+    spec, meta : from :func:`parse_model` and :func:`model_meta`
+    state : dict, optional
+        The tensors of ``spec.weights_file`` (:func:`read_state_dict`).
+    categories : list of str, optional
+        Class names, one per output (default ``meta.categories``).
+    layer, shift_features :
+        As in :func:`concept_split`.
+    concepts : bool
+        Check, on the architecture with random weights and before the weights are loaded (or downloaded), that
+        the concept stage can run (:func:`concept_split`); then apply ``layer`` and ``shift_features``.
+    """
+    categories = categories if categories is not None else meta.categories
+    if categories is not None and len(categories) != meta.num_classes:
+        raise ValueError(f"{spec.name} has {meta.num_classes} classes but {len(categories)} class names were given; "
+                         "give one name per output.")
+
+    weights = spec.weights if spec.weights_file is None else f"sha256:{_sha256(spec.weights_file)}"
+
+    def split_of(model: nn.Module) -> ModelSplit:
+        split = split_model(model, mean=meta.mean, std=meta.std, input_size=meta.input_size, categories=categories,
+                            model_id=f"{spec.source}/{spec.name}/{weights}")
+        return concept_split(split, layer=layer, shift_features=shift_features) if concepts else split
+
+    if concepts:  # the checks need the architecture only: they fail before any download or load
+        split_of(_architecture(spec, meta.num_classes))
+    return split_of(_with_weights(spec, meta, state))
+
+
+class FeatureShift(nn.Module):
+    """Adds ``shift`` to features whose activation is bounded below by ``-shift``, so they are non-negative.
+
+    ``reason`` says where the bound comes from, for the class pages.
+    """
+
+    def __init__(self, shift: float, reason: str) -> None:
+        super().__init__()
+        self.register_buffer("shift", torch.tensor(float(shift)))
+        self.reason = reason
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return features + self.shift.to(features.dtype)
+
+    def extra_repr(self) -> str:
+        return f"shift={float(self.shift):.4g}"
+
+    @property
+    def description(self) -> str:
+        return (f"features + {float(self.shift):.4g} ({self.reason}), so that they are non-negative for NMF; "
+                "the head's bias absorbs the shift: logits and contributions are those of the model")
+
+
+class _Features(nn.Module):
+    """``g`` as a module of the rebuilt model: ``fn`` computes it from the modules of ``model``."""
+
+    def __init__(self, model: nn.Module, fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        super().__init__()
+        self.model = model
+        object.__setattr__(self, "fn", fn)  # a plain attribute: its modules are `model`'s, registered once
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fn(x)
+
+
+def _shifted(split: ModelSplit, shift: float, reason: str) -> ModelSplit:
+    """The same classifier rebuilt as features -> +shift -> avgpool -> linear head with bias ``b - W shift``.
+
+    The logits are unchanged; every stage that reads the pooled features (NMF, MaCo directions, inversions) reads
+    them shifted, in ``avgpool`` of the rebuilt model.
+    """
+    weight, bias = split.head_weight, split.head_bias
+    head = nn.Linear(weight.shape[1], weight.shape[0])
+    head.weight = nn.Parameter(weight, requires_grad=False)
+    head.bias = nn.Parameter(bias - shift * weight.sum(1), requires_grad=False)
+    model = nn.Sequential(OrderedDict(features=_Features(split.model, split.g), shift=FeatureShift(shift, reason),
+                                      avgpool=nn.AdaptiveAvgPool2d(1), flatten=nn.Flatten(1), fc=head))
+
+    def g(x: torch.Tensor) -> torch.Tensor:
+        return model.shift(model.features(x))
+
+    return replace(split, g=g, h=head, head_weight=head.weight.detach(), head_bias=head.bias.detach(),
+                   model=model, pooled_layer="avgpool")
+
+
+def feature_transform(split: ModelSplit) -> str | None:
+    """What was done to the features of ``split`` to make them non-negative (None: nothing), for the records."""
+    shift = next((m for m in split.modules() for m in m.modules() if isinstance(m, FeatureShift)), None)
+    return shift.description if shift is not None else None
+
+
+# The lowest output of activations that go negative but are bounded below (SiLU's at x = -1.2785).
+_MINIMA = {"SiLU": -0.27846, "Swish": -0.27846, "Hardswish": -0.375, "HardSwish": -0.375, "GELU": -0.16997,
+           "Mish": -0.30884}
+_MARGIN = 1.01  # bf16 rounds by up to 0.4 %: a shift 1 % past the minimum keeps features >= 0 under autocast
+
+
+@dataclass
+class _Probe:
+    """What one call ``fn(x)`` on the probe batch shows.
+
+    Attributes
+    ----------
+    output : Tensor
+    last_leaf : str
+        Class name of the last leaf module of the model that ran (the final activation of a layer, usually).
+    maps : dict
+        Module name -> (a copy of its first output, the last leaf that had run then), for the spatial maps with
+        ``channels`` channels (copies: in-place additions and activations later overwrite the outputs).
+    """
+
+    output: torch.Tensor
+    last_leaf: str
+    maps: dict[str, tuple[torch.Tensor, str]]
+
+
+def _probe(split: ModelSplit, fn: Callable[[torch.Tensor], torch.Tensor], channels: int | None = None) -> _Probe:
+    """``fn`` on one seeded random image, watched by hooks on every module of ``split.model``.
+
+    The checks are about the architecture (its activations and head), not the data, so one image will do.
+    """
+    ran: list[str] = []
+    maps: dict[str, tuple[torch.Tensor, str]] = {}
+
+    def hook(name: str, leaf: bool) -> Callable[[nn.Module, tuple, object], None]:
+        def record(module: nn.Module, inputs: tuple, output: object) -> None:
+            if leaf:
+                ran.append(type(module).__name__)
+            if channels is not None and name not in maps and isinstance(output, torch.Tensor) and output.ndim == 4 \
+                    and output.shape[1] == channels and output.shape[-2:].numel() > 1:
+                maps[name] = output.detach().clone(), ran[-1] if ran else ""
+        return record
+
+    handles = [module.register_forward_hook(hook(name, not any(True for _ in module.children())))
+               for name, module in split.model.named_modules() if name]
+    x = torch.rand(1, 3, split.input_size, split.input_size, generator=torch.Generator().manual_seed(0))
+    try:
+        with torch.no_grad(), split.inference() as device:
+            output = fn(split.prepare(x.to(device)))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return _Probe(output, ran[-1] if ran else "", maps)
+
+
+def _faithful(split: ModelSplit, features: torch.Tensor, logits: torch.Tensor) -> bool:
+    """Whether the split's head on the pooled ``features`` gives the model's ``logits``."""
+    if features.ndim != 4 or split.head_weight is None or features.shape[1] != split.head_weight.shape[1]:
+        return False
+    return bool(torch.allclose(split.h(features.mean((2, 3))), logits, rtol=1e-3,
+                               atol=1e-3 * (1 + float(logits.abs().max()))))
+
+
+def _non_negative(features: torch.Tensor, last_leaf: str) -> bool:
+    return last_leaf not in _MINIMA and float(features.min()) >= 0
+
+
+def _valid_layers(split: ModelSplit, probe: _Probe) -> list[str]:
+    """Modules whose output is non-negative and read linearly by the head after pooling: the ``--layer`` choices."""
+    return [name for name, (out, last_leaf) in probe.maps.items()
+            if _faithful(split, out, probe.output) and _non_negative(out, last_leaf)]
+
+
+def _head_text(model: nn.Module) -> str:
+    head = next((getattr(model, name) for name in ("fc", "classifier", "head") if hasattr(model, name)), None)
+    if isinstance(head, nn.Sequential):
+        return f" ({', '.join(type(m).__name__ for m in head)})"
+    return ""
+
+
+def check_concept_split(split: ModelSplit) -> None:
+    """Raise a ``ValueError`` naming the layer and the choices when the concept stage cannot run on ``split``.
+
+    It needs, at ``split.layer``, spatial features ``(N, C, h, w)`` that are non-negative (NMF), and a head that
+    reads them linearly after global average pooling (exact contributions, concept-to-class alignment). ``g``
+    and the model run on one seeded random image to check both, and to list the modules that would do (the
+    ``--layer`` choices) and whether ``--shift-features`` would.
+    """
+    if split.model is None:
+        raise ValueError(f"`split` of check_concept_split must have its `model` ({split.model_id} has none): the "
+                         "check compares the split with the model's own logits. Build it with split_model.")
+    g = _probe(split, split.g)
+    features, last_leaf = g.output, g.last_leaf
+    probe = _probe(split, split.model, None if split.head_weight is None else split.head_weight.shape[1])
+    faithful = _faithful(split, features, probe.output)
+    problems = []
+    if features.ndim != 4:
+        problems.append(f"its output has shape {tuple(features.shape)}, not a spatial map (N, C, h, w)")
+    elif not _non_negative(features, last_leaf):
+        why = f"it ends in {last_leaf}, whose outputs reach {_MINIMA[last_leaf]}" if last_leaf in _MINIMA \
+            else f"minimum {float(features.min()):.3g} on a probe batch"
+        problems.append(f"its features go negative ({why}) and NMF needs non-negative features")
+    if split.head_weight is None:
+        problems.append(f"the head after pooling is not one linear layer{_head_text(split.model)}, so a concept's "
+                        "share of a logit has no exact value")
+    elif features.ndim == 4 and not faithful:
+        problems.append("the model's logits are not its linear head applied to the pooled output of this layer")
+    if not problems:
+        return
+    layers = _valid_layers(split, probe)
+    choices = [f"pick a layer that is non-negative and read linearly by the head with --layer: {', '.join(layers)}"
+               if layers else "no layer of this model is both non-negative and read linearly by its head"]
+    if last_leaf in _MINIMA and faithful:
+        choices.append(f"or add --shift-features: it adds {-_MINIMA[last_leaf] * _MARGIN:.4g} (the lowest output of "
+                       f"{last_leaf}, +1 %) to every feature and subtracts it through the head's bias, so logits and "
+                       "contributions stay exact; every class page states it")
+    raise ValueError(f"the concept stage cannot explain {split.model_id} at layer `{split.layer}`: "
+                     f"{'; '.join(problems)}. Choices: {'; '.join(choices)}. Feature visualization "
+                     "(concept-lens visualize) works on any model.")
+
+
+def concept_split(split: ModelSplit, *, layer: str | None = None, shift_features: bool = False) -> ModelSplit:
+    """``split`` made ready for the concept stage: cut at ``layer``, shifted if asked, checked.
+
+    Parameters
+    ----------
+    split : ModelSplit
+        From :func:`concepts.split_model`.
+    layer : str, optional
+        A module of ``split.model`` whose output replaces ``g`` (``--layer``): where the concepts live.
+    shift_features : bool
+        Add the lower bound of the layer's last activation (+1 %) to the features (``--shift-features``), see
+        :class:`FeatureShift`.
+
+    Raises
+    ------
+    ValueError
+        From :func:`check_concept_split`, or for a ``layer`` that is not a module or a shift with no known bound.
+    """
+    if layer is not None:
+        try:
+            name = resolve_layer(split.model, layer)
+        except ValueError as err:
+            raise ValueError(f"`--layer`: {err}") from None
+
+        def g(x: torch.Tensor) -> torch.Tensor:
+            return forward_to_layers(split.model, x, [name])[name]
+
+        split = replace(split, g=g, layer=name)
+    if shift_features:
+        last_leaf = _probe(split, split.g).last_leaf
+        if last_leaf not in _MINIMA:
+            raise ValueError(f"`--shift-features`: layer `{split.layer}` of {split.model_id} ends in "
+                             f"{last_leaf or 'no module'}, which has no known lower bound (known: "
+                             f"{', '.join(sorted(_MINIMA))}); pick another layer with --layer instead.")
+        if split.head_weight is None or split.head_bias is None:
+            raise ValueError(f"`--shift-features` needs a linear head with a bias to absorb the shift; the head of "
+                             f"{split.model_id}{_head_text(split.model)} is not one.")
+        shift = -_MINIMA[last_leaf] * _MARGIN
+        split = _shifted(split, shift, f"{last_leaf}'s lowest output is {_MINIMA[last_leaf]}, +1 %")
+    check_concept_split(split)
+    return split
 
 
 def imagenet_resnet50(
-    weights: str | ResNet50_Weights = "IMAGENET1K_V2", weights_path: str | os.PathLike | None = None
+    weights: str | WeightsEnum = "IMAGENET1K_V2", weights_path: str | os.PathLike | None = None
 ) -> ModelSplit:
     """torchvision's ResNet50, split at ``layer4``, from its weights enum or a local state-dict file.
 
@@ -37,11 +573,10 @@ def imagenet_resnet50(
     ----------
     weights : str or ResNet50_Weights
         Which torchvision weights (``"IMAGENET1K_V2"``, ``"IMAGENET1K_V1"``,
-        ``"DEFAULT"``); they also give the normalisation and the category names.
-        Downloaded once and cached by torch.
+        ``"DEFAULT"``); downloaded once and cached by torch.
     weights_path : path, optional
-        A local ``state_dict`` file, for machines without internet; metadata
-        still comes from ``weights``.
+        A local ``state_dict`` file, for machines without internet (metadata
+        from the default weights).
 
     Raises
     ------
@@ -49,25 +584,9 @@ def imagenet_resnet50(
         When the weights cannot be downloaded: one line saying where to put
         them or to pass a local file.
     """
-    if weights is None:
-        raise ValueError(
-            "`weights` of imagenet_resnet50 must name torchvision weights (e.g. IMAGENET1K_V2): "
-            "they give the normalisation and the class names."
-        )
-    try:
-        split = resnet50_split(weights, weights_path=weights_path)
-    except (OSError, RuntimeError) as err:  # urllib's URLError is an OSError; a cut download raises RuntimeError
-        if weights_path is not None:
-            raise
-        cache = Path(torch.hub.get_dir()) / "checkpoints"
-        raise WeightsUnavailableError(
-            f"could not get torchvision's ResNet50 weights {weights} ({type(err).__name__}: {err}). "
-            f"Without a network, put the weights file in torch's cache folder {cache} "
-            "or pass `--weights FILE` (a local ResNet50 state-dict)."
-        ) from None
-    if weights_path is not None:
-        _logger.info("loaded ResNet50 weights from %s", weights_path)
-    return split
+    spec = parse_model("resnet50", str(weights_path) if weights_path is not None else getattr(weights, "name", weights))
+    state = read_state_dict(spec.weights_file) if spec.weights_file is not None else None
+    return load_model(spec, model_meta(spec, state=state), state=state)
 
 
 def demo_model(which: str = "a") -> ModelSplit:

@@ -28,7 +28,7 @@ __all__ = [
     "SkippedFile",
 ]
 
-RECORD_SCHEMA = 1
+RECORD_SCHEMA = 2  # 2: `layer` (required) and `feature_transform` name what the concepts explain
 
 
 class RecordError(ValueError):
@@ -82,6 +82,9 @@ class SkippedFile:
 class ClassRecord:
     """Everything a class page shows and a rerun checks.
 
+    ``model_id`` names the model and its weights (``torchvision/resnet50/IMAGENET1K_V2``, or
+    ``.../sha256:<hex>`` of a weights file), ``layer`` the module whose features the concepts decompose, and
+    ``feature_transform`` what was done to them to make them non-negative (None: nothing).
     ``stamp`` says what the class was made from (:mod:`pipelines.stamp`) and
     ``files`` the size of every file the record lists, so a rerun can tell a
     finished, intact class from a stale or damaged one.
@@ -91,6 +94,7 @@ class ClassRecord:
     class_name: str
     wnid: str | None
     model_id: str
+    layer: str
     n_images: int
     n_crops: int
     k: int
@@ -104,6 +108,7 @@ class ClassRecord:
     rank: int = 0
     stamp: dict[str, Any] = field(default_factory=dict)
     files: dict[str, int] = field(default_factory=dict)
+    feature_transform: str | None = None
     status: str = "done"
     schema: int = RECORD_SCHEMA
 

@@ -35,6 +35,7 @@ from .gallery import build_gallery
 from .io import OutputNotWritableError, save
 from .jobs import ClassJob
 from .lock import RunLockedError, run_lock
+from .models import feature_transform
 from .record import ClassRecord
 from .stamp import weights_digest
 
@@ -124,6 +125,8 @@ def _write_run_json(
             "seconds": round(seconds, 2),
             "config": config.to_dict(),
             "model_id": split.model_id,
+            "layer": split.layer,
+            "feature_transform": feature_transform(split),
             "weights_digest": weights_digest(split),
             "device": str(device),
             "world_size": world,

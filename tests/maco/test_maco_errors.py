@@ -9,6 +9,7 @@ from torch import nn
 from torchvision.models.resnet import Bottleneck, ResNet
 
 from maco import NonFiniteScoreError, Objective, forward_to_layers, maco
+from maco.model import check_finite_weights
 
 from .maco_budget import FAST
 
@@ -105,6 +106,18 @@ def test_nan_weights_are_named(tiny_net, fold_bn, where):
         (tiny_net.get_parameter if where.endswith("weight") else tiny_net.get_buffer)(where)[0] = float("nan")
     with pytest.raises(ValueError, match=rf"'{where}' of TinyNet holds NaN or inf values.*check the model's weights"):
         maco(Objective.neuron(tiny_net, "fc", 1), fold_bn=fold_bn, seed=0, **FAST)
+
+
+def test_finite_weights_whose_sum_overflows_are_accepted():
+    """The quick check sums each tensor; a sum that overflows must not pass for a NaN or inf weight."""
+    model = nn.Linear(2, 2)
+    with torch.no_grad():
+        model.weight.fill_(3e38)  # finite, but its sum is inf in float32
+    check_finite_weights(model)
+    with torch.no_grad():
+        model.bias[1] = float("inf")
+    with pytest.raises(ValueError, match="parameter 'bias' of Linear holds NaN or inf values"):
+        check_finite_weights(model)
 
 
 class Overflow(nn.Module):

@@ -15,7 +15,7 @@ def test_defaults_follow_the_paper_for_each_method():
     assert RenderSettings() == RenderSettings(method="maco")
     assert RenderSettings().to_dict() == dict(
         method="maco", steps=256, image_size=512, crops=32, crop_size=[0.25, 0.1], noise=0.1, lr=1.0, seed=None,
-        amp=True, fold_bn=True, max_batch=None, phase_init="offset", decay_power=None,
+        amp=None, channels_last=None, fold_bn=True, max_batch=None, phase_init="offset", decay_power=None,
     )  # fmt: skip
     assert (RenderSettings(method="fourier").lr, RenderSettings(method="fourier").decay_power) == (0.05, 1.0)
     assert (RenderSettings(method="pixels").lr, RenderSettings(method="pixels").phase_init) == (0.05, None)
@@ -78,7 +78,8 @@ def test_settings_are_frozen_and_replace_checks_again():
         (dict(lr=float("inf")), ValueError, "`lr` of RenderSettings must be a finite number > 0"),
         (dict(seed=1.5), TypeError, "`seed` of RenderSettings must be an integer; got float 1.5"),
         (dict(seed=True), TypeError, "`seed` of RenderSettings must be an integer"),
-        (dict(amp=1), TypeError, "`amp` of RenderSettings must be True or False; got 1"),
+        (dict(amp=1), TypeError, r"`amp` of RenderSettings must be True, False or None \(None: on CUDA only\); got 1"),
+        (dict(channels_last="yes"), TypeError, "`channels_last` of RenderSettings must be True, False or None"),
         (dict(fold_bn="yes"), TypeError, "`fold_bn` of RenderSettings must be True or False"),
         (dict(max_batch=0), ValueError, "`max_batch` of RenderSettings must be a positive integer; got 0"),
         (dict(phase_init="flat"), ValueError, r"`phase_init` of RenderSettings must be one of \('offset'"),

@@ -1,5 +1,7 @@
 """The small CLI subcommands: spectrum, visualize, gallery."""
 
+import hashlib
+
 import numpy as np
 import pytest
 import torch
@@ -117,5 +119,7 @@ def test_run_command_on_an_image_folder_with_local_weights(tmp_path, capsys):
     )
     assert code == 0
     record = json.loads((out / "classes" / "0001" / "class.json").read_text())
-    assert record["class_name"] == "goldfish" and record["model_id"] == "resnet50/r50.pth" and record["k"] == 2
+    digest = hashlib.sha256((tmp_path / "r50.pth").read_bytes()).hexdigest()
+    assert record["class_name"] == "goldfish" and record["k"] == 2
+    assert record["model_id"] == f"torchvision/resnet50/sha256:{digest}" and record["layer"] == "layer4"
     assert (out / "index.html").is_file() and "gallery:" in capsys.readouterr().out

@@ -8,7 +8,7 @@ from PIL import Image
 
 from maco import RenderSettings
 from pipelines.config import ConceptConfig, RunConfig
-from pipelines.jobs import imagenet_jobs, parse_class_list
+from pipelines.jobs import class_folders, folder_jobs, imagenet_jobs, parse_class_list
 from pipelines.models import imagenet_resnet50
 
 CATEGORIES = torchvision.models.ResNet50_Weights.IMAGENET1K_V2.meta["categories"]
@@ -94,8 +94,40 @@ def test_resnet50_loads_from_a_local_weights_file(tmp_path):
 def test_bad_weights_get_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="IMAGENET1K_V1, IMAGENET1K_V2"):
         imagenet_resnet50("IMAGENET1K_V9")
-    with pytest.raises(ValueError, match="must be an existing file"):
+    with pytest.raises(ValueError, match="none.pth: no such file"):
         imagenet_resnet50(weights_path=tmp_path / "none.pth")
     (tmp_path / "junk.pth").write_bytes(b"junk")
-    with pytest.raises(ValueError, match="must hold a torchvision ResNet50 state_dict"):
+    with pytest.raises(ValueError, match="junk.pth is not a readable PyTorch weights file"):
         imagenet_resnet50(weights_path=tmp_path / "junk.pth")
+    torch.save({"fc.weight": torch.zeros(3, 2048)}, tmp_path / "head.pth")
+    with pytest.raises(ValueError, match="head.pth is not a state_dict of torchvision resnet50 .*Missing key"):
+        imagenet_resnet50(weights_path=tmp_path / "head.pth")
+
+
+def test_class_folders_follow_imagefolder(tmp_path):
+    for name in ("b", "a", "10", "2", ".hidden"):
+        (tmp_path / name).mkdir()
+        Image.new("RGB", (4, 4)).save(tmp_path / name / "x.png")
+    (tmp_path / "notes.txt").write_text("not a class")
+    assert class_folders(tmp_path) == torchvision.datasets.ImageFolder(tmp_path).classes
+    with pytest.raises(ValueError, match="`--data-root` .* is not a folder"):
+        class_folders(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="`--data-root` .* holds no class folders"):
+        class_folders(tmp_path / "empty")
+
+
+def test_folder_jobs_key_each_folder_by_the_class_it_names(tmp_path):
+    names = ["cat", "dog", "hot dog", "10"]
+    for name in ("hot dog", "cat", "10"):  # a subset, so the folders' own order would shift the indices
+        (tmp_path / name).mkdir()
+    jobs = folder_jobs(tmp_path, None, names)
+    assert [(j.class_index, j.class_name, j.folder, j.wnid) for j in jobs] == [
+        (0, "cat", tmp_path / "cat", None), (2, "hot dog", tmp_path / "hot dog", None),
+        (3, "10", tmp_path / "10", None)]
+    assert [j.class_index for j in folder_jobs(tmp_path, ["hot dog", "0"], names)] == [0, 2]
+    with pytest.raises(ValueError, match=r"`--classes` asks for 1 \(dog\), whose folder is not in `--data-root`"):
+        folder_jobs(tmp_path, ["dog"], names)
+    (tmp_path / "cow").mkdir()
+    with pytest.raises(ValueError, match="the folders cow/ name no class of the model"):
+        folder_jobs(tmp_path, None, names)
