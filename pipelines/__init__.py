@@ -12,7 +12,9 @@ from .gallery import build_gallery
 from .inversion import inversion_cosines, layer_features, render_inversions
 from .io import OutputNotWritableError, atomic_write_bytes, atomic_write_text, load_json, save, to_pil
 from .jobs import ClassJob, imagenet_jobs, parse_class_list
-from .models import WeightsUnavailableError, demo_model, imagenet_resnet50
+from .concept_layer import concept_split, feature_transform
+from .models import (ModelMeta, ModelSpec, WeightsUnavailableError, demo_model, imagenet_resnet50, load_model,
+                     model_meta, parse_model, read_class_names)
 from .mosaic import alpha_over_white, concept_mosaic
 from .record import ClassRecord, RecordError
 from .run import RunSummary, run_classes
@@ -27,18 +29,26 @@ __all__ = [
     "ClassRecord",
     "concept_mosaic",
     "concept_purity",
+    "concept_split",
     "ConceptConfig",
     "DEMO_CONFIG",
     "demo_model",
     "evaluate_demo",
+    "feature_transform",
     "imagenet_jobs",
     "imagenet_resnet50",
     "inversion_cosines",
     "layer_features",
     "load_json",
+    "load_model",
+    "model_meta",
+    "ModelMeta",
+    "ModelSpec",
     "OutputNotWritableError",
     "parse_class_list",
+    "parse_model",
     "plausibility",
+    "read_class_names",
     "RecordError",
     "render_inversions",
     "retrieval",

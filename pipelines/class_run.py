@@ -36,7 +36,7 @@ from .config import RunConfig
 from .inversion import inversion_cosines, render_inversions
 from .io import save, to_pil
 from .jobs import ClassJob
-from .models import feature_transform
+from .concept_layer import feature_transform
 from .mosaic import alpha_over_white, concept_mosaic
 from .record import AlignedClass, ClassRecord, ConceptEntry, InversionEntry, RecordError, SkippedFile
 from .stamp import Stamp, folder_digest, weights_digest

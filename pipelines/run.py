@@ -35,7 +35,7 @@ from .gallery import build_gallery
 from .io import OutputNotWritableError, save
 from .jobs import ClassJob
 from .lock import RunLockedError, run_lock
-from .models import feature_transform
+from .concept_layer import feature_transform
 from .record import ClassRecord
 from .stamp import weights_digest
 

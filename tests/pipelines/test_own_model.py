@@ -18,7 +18,8 @@ from PIL import Image
 import pipelines.models as models
 from concepts import extract_features
 from pipelines.cli import main
-from pipelines.models import feature_transform, load_model, model_meta, parse_model, read_state_dict
+from pipelines.concept_layer import feature_transform
+from pipelines.models import load_model, model_meta, parse_model, read_state_dict
 
 TINY_RUN = ["--k", "2", "--patch-size", "112", "--steps", "2", "--image-size", "64", "--crops", "2",
             "--inversions", "1", "--workers", "0", "--device", "cpu"]
