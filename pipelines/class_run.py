@@ -5,146 +5,48 @@ Layout of ``<run>/classes/<class_index:04d>/``::
     bank/                 ConceptBank (Stage 1), saved as soon as it exists
     renders/concepts/     RenderResult of the k concept visualizations (Stage 2)
     renders/inversions/   RenderResult of the feature inversions (Stage 3)
-    concepts/, inversions/  PNGs for the gallery
+    concepts/, inversions/, maps/  PNGs for the gallery
     class.json            written last: its ``"status": "done"`` marks the class finished
 
 Each intermediate result is written atomically as soon as it exists, with a
-:class:`~pipelines.stamp.Stamp` of what it was made from (``stamp.json``
-beside it), so a run killed at any point redoes at most the stage it was in,
-and a rerun with other settings, weights or images redoes exactly the stages
-they change (and logs why). ``class.json`` records the class's stamp and the
-size of every file it lists: a class is finished only when its stamp matches
-and those files are all there, intact.
+stamp of what it was made from (:mod:`pipelines.class_cache`), so a run killed
+at any point redoes at most the stage it was in, and a rerun with other
+settings, weights or images redoes exactly the stages they change.
 """
 
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-from concepts import ConceptBank, LoadedImages, ModelSplit, crop_image, extract_concepts, extract_features, load_images
+from concepts import (ConceptBank, LoadedImages, ModelSplit, concept_maps, crop_image, extract_concepts,
+                      extract_features, load_images)
 from maco import Objective, RenderResult, RenderSettings, render
 from maco.device import peak_memory_mb, reset_peak_memory, synchronize
 
+from .class_cache import ClassStamps, cached, class_stamps, unfinished_reason
+from .concept_layer import feature_transform
 from .config import RunConfig
+from .deletion import deletion_curves
 from .inversion import inversion_cosines, render_inversions
 from .io import save, to_pil
 from .jobs import ClassJob
-from .concept_layer import feature_transform
+from .layouts import SPRITE_CELL, ImagePoint, LayoutPoint, pca_2d, thumbnail_sprite
 from .mosaic import alpha_over_white, concept_mosaic
-from .record import AlignedClass, ClassRecord, ConceptEntry, InversionEntry, RecordError, SkippedFile
-from .stamp import Stamp, folder_digest, weights_digest
+from .overlays import all_concepts_overlay, concept_colour, one_concept_overlay
+from .record import AlignedClass, ClassRecord, ConceptEntry, Deletion, InversionEntry, SkippedFile
 
 __all__ = ["ClassStamps", "class_dir", "class_stamps", "run_class", "unfinished_reason"]
-
-_logger = logging.getLogger(__name__)
-T = TypeVar("T")
 
 
 def class_dir(run_dir: Path, class_index: int) -> Path:
     return Path(run_dir) / "classes" / f"{class_index:04d}"
-
-
-@dataclass(frozen=True)
-class ClassStamps:
-    """What each cached stage of a class is made from; each stage's stamp includes the one it builds on."""
-
-    bank: Stamp
-    concepts: Stamp
-    inversions: Stamp
-    record: Stamp
-
-
-def class_stamps(job: ClassJob, split: ModelSplit, config: RunConfig) -> ClassStamps:
-    """The stamps of every stage of ``job`` under ``config`` (stats the image folder; no decoding)."""
-    if not Path(job.folder).is_dir():
-        raise ValueError(f"class {job.class_index} ({job.class_name}): image folder {job.folder} does not exist.")
-    common = {
-        "model": {
-            "id": split.model_id,
-            "weights": weights_digest(split),
-            "layer": split.layer,
-            "pooled_layer": split.pooled_layer,
-            "input_size": split.input_size,
-            "mean": split.mean,
-            "std": split.std,
-        },
-        "class_index": job.class_index,
-        "images": {"folder": str(job.folder), **folder_digest(job.folder)},
-        "image_size": config.image_size,
-        "max_images": config.max_images,
-    }
-    bank = Stamp({**common, "concepts": asdict(config.concepts)})
-    concepts = Stamp(
-        {"bank": bank.key, "visualization": config.visualization.to_dict(), "cossim_pow": config.cossim_pow}
-    )
-    inversions = Stamp(
-        {
-            **common,
-            "inversion": config.inversion.to_dict(),
-            "inversions": config.inversions,
-            "inversion_cossim_pow": config.inversion_cossim_pow,
-        }
-    )
-    record = Stamp(
-        {
-            "bank": bank.key,
-            "concepts": concepts.key,
-            "inversions": inversions.key,
-            "class_name": job.class_name,
-            "wnid": job.wnid,
-            "top_crops": config.top_crops,
-            "aligned_classes": config.aligned_classes,
-        }
-    )
-    return ClassStamps(bank=bank, concepts=concepts, inversions=inversions, record=record)
-
-
-def unfinished_reason(folder: Path, stamp: Stamp) -> str | None:
-    """Why the class in ``folder`` must be (re)done under ``stamp``; None when it is finished and intact."""
-    path = Path(folder) / "class.json"
-    if not path.is_file():
-        return "it has not finished"
-    try:
-        record = ClassRecord.load(path)
-    except RecordError as err:
-        return f"its class record is unreadable ({err})"
-    if record.status != "done":
-        return "it has not finished"
-    changed = stamp.changes_from(record.stamp)
-    if changed is not None:
-        return changed
-    for name, size in record.files.items():
-        try:
-            actual = (Path(folder) / name).stat().st_size
-        except OSError:
-            return f"{name} is missing"
-        if actual != size:
-            return f"{name} is damaged ({actual} bytes, {size} expected)"
-    return None
-
-
-def _cached(directory: Path, stamp: Stamp, load: Callable[[Path], T], make: Callable[[], T], what: str) -> T:
-    """Reuse the result saved in ``directory`` if its stamp matches and it loads; else make, save and stamp it."""
-    reason = stamp.check(directory)
-    if reason is None:
-        try:
-            return load(directory)
-        except Exception as err:  # noqa: BLE001 - any damage (truncated zip, wrong JSON shape, ...) means: redo it
-            reason = f"it is damaged ({type(err).__name__}: {err})"
-    if directory.exists():
-        _logger.warning("redoing %s: %s", what, reason)
-    Stamp.clear(directory)
-    result = make()
-    result.save(directory)
-    stamp.write(directory)
-    return result
 
 
 def _clear_outputs(folder: Path) -> None:
@@ -154,7 +56,7 @@ def _clear_outputs(folder: Path) -> None:
         return
     for path in folder.rglob(".*.tmp"):
         path.unlink(missing_ok=True)
-    for sub in ("concepts", "inversions"):
+    for sub in ("concepts", "inversions", "maps"):
         for path in (folder / sub).glob("*.png"):
             path.unlink()
 
@@ -234,7 +136,7 @@ def _concepts_stage(run: _ClassRun, loaded: LoadedImages, features: torch.Tensor
             progress=run.progress,
         )
 
-    return _cached(run.folder / "bank", run.stamps.bank, ConceptBank.load, make, f"the concept bank of {run.what}")
+    return cached(run.folder / "bank", run.stamps.bank, ConceptBank.load, make, f"the concept bank of {run.what}")
 
 
 def _visualization_stage(run: _ClassRun, bank: ConceptBank) -> RenderResult:
@@ -242,7 +144,7 @@ def _visualization_stage(run: _ClassRun, bank: ConceptBank) -> RenderResult:
     split = run.split
     vectors = torch.as_tensor(bank.W)[[int(c) for c in bank.order]].float().to(run.device)
     objective = Objective.direction(split.model, split.pooled_layer, vectors, cossim_pow=run.config.cossim_pow)
-    return _cached(
+    return cached(
         run.folder / "renders" / "concepts",
         run.stamps.concepts,
         RenderResult.load,
@@ -267,6 +169,7 @@ def _mosaics_stage(
     """Stage 3a: per concept, its visualization, alpha view, top crops and mosaic, as files."""
     order = [int(c) for c in bank.order]
     top_crops = bank.top_crops(run.config.top_crops)
+    most_important = np.bincount(np.asarray(bank.contributions).argmax(1), minlength=bank.k)
     entries = []
     for position, concept in enumerate(order):
         stem = f"concepts/{position:02d}"
@@ -288,20 +191,23 @@ def _mosaics_stage(
                 aligned_classes=_aligned_classes(
                     run.split, torch.as_tensor(bank.W[concept]), run.config.aligned_classes
                 ),
+                colour=concept_colour(position),
+                most_important_for=int(most_important[concept]),
             )
         )
     return entries
 
 
-def _inversions_stage(run: _ClassRun, loaded: LoadedImages, features: torch.Tensor) -> list[InversionEntry]:
+def _inversions_stage(
+    run: _ClassRun, loaded: LoadedImages, features: torch.Tensor, probs: torch.Tensor
+) -> list[InversionEntry]:
     """Stage 3b: feature inversions of the class's most confidently classified images, cached."""
     config = run.config
     if config.inversions == 0:
         return []
-    probs = run.split.logits(features).softmax(1)[:, run.job.class_index]
     chosen = probs.argsort(descending=True)[: config.inversions].tolist()
     targets = features[chosen]
-    result = _cached(
+    result = cached(
         run.folder / "renders" / "inversions",
         run.stamps.inversions,
         RenderResult.load,
@@ -316,11 +222,79 @@ def _inversions_stage(run: _ClassRun, loaded: LoadedImages, features: torch.Tens
             reference=run.write(to_pil(loaded.images[source]), f"inversions/{i:02d}_ref.png"),
             inversion=run.write(to_pil(result.images[i]), f"inversions/{i:02d}_inv.png"),
             cosine=round(float(reached[i]), 4),
-            source=str(loaded.paths[source]),
+            source=_relative(loaded.paths[source], run.job.folder),
             probability=round(float(probs[source]), 4),
         )
         for i, source in enumerate(chosen)
     ]
+
+
+def _relative(path: str, folder: Path) -> str:
+    """``path`` relative to the class's image folder (what a reader of the page can find), else as it is."""
+    try:
+        return Path(path).relative_to(folder).as_posix()
+    except ValueError:
+        return path
+
+
+def _maps_stage(
+    run: _ClassRun, loaded: LoadedImages, bank: ConceptBank, probs: torch.Tensor, concepts: list[ConceptEntry]
+) -> tuple[list[str], Deletion | None]:
+    """Stage 3c: where each concept lives (maps over the most confident images, and per concept where it is
+    strongest), and the deletion curves that check the ranking on the same images."""
+    config = run.config
+    if config.map_images == 0:
+        return [], None
+    order = [int(c) for c in bank.order]
+    chosen = probs.argsort(descending=True)[: config.map_images].tolist()
+    strongest = {c: np.argsort(-bank.image_codes[:, c], kind="stable")[: config.map_strip].tolist() for c in order}
+    needed = sorted(set(chosen).union(*strongest.values()))
+    maps = concept_maps(run.split, bank, loaded.images[needed], batch_size=config.concepts.batch_size,
+                        device=run.device)
+    at = {image: row for row, image in enumerate(needed)}
+    overlays = [
+        run.write(all_concepts_overlay(loaded.images[i], maps[at[i]], order), f"maps/{n:02d}_all.png")
+        for n, i in enumerate(chosen)
+    ]
+    for entry in concepts:
+        entry.maps = [
+            run.write(one_concept_overlay(loaded.images[i], maps[at[i], entry.concept_id], entry.rank),
+                      f"maps/{entry.rank:02d}_concept_{j}.png")
+            for j, i in enumerate(strongest[entry.concept_id])
+        ]
+    curves = deletion_curves(
+        run.split,
+        loaded.images[chosen],
+        maps[[at[i] for i in chosen]],
+        order,
+        run.job.class_index,
+        share=config.deletion_share,
+        seeds=config.deletion_seeds,
+        batch_size=config.concepts.batch_size,
+    )
+    return overlays, Deletion(**curves.to_dict())
+
+
+def _layouts_stage(
+    run: _ClassRun, loaded: LoadedImages, bank: ConceptBank, probs: torch.Tensor
+) -> tuple[list[ImagePoint], str | None, int, list[LayoutPoint]]:
+    """Stage 3d: the cluster graph (images by their concept contributions) and the concepts by direction."""
+    order = [int(c) for c in bank.order]
+    rank_of = {concept: rank for rank, concept in enumerate(order)}
+    directions = np.asarray(bank.W, dtype=np.float64)
+    directions /= np.linalg.norm(directions, axis=1, keepdims=True).clip(1e-12)
+    concept_layout = [LayoutPoint(float(x), float(y), rank_of[c]) for c, (x, y) in enumerate(pca_2d(directions))]
+    if run.config.cluster_images == 0:
+        return [], None, 0, concept_layout
+    chosen = probs.argsort(descending=True)[: run.config.cluster_images].tolist()
+    contributions = np.asarray(bank.contributions)[chosen]
+    sprite = thumbnail_sprite(loaded.images[chosen])
+    points = [
+        ImagePoint(float(x), float(y), rank_of[int(contributions[j].argmax())], cell=j,
+                   source=_relative(loaded.paths[i], run.job.folder))
+        for j, (i, (x, y)) in enumerate(zip(chosen, pca_2d(contributions)))
+    ]
+    return points, run.write(sprite, "maps/cluster_sprite.png"), sprite.width // SPRITE_CELL, concept_layout
 
 
 def run_class(
@@ -349,8 +323,12 @@ def run_class(
     run.lap("visualizations")
     concepts = _mosaics_stage(run, loaded, bank, renders)
     run.lap("mosaics")
-    inversions = _inversions_stage(run, loaded, features)
+    probs = split.logits(features).softmax(1)[:, job.class_index]
+    inversions = _inversions_stage(run, loaded, features, probs)
     run.lap("inversions")
+    overlays, deletion = _maps_stage(run, loaded, bank, probs, concepts)
+    clusters, sprite, columns, concept_layout = _layouts_stage(run, loaded, bank, probs)
+    run.lap("maps and deletion")
     record = ClassRecord(
         class_index=job.class_index,
         class_name=job.class_name,
@@ -365,6 +343,12 @@ def run_class(
         skipped=[SkippedFile(str(p), r) for p, r in loaded.skipped],
         concepts=concepts,
         inversions=inversions,
+        overlays=overlays,
+        deletion=deletion,
+        clusters=clusters,
+        cluster_sprite=sprite,
+        cluster_columns=columns,
+        concept_layout=concept_layout,
         timings=run.timings,
         peak_memory_mb=run.peak_memory_mb,
         device=str(device),

@@ -50,6 +50,11 @@ class RunConfig:
     cossim_pow: float = 2.0
     inversion_cossim_pow: float | None = None  # None: match by cosine (see maco.Objective.inversion)
     aligned_classes: int = 5
+    map_images: int = 6  # the class's most confidently classified images: concept maps and deletion curves
+    map_strip: int = 4  # per concept, its map on the images where it is strongest
+    deletion_share: float = 0.1  # share of an image's pixels each removed concept covers
+    deletion_seeds: int = 3  # random orders and random-pixel draws
+    cluster_images: int = 144  # images in the cluster graph (the most confident), with thumbnails on hover
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -17,12 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from .io import load_json, save
+from .layouts import ImagePoint, LayoutPoint
 
 __all__ = [
     "RECORD_SCHEMA",
     "AlignedClass",
     "ClassRecord",
     "ConceptEntry",
+    "Deletion",
     "InversionEntry",
     "RecordError",
     "SkippedFile",
@@ -57,6 +59,9 @@ class ConceptEntry:
     mosaic: str
     top_crops: list[str]
     aligned_classes: list[AlignedClass]
+    colour: str = "#999999"
+    maps: list[str] = field(default_factory=list)
+    most_important_for: int = 0
 
 
 @dataclass
@@ -68,6 +73,21 @@ class InversionEntry:
     cosine: float
     source: str
     probability: float
+
+
+@dataclass
+class Deletion:
+    """Deletion curves of the class's ranking (see :mod:`pipelines.deletion`): lower area, truer ranking."""
+
+    ranking: list[float]
+    random_order: list[float]
+    random_pixels: list[float]
+    auc_ranking: float
+    auc_random_order: float
+    auc_random_pixels: float
+    share: float
+    seeds: int
+    n_images: int
 
 
 @dataclass
@@ -85,6 +105,10 @@ class ClassRecord:
     ``model_id`` names the model and its weights (``torchvision/resnet50/IMAGENET1K_V2``, or
     ``.../sha256:<hex>`` of a weights file), ``layer`` the module whose features the concepts decompose, and
     ``feature_transform`` what was done to them to make them non-negative (None: nothing).
+    ``overlays`` are every concept's map over the class's most confidently classified images, and
+    ``deletion`` the causal check of the ranking on those images; ``clusters`` (with the thumbnails in
+    ``cluster_sprite``, ``cluster_columns`` wide) place the images by their concept importances and
+    ``concept_layout`` the concepts by their directions (:mod:`pipelines.layouts`).
     ``stamp`` says what the class was made from (:mod:`pipelines.stamp`) and
     ``files`` the size of every file the record lists, so a rerun can tell a
     finished, intact class from a stale or damaged one.
@@ -109,6 +133,12 @@ class ClassRecord:
     stamp: dict[str, Any] = field(default_factory=dict)
     files: dict[str, int] = field(default_factory=dict)
     feature_transform: str | None = None
+    overlays: list[str] = field(default_factory=list)
+    deletion: Deletion | None = None
+    clusters: list[ImagePoint] = field(default_factory=list)
+    cluster_sprite: str | None = None
+    cluster_columns: int = 0
+    concept_layout: list[LayoutPoint] = field(default_factory=list)
     status: str = "done"
     schema: int = RECORD_SCHEMA
 

@@ -63,6 +63,18 @@ def test_a_run_writes_every_output_and_records_it(images, tmp_path):
                 assert (folder / name).is_file(), name
         bank = ConceptBank.load(folder / "bank")
         assert bank.class_index == index and bank.W.shape == (5, 128)
+        # where: maps over the most confident images and per concept; proof: deletion curves
+        assert len(record["overlays"]) == min(TINY.map_images, record["n_images"])
+        assert all((folder / name).is_file() for c in record["concepts"] for name in [*record["overlays"], *c["maps"]])
+        assert sum(c["most_important_for"] for c in record["concepts"]) == record["n_images"]
+        deletion = record["deletion"]
+        assert len(deletion["ranking"]) == len(deletion["random_order"]) == record["k"] + 1
+        assert deletion["ranking"][0] == deletion["random_pixels"][0]  # nothing removed yet: the same images
+        assert 0 <= deletion["auc_ranking"] <= 1 and 0 <= deletion["auc_random_order"] <= 1
+        page = (folder / "index.html").read_text()
+        assert page.count("<polyline") == 3 and "Does the ranking hold?" in page and "maps/00_all.png" in page
+        assert len(record["clusters"]) == record["n_images"] and len(record["concept_layout"]) == record["k"]
+        assert (folder / record["cluster_sprite"]).is_file() and page.count('class="pt"') == record["n_images"]
     assert (tmp_path / "index.html").is_file() and no_temp_files(tmp_path)
     os.remove(jobs[0].folder / "broken.jpg")
 

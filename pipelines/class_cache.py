@@ -1,0 +1,132 @@
+"""A class's cache: what each stage is made from, reuse only when it matches, and whether a class is intact.
+
+Every cached stage of a class (the concept bank, the concept renders, the
+inversion renders, the class record) carries a :class:`~pipelines.stamp.Stamp`
+of its inputs; each stage's stamp includes the key of the stage it builds on,
+so a change anywhere redoes that stage and everything after it (and the log
+says why). ``class.json`` records the class's stamp and the size of every file
+it lists: a class is finished only when its stamp matches and those files are
+all there, intact.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, TypeVar
+
+from concepts import ModelSplit
+
+from .config import RunConfig
+from .jobs import ClassJob
+from .record import ClassRecord, RecordError
+from .stamp import Stamp, folder_digest, weights_digest
+
+__all__ = ["ClassStamps", "cached", "class_stamps", "unfinished_reason"]
+
+_logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ClassStamps:
+    """What each cached stage of a class is made from; each stage's stamp includes the one it builds on."""
+
+    bank: Stamp
+    concepts: Stamp
+    inversions: Stamp
+    record: Stamp
+
+
+def class_stamps(job: ClassJob, split: ModelSplit, config: RunConfig) -> ClassStamps:
+    """The stamps of every stage of ``job`` under ``config`` (stats the image folder; no decoding)."""
+    if not Path(job.folder).is_dir():
+        raise ValueError(f"class {job.class_index} ({job.class_name}): image folder {job.folder} does not exist.")
+    common = {
+        "model": {
+            "id": split.model_id,
+            "weights": weights_digest(split),
+            "layer": split.layer,
+            "pooled_layer": split.pooled_layer,
+            "input_size": split.input_size,
+            "mean": split.mean,
+            "std": split.std,
+        },
+        "class_index": job.class_index,
+        "images": {"folder": str(job.folder), **folder_digest(job.folder)},
+        "image_size": config.image_size,
+        "max_images": config.max_images,
+    }
+    bank = Stamp({**common, "concepts": asdict(config.concepts)})
+    concepts = Stamp(
+        {"bank": bank.key, "visualization": config.visualization.to_dict(), "cossim_pow": config.cossim_pow}
+    )
+    inversions = Stamp(
+        {
+            **common,
+            "inversion": config.inversion.to_dict(),
+            "inversions": config.inversions,
+            "inversion_cossim_pow": config.inversion_cossim_pow,
+        }
+    )
+    record = Stamp(
+        {
+            "bank": bank.key,
+            "concepts": concepts.key,
+            "inversions": inversions.key,
+            "class_name": job.class_name,
+            "wnid": job.wnid,
+            "top_crops": config.top_crops,
+            "aligned_classes": config.aligned_classes,
+            "maps": {
+                "images": config.map_images,
+                "strip": config.map_strip,
+                "deletion_share": config.deletion_share,
+                "deletion_seeds": config.deletion_seeds,
+                "cluster_images": config.cluster_images,
+            },
+        }
+    )
+    return ClassStamps(bank=bank, concepts=concepts, inversions=inversions, record=record)
+
+
+def unfinished_reason(folder: Path, stamp: Stamp) -> str | None:
+    """Why the class in ``folder`` must be (re)done under ``stamp``; None when it is finished and intact."""
+    path = Path(folder) / "class.json"
+    if not path.is_file():
+        return "it has not finished"
+    try:
+        record = ClassRecord.load(path)
+    except RecordError as err:
+        return f"its class record is unreadable ({err})"
+    if record.status != "done":
+        return "it has not finished"
+    changed = stamp.changes_from(record.stamp)
+    if changed is not None:
+        return changed
+    for name, size in record.files.items():
+        try:
+            actual = (Path(folder) / name).stat().st_size
+        except OSError:
+            return f"{name} is missing"
+        if actual != size:
+            return f"{name} is damaged ({actual} bytes, {size} expected)"
+    return None
+
+
+def cached(directory: Path, stamp: Stamp, load: Callable[[Path], T], make: Callable[[], T], what: str) -> T:
+    """Reuse the result saved in ``directory`` if its stamp matches and it loads; else make, save and stamp it."""
+    reason = stamp.check(directory)
+    if reason is None:
+        try:
+            return load(directory)
+        except Exception as err:  # noqa: BLE001 - any damage (truncated zip, wrong JSON shape, ...) means: redo it
+            reason = f"it is damaged ({type(err).__name__}: {err})"
+    if directory.exists():
+        _logger.warning("redoing %s: %s", what, reason)
+    Stamp.clear(directory)
+    result = make()
+    result.save(directory)
+    stamp.write(directory)
+    return result
