@@ -14,30 +14,42 @@ Autoescaping is on, so every text from ``class.json`` reaches the page as text;
 links between pages use class indices, never names. Missing images are logged
 and shown as placeholders; a ``class.json`` that cannot be read, or whose lists
 are not lists, is listed as broken on the index and gets no page.
+
+At ImageNet scale (1000 classes, tens of thousands of images) a rebuild stays
+cheap: each class folder is listed once instead of one ``stat`` per image,
+every page is rendered once and written only when its bytes changed (so a
+rebuild touches only what changed), and thumbnails (small WebP copies) are
+remade only when their source is newer. The index carries its search index as
+one inline JSON script (index, name, wnid per class), which ``app.js`` filters
+as the user types, from ``file://`` too. Numbers in BENCHMARKS.md ("1000 classes").
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import resources
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 from jinja2 import Environment, PackageLoader
 from PIL import Image
 
-from .io import atomic_write_bytes, atomic_write_text, save
+from .io import atomic_write_bytes
 from .record import ClassRecord, RecordError
 
 _logger = logging.getLogger(__name__)
 
 __all__ = ["build_gallery"]
 
-ASSET_FILES = ("style.css", "app.js")
+ASSET_FILES = ("style.css", "index.css", "app.js")
 THUMB_SIZE = 240  # px, longest side of the index thumbnails
+THUMB_QUALITY = 82  # WebP quality of the thumbnails (lossy: a 240 px thumbnail, not the data)
+_IO_THREADS = 4  # threads that write pages and make thumbnails while the pages render
 _NA = "\u2014"  # shown for a missing number
 
 
@@ -69,11 +81,15 @@ class _Picture:
         is missing, so that the page shows a placeholder, not a broken image.
     file : Path or None
         The file on disk (None when missing), for the index's thumbnail.
+    width, height : int or None
+        Pixel size, when known (the thumbnails), so the page reserves the space before the image loads.
     """
 
     path: str
     src: str | None = None
     file: Path | None = None
+    width: int | None = None
+    height: int | None = None
 
 
 def _is_number(value: Any) -> bool:
@@ -100,6 +116,7 @@ _TEMPLATES = Environment(
     keep_trailing_newline=True,
 )
 _TEMPLATES.filters["num"] = _num
+_TEMPLATES.policies["json.dumps_kwargs"] = {"separators": (",", ":"), "ensure_ascii": False}  # compact `tojson`
 _TEMPLATES.tests["numeric"] = _is_number
 
 
@@ -130,42 +147,68 @@ def _read_classes(run_dir: Path) -> list[_Class]:
     root = run_dir / "classes"
     if not root.is_dir():
         return []
-    found = (_read_class(folder) for folder in sorted(root.iterdir()) if folder.is_dir())
+    with os.scandir(root) as entries:  # one listing; d_type tells folders apart without a stat each
+        folders = sorted(Path(entry.path) for entry in entries if entry.is_dir())
+    found = (_read_class(folder) for folder in folders)
     return sorted((c for c in found if c is not None), key=lambda c: c.index)
 
 
-def _resolve(folder: Path, rel: str) -> Path | None:
-    """``folder/rel`` if it is an existing file inside ``folder``, else None."""
-    posix = PurePosixPath(rel.replace("\\", "/"))
-    if posix.is_absolute() or ".." in posix.parts:
-        return None
-    target = folder.joinpath(*posix.parts)
-    return target if target.is_file() else None
+class _Files:
+    """The files of one class folder, each sub-folder listed once: one ``scandir`` instead of a ``stat`` per image."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._listed: dict[str, frozenset[str]] = {}
+
+    def _names(self, sub: str) -> frozenset[str]:
+        if sub not in self._listed:
+            try:
+                with os.scandir(self.folder / sub) as entries:
+                    self._listed[sub] = frozenset(entry.name for entry in entries if entry.is_file())
+            except OSError:
+                self._listed[sub] = frozenset()
+        return self._listed[sub]
+
+    def resolve(self, rel: str) -> str | None:
+        """``rel`` as a clean POSIX path if it names an existing file inside the folder, else None.
+
+        Plain string work (no ``pathlib`` per image): ``\\`` counts as ``/``, ``.`` and empty parts are dropped,
+        and absolute paths or ``..`` parts are refused.
+        """
+        posix = rel.replace("\\", "/")
+        parts = [part for part in posix.split("/") if part not in ("", ".")]
+        if posix.startswith("/") or ".." in parts or not parts:
+            return None
+        if parts[-1] not in self._names("/".join(parts[:-1]) or "."):
+            return None
+        return "/".join(parts)
 
 
-def _picture(folder: Path, rel: Any, missing: list[str]) -> _Picture | None:
-    """The image ``rel`` of the class in ``folder``; None when no path is given.
+def _picture(files: _Files, rel: Any, missing: list[str]) -> _Picture | None:
+    """The image ``rel`` of the class whose folder ``files`` lists; None when no path is given.
 
-    Absolute paths and paths leaving ``folder`` count as missing, so a page
-    never shows a file from outside its class. Missing files are logged and
-    added to ``missing``.
+    Absolute paths and paths leaving the class folder count as missing, so a
+    page never shows a file from outside its class. Missing files are logged
+    and added to ``missing``.
     """
     if not isinstance(rel, str) or not rel:
         return None
-    source = _resolve(folder, rel)
-    if source is None:
-        _logger.warning("image %s referenced by %s is missing", rel, folder / "class.json")
-        missing.append(f"{folder}/{rel}")
+    clean = files.resolve(rel)
+    if clean is None:
+        _logger.warning("image %s referenced by %s is missing", rel, files.folder / "class.json")
+        missing.append(f"{files.folder}/{rel}")
         return _Picture(rel)
-    return _Picture(rel, quote(PurePosixPath(rel.replace("\\", "/")).as_posix()), source)
+    return _Picture(rel, quote(clean), files.folder / clean)
 
 
 def _record(c: _Class, missing: list[str]) -> dict[str, Any]:
     """The class as the templates see it: the record's fields, ``index`` and ``name``, concepts by rank,
-    and image paths turned into :class:`_Picture` objects, so that templates only present."""
+    image paths turned into :class:`_Picture` objects, and ``deletion`` (None when the record has none),
+    so that templates only present."""
+    files = _Files(c.folder)
 
     def picture(rel: Any) -> _Picture | None:
-        return _picture(c.folder, rel, missing)
+        return _picture(files, rel, missing)
 
     concepts = [
         {
@@ -174,6 +217,7 @@ def _record(c: _Class, missing: list[str]) -> dict[str, Any]:
             "visualization_alpha": picture(concept["visualization_alpha"]),
             "mosaic": picture(concept["mosaic"]),
             "top_crops": [picture(rel) for rel in concept["top_crops"]],
+            "maps": [picture(rel) for rel in concept.get("maps", [])],
         }
         for concept in sorted(c.data["concepts"], key=lambda concept: concept["rank"])
     ]
@@ -181,47 +225,104 @@ def _record(c: _Class, missing: list[str]) -> dict[str, Any]:
         {**inversion, "reference": picture(inversion["reference"]), "inversion": picture(inversion["inversion"])}
         for inversion in c.data["inversions"]
     ]
-    return {**c.data, "index": c.index, "name": c.name, "concepts": concepts, "inversions": inversions}
+    return {
+        **c.data,
+        "index": c.index,
+        "name": c.name,
+        "concepts": concepts,
+        "inversions": inversions,
+        "overlays": [picture(rel) for rel in c.data.get("overlays", [])],
+        "deletion": c.data.get("deletion"),
+    }
+
+
+def _aucs(record: dict[str, Any]) -> tuple[float, float] | None:
+    """The deletion AUCs (ranking, random order) of a class; None when its record holds no such numbers."""
+    deletion = record.get("deletion")
+    if not isinstance(deletion, dict):
+        return None
+    ranking, order = deletion.get("auc_ranking"), deletion.get("auc_random_order")
+    return (ranking, order) if _is_number(ranking) and _is_number(order) else None
+
+
+def _totals(records: list[dict[str, Any]]) -> dict[str, int]:
+    """The run's counts for the index, including how often the ranking beats random order (lower AUC)."""
+    aucs = [a for a in map(_aucs, records) if a is not None]
+    return {
+        "classes": len(records),
+        "concepts": sum(len(r["concepts"]) for r in records),
+        "images": sum(r["n_images"] for r in records),
+        "skipped": sum(len(r["skipped"]) for r in records),
+        "deletion_classes": len(aucs),
+        "deletion_wins": sum(ranking < order for ranking, order in aucs),
+    }
 
 
 def _thumbnail(run_dir: Path, record: dict[str, Any], missing: list[str]) -> _Picture | None:
-    """The index's picture of a class: a small copy of its top concept's visualization.
+    """The index's picture of a class: a small WebP copy of its top concept's visualization.
 
-    The copy (``assets/thumbs/<idx:04d>.png``) is remade only when the source
-    is newer; a missing or unreadable source gives the placeholder.
+    The copy (``assets/thumbs/<idx:04d>.webp``) is remade only when the source
+    is newer (or the copy is unreadable); a missing or unreadable source gives the placeholder.
     """
     top = record["concepts"][0]["visualization"] if record["concepts"] else None
     if top is None or top.file is None:
         return top
-    thumb = run_dir / "assets" / "thumbs" / f"{record['index']:04d}.png"
-    if not thumb.is_file() or thumb.stat().st_mtime <= top.file.stat().st_mtime:
+    name = f"{record['index']:04d}.webp"
+    thumb, src = run_dir / "assets" / "thumbs" / name, f"assets/thumbs/{name}"
+    try:
+        fresh = thumb.stat().st_mtime_ns > top.file.stat().st_mtime_ns
+    except OSError:
+        fresh = False
+    if fresh:
         try:
-            with Image.open(top.file) as image:
-                image.load()
-                small = image.convert("RGBA" if "A" in image.getbands() else "RGB")
-        except (OSError, ValueError) as err:
-            _logger.warning("cannot read image %s: %s", top.file, err)
-            missing.append(str(top.file))
-            return _Picture(top.path)
-        small.thumbnail((THUMB_SIZE, THUMB_SIZE))
-        save(small, thumb)
-    return _Picture(top.path, f"assets/thumbs/{record['index']:04d}.png", thumb)
+            with Image.open(thumb) as image:  # reads the header only
+                return _Picture(top.path, src, thumb, *image.size)
+        except (OSError, ValueError):
+            pass  # unreadable: made again below
+    try:
+        with Image.open(top.file) as image:
+            image.load()
+            small = image.convert("RGBA" if "A" in image.getbands() else "RGB")
+    except (OSError, ValueError) as err:
+        _logger.warning("cannot read image %s: %s", top.file, err)
+        missing.append(str(top.file))
+        return _Picture(top.path)
+    small.thumbnail((THUMB_SIZE, THUMB_SIZE))
+    buffer = io.BytesIO()
+    small.save(buffer, format="WEBP", quality=THUMB_QUALITY, method=4)
+    atomic_write_bytes(thumb, buffer.getvalue())
+    thumb.with_suffix(".png").unlink(missing_ok=True)  # the PNG thumbnail of galleries built before WebP ones
+    return _Picture(top.path, src, thumb, *small.size)
 
 
-def _copy_assets(run_dir: Path) -> None:
-    """Copy the package's CSS/JS (``pipelines/gallery_assets``) to ``run_dir/assets``."""
+def _search_index(records: list[dict[str, Any]]) -> list[list[Any]]:
+    """What the index's search looks through, in card order: ``[index, name, wnid or ""]`` per class."""
+    return [[r["index"], r["name"], r.get("wnid") or ""] for r in records]
+
+
+def _write_if_changed(path: Path, data: bytes) -> bool:
+    """Write ``data`` to ``path`` (atomically) unless the file already holds exactly these bytes; True if written."""
+    try:
+        if path.stat().st_size == len(data) and path.read_bytes() == data:
+            return False
+    except OSError:
+        pass
+    atomic_write_bytes(path, data)
+    return True
+
+
+def _copy_assets(run_dir: Path) -> int:
+    """Copy the package's CSS/JS (``pipelines/gallery_assets``) to ``run_dir/assets``; the number of files written."""
     package = resources.files("pipelines").joinpath("gallery_assets")
-    for name in ASSET_FILES:
-        atomic_write_bytes(run_dir / "assets" / name, package.joinpath(name).read_bytes())
-
-
-def _records(classes: list[_Class], missing: list[str]) -> dict[int, dict[str, Any]]:
-    """What the templates show of each readable class, by index."""
-    return {c.index: _record(c, missing) for c in classes if c.error is None}
+    return sum(_write_if_changed(run_dir / "assets" / name, package.joinpath(name).read_bytes())
+               for name in ASSET_FILES)
 
 
 def build_gallery(run_dir: str | os.PathLike) -> Path:
     """Build the static gallery of a run and return the path of its index.html.
+
+    Only pages whose content changed are written, so rebuilding a finished
+    run rewrites nothing and a rerun of one class rewrites its page and the index.
 
     Parameters
     ----------
@@ -247,29 +348,29 @@ def build_gallery(run_dir: str | os.PathLike) -> Path:
             f"Pass the --out folder of a finished `concept-lens run`."
         )
     classes = _read_classes(run_dir)
-    _copy_assets(run_dir)
     missing: list[str] = []
-    records = _records(classes, missing)
-    known = set(records)
-    class_page = _TEMPLATES.get_template("class.html")
-    for c in classes:
-        if c.index in known:
-            atomic_write_text(c.folder / "index.html", class_page.render(cls=records[c.index], known=known))
-    good = list(records.values())
-    totals = {
-        "classes": len(good),
-        "concepts": sum(len(r["concepts"]) for r in good),
-        "images": sum(r["n_images"] for r in good),
-        "skipped": sum(len(r["skipped"]) for r in good),
-    }
-    thumbs = {r["index"]: _thumbnail(run_dir, r, missing) for r in good}
+    records = {c.index: _record(c, missing) for c in classes if c.error is None}
+    known, good = set(records), list(records.values())
     broken = [c for c in classes if c.error is not None]
-    index = run_dir / "index.html"
-    page = _TEMPLATES.get_template("index.html").render(
-        run_name=run_dir.name, classes=good, thumbs=thumbs, broken=broken, totals=totals
-    )
-    atomic_write_text(index, page)
+    class_page, index = _TEMPLATES.get_template("class.html"), run_dir / "index.html"
+    # Writes (compare, fsync, rename) wait on the disk and thumbnails (decode, encode) release the GIL, so they
+    # run on a few threads while this one renders the pages; .result() passes their errors on.
+    with ThreadPoolExecutor(max_workers=_IO_THREADS) as pool:
+        writes = [pool.submit(_copy_assets, run_dir)]
+        for c in classes:
+            if c.index in known:
+                page = class_page.render(cls=records[c.index], known=known).encode("utf-8")
+                writes.append(pool.submit(_write_if_changed, c.folder / "index.html", page))
+        thumbs = dict(zip(records, pool.map(lambda record: _thumbnail(run_dir, record, missing), good)))
+        page = _TEMPLATES.get_template("index.html").render(
+            run_name=run_dir.name, classes=good, thumbs=thumbs, broken=broken, totals=_totals(good),
+            search=_search_index(good),
+        )
+        writes.append(pool.submit(_write_if_changed, index, page.encode("utf-8")))
+        written = sum(int(write.result()) for write in writes)
     if missing:
         _logger.warning("gallery of %s: %d image(s) missing", run_dir, len(missing))
-    _logger.info("gallery written to %s (%d classes, %d broken)", index, len(good), len(broken))
+    _logger.info(
+        "gallery written to %s (%d classes, %d broken, %d files rewritten)", index, len(good), len(broken), written
+    )
     return index

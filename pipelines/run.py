@@ -9,6 +9,13 @@ others (:mod:`pipelines.stamp`). One run at a time per folder
 Under ``torchrun`` each rank takes every ``WORLD_SIZE``-th class (so each
 class runs exactly once, across nodes too); rank 0 writes ``run.json`` and
 builds the gallery once all ranks are done.
+
+Bookkeeping costs O(1) per class, so 1000 classes cost no more per class than
+ten: a rank keeps one small entry per class in memory (from the record that
+``run_class`` returns, or the one read back for a finished class), and
+``run.json`` is written when the run starts and when it ends (or is
+interrupted), never once per class. While a run is going, its progress is the
+``class.json`` files with ``"status": "done"`` (see docs/multinode.md).
 """
 
 from __future__ import annotations
@@ -100,9 +107,8 @@ def _class_entry(job: ClassJob, status: str, **extra: Any) -> dict[str, Any]:
     return {"class_name": job.class_name, "folder": str(job.folder), "status": status, **extra}
 
 
-def _finished_entry(run_dir: Path, job: ClassJob, stamp_key: str) -> dict[str, Any]:
-    """The run.json entry of a finished class, from its class.json."""
-    record = ClassRecord.load(class_dir(run_dir, job.class_index) / "class.json")
+def _finished_entry(job: ClassJob, record: ClassRecord, stamp_key: str) -> dict[str, Any]:
+    """The run.json entry of a finished class, from its record (as run_class returned it, or as read back)."""
     skipped = [{"path": s.path, "reason": s.reason} for s in record.skipped]
     return _class_entry(job, "done", stamp=stamp_key, timings=record.timings, skipped=skipped)
 
@@ -259,12 +265,13 @@ def _run_one(
         reason = unfinished_reason(class_dir(run_dir, job.class_index), stamps.record)
         if reason is None:
             summary.skipped.append(job.class_index)
-            return _finished_entry(run_dir, job, stamps.record.key)
+            record = ClassRecord.load(class_dir(run_dir, job.class_index) / "class.json")
+            return _finished_entry(job, record, stamps.record.key)
         if reason != "it has not finished":
             _logger.warning("redoing class %d (%s): %s", job.class_index, job.class_name, reason)
-        run_class(job, split, config, run_dir, device=device, progress=progress, rank=ctx.rank)
+        record = run_class(job, split, config, run_dir, device=device, progress=progress, rank=ctx.rank)
         summary.done.append(job.class_index)
-        return _finished_entry(run_dir, job, stamps.record.key)
+        return _finished_entry(job, record, stamps.record.key)
     except Exception as err:  # noqa: BLE001 - one class's failure, whatever it is, must not stop the others
         _logger.error("class %d (%s) failed: %s", job.class_index, job.class_name, err)
         _logger.debug("%s", traceback.format_exc())

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote
@@ -89,7 +90,8 @@ def test_html_name_is_escaped_everywhere(fake_run, fake_spec):
         assert "<script>alert" not in raw
         assert "<b>odd</b>" not in raw
         scripts = [a for tag, a in _parse(page).tags if tag == "script"]
-        assert all(s.get("src", "").endswith("assets/app.js") for s in scripts)
+        code = [s for s in scripts if s.get("type") != "application/json"]  # data is no code
+        assert all(s.get("src", "").endswith("assets/app.js") for s in code) and len(code) == 1
     evil_page = fake_run / "classes" / "0007" / "index.html"
     text = "".join(_parse(evil_page).text)
     assert f"{fake_spec.evil_name} (7)" in text
@@ -102,10 +104,12 @@ def test_index_has_search_and_counts(fake_run, fake_spec):
     parsed = _parse(fake_run / "index.html")
     inputs = [a for tag, a in parsed.tags if tag == "input"]
     assert any(a.get("id") == "search" and a.get("type") == "search" for a in inputs)
-    cards = [a for tag, a in parsed.tags if tag == "a" and "data-search" in a]
-    words = [set(c["data-search"].split()) for c in cards]
-    assert {"lamp", "3", "0003", "n03637318"} <= words[0]
-    assert {"7", "0007"} <= words[1]
+    cards = [a for tag, a in parsed.tags if tag == "a" and a.get("class") == "card"]
+    raw = (fake_run / "index.html").read_text()
+    search = json.loads(re.search(r'<script type="application/json" id="search-index">(.*?)</script>', raw).group(1))
+    assert search == [[i, name, wnid or ""] for i, name, wnid in fake_spec.classes]  # in card order
+    assert [c["href"] for c in cards] == [f"classes/{i:04d}/index.html" for i, _, _ in fake_spec.classes]
+    assert "<script>alert" not in raw  # the JSON of a name like a tag cannot close its script
     text = " ".join(" ".join(parsed.text).split())
     n, spec = len(fake_spec.classes), fake_spec
     assert f"classes {n}" in text and f"concepts {n * spec.k}" in text
@@ -181,7 +185,7 @@ def test_index_uses_small_thumbnails(fake_run, fake_spec):
     from PIL import Image
 
     build_gallery(fake_run)
-    thumbs = sorted((fake_run / "assets" / "thumbs").glob("*.png"))
+    thumbs = sorted((fake_run / "assets" / "thumbs").glob("*.webp"))
     assert [t.stem for t in thumbs] == [f"{i:04d}" for i, _, _ in fake_spec.classes]
     for i, _, _ in fake_spec.classes:  # sources change: thumbnails are remade, small
         big = Image.new("RGB", (400, 400), (200, 30, 30))
@@ -195,7 +199,7 @@ def test_index_placeholder_when_top_visualization_missing(fake_run):
     build_gallery(fake_run)
     raw = (fake_run / "index.html").read_text()
     assert "missing image: concepts/00_viz.png" in raw
-    assert 'src="assets/thumbs/0012.png"' not in raw
+    assert 'src="assets/thumbs/0012.webp"' not in raw and 'src="assets/thumbs/0003.webp"' in raw
 
 
 def test_wrong_types_in_class_json_mark_class_broken(fake_run):
@@ -248,3 +252,40 @@ def test_templates_read_records_by_attribute(fake_run):
     html = page.render(cls=record, known={3, 7})
     assert html == page.render(cls=as_objects(record), known={3, 7})
     assert "lamp (3)" in html and "Sobol 0.41" in html
+
+
+def _deletion(auc_ranking: float, auc_random_order: float) -> dict:
+    return {"ranking": [0.9, 0.5, 0.2, 0.1], "random_order": [0.9, 0.7, 0.5, 0.3],
+            "random_pixels": [0.9, 0.9, 0.8, 0.8], "auc_ranking": auc_ranking, "auc_random_order": auc_random_order,
+            "auc_random_pixels": 0.85, "share": 0.1, "seeds": 3, "n_images": 6}
+
+
+def test_index_shows_deletion_per_class_and_how_often_the_ranking_wins(fake_run):
+    for index, aucs in ((3, (0.21, 0.45)), (12, (0.5, 0.4))):  # class 7 has no deletion curves
+        meta = fake_run / "classes" / f"{index:04d}" / "class.json"
+        meta.write_text(json.dumps({**json.loads(meta.read_text()), "deletion": _deletion(*aucs)}))
+    build_gallery(fake_run)
+    raw = (fake_run / "index.html").read_text()
+    text = " ".join(" ".join(_parse(fake_run / "index.html").text).split())
+    assert "the ranking beats random order in 1 of 2 classes" in text
+    assert "1 class(es) have no deletion curves" in text
+    dels = re.findall(r'<div class="del"[^>]*>(.*?)</div>', raw)
+    assert dels == ["deletion <b>0.21</b> &lt; 0.45", "deletion &mdash;", "deletion <b>0.50</b> ≥ 0.40"]
+    assert 'title="deletion AUC: ranking 0.210, random order 0.450, random pixels 0.850"' in raw
+
+
+def test_index_without_deletion_curves_shows_dashes_and_no_summary(fake_run, fake_spec):
+    build_gallery(fake_run)
+    raw = (fake_run / "index.html").read_text()
+    assert raw.count('<div class="del">deletion &mdash;</div>') == len(fake_spec.classes)
+    assert "beats random order" not in raw
+
+
+def test_rebuild_writes_only_changed_pages(fake_run):
+    build_gallery(fake_run)
+    stamps = {p: p.stat().st_mtime_ns for p in _pages(fake_run) + sorted((fake_run / "assets").rglob("*.*"))}
+    meta = fake_run / "classes" / "0012" / "class.json"
+    meta.write_text(json.dumps({**json.loads(meta.read_text()), "n_images": 41}))
+    build_gallery(fake_run)
+    changed = sorted(p.relative_to(fake_run).as_posix() for p, t in stamps.items() if p.stat().st_mtime_ns != t)
+    assert changed == ["classes/0012/index.html", "index.html"]

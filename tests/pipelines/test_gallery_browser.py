@@ -9,6 +9,7 @@ Skipped when no Chromium is installed (``.ci/install-browser`` installs it).
 """
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -129,3 +130,54 @@ def test_alpha_toggle_switches_images(big_run, tmp_path):
     data, _, console = _open(probe, tmp_path / "profile")
     assert data["toggle"] == "true,false|false,true"
     assert console == ""
+
+
+_QUERIES = ["s", "sp", "spr", "springer", "n02102040", "0217", "english springer", "zzz", ""]
+_SEARCH_PROBE = """<script>
+var QUERIES = %s;
+window.addEventListener("load", function () {
+  var input = document.getElementById("search");
+  var cards = document.querySelectorAll(".cards > .card");
+  var times = [], counts = [];
+  QUERIES.forEach(function (query) {
+    var start = performance.now();
+    input.value = query;
+    input.dispatchEvent(new Event("input"));
+    void document.body.offsetHeight;  /* style and layout of the new result are part of the answer */
+    times.push(performance.now() - start);
+    var shown = 0;
+    for (var i = 0; i < cards.length; i++) { if (getComputedStyle(cards[i]).display !== "none") { shown++; } }
+    counts.push(shown);
+  });
+  document.body.dataset.searchMs = Math.max.apply(null, times).toFixed(1);
+  document.body.dataset.searchCounts = counts.join(",");
+  document.body.dataset.searchLabel = document.getElementById("search-count").textContent;
+});
+</script></body>""" % json.dumps(_QUERIES)
+
+
+@needs_chromium
+def test_search_over_1000_classes_answers_as_you_type(tmp_path):
+    """1000 generated classes: every keystroke filters the cards (hidden ones really vanish) in well under 0.1 s."""
+    from tests.pipelines.test_gallery_scale import write_synthetic_run
+
+    run_dir = write_synthetic_run(tmp_path / "run", 1000, k=1, top_crops=1, inversions=0)
+    build_gallery(run_dir)
+    probe = run_dir / "probe.html"
+    probe.write_text((run_dir / "index.html").read_text().replace("</body>", _SEARCH_PROBE))
+    data, _, console = _open(probe, tmp_path / "profile")
+    counts = [int(n) for n in data["search-counts"].split(",")]
+    assert counts == [_expected_hits(query) for query in _QUERIES], data
+    assert counts[4] == 1 and counts[6] == 1 and counts[7] == 0 and counts[8] == 1000
+    assert data["search-label"] == "1000 of 1000 shown"
+    assert float(data["search-ms"]) < 100, data
+    assert data.get("errors", "") == "" and console == ""
+
+
+def _expected_hits(query: str) -> int:
+    """What app.js should show for ``query``: the classes whose name, index, 4-digit index and wnid hold every word."""
+    from concepts import imagenet_classes
+
+    table = imagenet_classes()
+    texts = [f"{table.names[i]} {i} {i:04d} {table.wnids[i]}".lower() for i in range(1000)]
+    return sum(all(word in text for word in query.lower().split()) for text in texts)
