@@ -126,7 +126,6 @@ def cached(directory: Path, stamp: Stamp, load: Callable[[Path], T], make: Calla
     if directory.exists():
         _logger.warning("redoing %s: %s", what, reason)
     Stamp.clear(directory)
-    result = make()
-    result.save(directory)
+    make().save(directory)
     stamp.write(directory)
-    return result
+    return load(directory)  # what a resumed run will read: both paths compute from the same bytes
