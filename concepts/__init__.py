@@ -9,7 +9,8 @@ from .crops import Crops, extract_crops, grid_boxes
 from .data import (IMAGE_EXTENSIONS, LoadedImages, imagenet_class_folders, load_images,
                    resolve_class)
 from .extract import crop_image, extract_concepts
-from .features import ModelSplit, extract_features, load_resnet50, resnet50_split, split_model
+from .features import ModelSplit, extract_features
+from .split import load_resnet50, resnet50_split, split_model
 from .imagenet import ImageNetClasses, imagenet_classes, imagenet_root_folders
 from .importance import Importance, linear_contributions, percent_of_logit, sobol_total_indices
 from .maps import concept_maps
