@@ -33,14 +33,14 @@ from maco.device import peak_memory_mb, reset_peak_memory, synchronize
 from .class_cache import ClassStamps, cached, class_stamps, unfinished_reason
 from .concept_layer import feature_transform
 from .config import RunConfig
-from .deletion import deletion_curves
+from .deletion import DeletionCurves, deletion_curves
 from .inversion import inversion_cosines, render_inversions
 from .io import save, to_pil
 from .jobs import ClassJob
 from .layouts import SPRITE_CELL, ImagePoint, LayoutPoint, pca_2d, thumbnail_sprite
 from .mosaic import alpha_over_white, concept_mosaic
 from .overlays import all_concepts_overlay, concept_colour, one_concept_overlay
-from .record import AlignedClass, ClassRecord, ConceptEntry, Deletion, InversionEntry, SkippedFile
+from .record import AlignedClass, ClassRecord, ConceptEntry, InversionEntry, SkippedFile
 
 __all__ = ["ClassStamps", "class_dir", "class_stamps", "run_class", "unfinished_reason"]
 
@@ -239,7 +239,7 @@ def _relative(path: str, folder: Path) -> str:
 
 def _maps_stage(
     run: _ClassRun, loaded: LoadedImages, bank: ConceptBank, probs: torch.Tensor, concepts: list[ConceptEntry]
-) -> tuple[list[str], Deletion | None]:
+) -> tuple[list[str], DeletionCurves | None]:
     """Stage 3c: where each concept lives (maps over the most confident images, and per concept where it is
     strongest), and the deletion curves that check the ranking on the same images."""
     config = run.config
@@ -272,7 +272,7 @@ def _maps_stage(
         seeds=config.deletion_seeds,
         batch_size=config.concepts.batch_size,
     )
-    return overlays, Deletion(**curves.to_dict())
+    return overlays, curves
 
 
 def _layouts_stage(

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .deletion import DeletionCurves
 from .io import load_json, save
 from .layouts import ImagePoint, LayoutPoint
 
@@ -25,7 +26,6 @@ __all__ = [
     "AlignedClass",
     "ClassRecord",
     "ConceptEntry",
-    "Deletion",
     "InversionEntry",
     "RecordError",
     "SkippedFile",
@@ -77,21 +77,6 @@ class InversionEntry:
 
 
 @dataclass
-class Deletion:
-    """Deletion curves of the class's ranking (see :mod:`pipelines.deletion`): lower area, truer ranking."""
-
-    ranking: list[float]
-    random_order: list[float]
-    random_pixels: list[float]
-    auc_ranking: float
-    auc_random_order: float
-    auc_random_pixels: float
-    share: float
-    seeds: int
-    n_images: int
-
-
-@dataclass
 class SkippedFile:
     """An input file that could not be used, with the reason."""
 
@@ -135,7 +120,7 @@ class ClassRecord:
     files: dict[str, int] = field(default_factory=dict)
     feature_transform: str | None = None
     overlays: list[str] = field(default_factory=list)
-    deletion: Deletion | None = None
+    deletion: DeletionCurves | None = None
     clusters: list[ImagePoint] = field(default_factory=list)
     cluster_sprite: str | None = None
     cluster_columns: int = 0
