@@ -41,6 +41,7 @@ from PIL import Image
 
 from .io import atomic_write_bytes
 from .record import ClassRecord, RecordError
+from .shared import SharedConcept, bank_directions, shared_concepts, top_pairs
 
 _logger = logging.getLogger(__name__)
 
@@ -318,6 +319,20 @@ def _copy_assets(run_dir: Path) -> int:
                for name in ASSET_FILES)
 
 
+def _shared(classes: list[_Class], records: dict[int, dict[str, Any]]) -> dict[int, dict[int, list[SharedConcept]]]:
+    """Each concept's closest concepts of other classes in the run, from the classes' banks."""
+    directions, ranks = {}, {}
+    for c in classes:
+        record = records.get(c.index)
+        w = bank_directions(c.folder) if record is not None else None
+        if w is not None and len(w) == len(record["concepts"]):
+            directions[c.index] = w
+            ranks[c.index] = [0] * len(w)
+            for concept in record["concepts"]:
+                ranks[c.index][concept["concept_id"]] = concept["rank"]
+    return shared_concepts(directions, ranks, {i: records[i]["name"] for i in directions})
+
+
 def build_gallery(run_dir: str | os.PathLike) -> Path:
     """Build the static gallery of a run and return the path of its index.html.
 
@@ -351,6 +366,7 @@ def build_gallery(run_dir: str | os.PathLike) -> Path:
     missing: list[str] = []
     records = {c.index: _record(c, missing) for c in classes if c.error is None}
     known, good = set(records), list(records.values())
+    shared = _shared(classes, records)
     broken = [c for c in classes if c.error is not None]
     class_page, index = _TEMPLATES.get_template("class.html"), run_dir / "index.html"
     # Writes (compare, fsync, rename) wait on the disk and thumbnails (decode, encode) release the GIL, so they
@@ -359,12 +375,13 @@ def build_gallery(run_dir: str | os.PathLike) -> Path:
         writes = [pool.submit(_copy_assets, run_dir)]
         for c in classes:
             if c.index in known:
-                page = class_page.render(cls=records[c.index], known=known).encode("utf-8")
+                page = class_page.render(cls=records[c.index], known=known, shared=shared.get(c.index, {}))
+                page = page.encode("utf-8")
                 writes.append(pool.submit(_write_if_changed, c.folder / "index.html", page))
         thumbs = dict(zip(records, pool.map(lambda record: _thumbnail(run_dir, record, missing), good)))
         page = _TEMPLATES.get_template("index.html").render(
             run_name=run_dir.name, classes=good, thumbs=thumbs, broken=broken, totals=_totals(good),
-            search=_search_index(good),
+            search=_search_index(good), shared_pairs=top_pairs(shared),
         )
         writes.append(pool.submit(_write_if_changed, index, page.encode("utf-8")))
         written = sum(int(write.result()) for write in writes)
