@@ -181,3 +181,27 @@ def _expected_hits(query: str) -> int:
     table = imagenet_classes()
     texts = [f"{table.names[i]} {i} {i:04d} {table.wnids[i]}".lower() for i in range(1000)]
     return sum(all(word in text for word in query.lower().split()) for text in texts)
+
+
+@needs_chromium
+@pytest.mark.slow
+def test_a_real_class_page_shows_its_maps_and_a_non_blank_deletion_plot(tmp_path):
+    """A class run on the demo world, opened in Chromium: every map and picture loads, the plot has data."""
+    from dataclasses import replace
+
+    from maco import RenderSettings
+    from pipelines.demo_run import DEMO_CONFIG, demo_jobs
+    from pipelines.models import demo_model
+    from pipelines.run import run_classes
+
+    tiny = RenderSettings(steps=2, image_size=64, crops=2, seed=0)
+    config = replace(DEMO_CONFIG, visualization=tiny, inversion=tiny, inversions=1, top_crops=3)
+    run_classes(demo_jobs(tmp_path / "images", n_per_class=8)[3:4], demo_model(), config, tmp_path / "run",
+                progress=False)
+    data, dom, console = _open(tmp_path / "run" / "classes" / "0003" / "index.html", tmp_path / "profile")
+    _assert_clean(data, console)
+    assert int(data["images-ok"].split("/")[1]) >= 6 + 5 * 3  # overlays and every concept's strip of maps
+    lines = re.findall(r'<polyline[^>]*points="([^"]+)"', dom)
+    assert len(lines) == 3
+    heights = {round(float(y)) for y in re.findall(r",([\d.]+)", lines[0])}
+    assert len(heights) > 1  # the ranking's curve moves: the plot is not blank
