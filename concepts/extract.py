@@ -31,7 +31,8 @@ def _check_int(value: object, name: str, low: int) -> int:
 def extract_concepts(split: ModelSplit, images: LoadedImages | torch.Tensor, class_index: int, *,
                      n_concepts: int = 10, patch_size: int = 64, solver: str = "hals", sobol_designs: int = 32,
                      batch_size: int = 64, device: torch.device | str | None = None, random_state: int = 0,
-                     image_features: torch.Tensor | None = None, progress: bool = True) -> ConceptBank:
+                     image_features: torch.Tensor | None = None, amp: bool | None = None,
+                     channels_last: bool | None = None, progress: bool = True) -> ConceptBank:
     """Find the concepts a model uses for one class, and how much each matters.
 
     Parameters
@@ -60,6 +61,8 @@ def extract_concepts(split: ModelSplit, images: LoadedImages | torch.Tensor, cla
     image_features : Tensor, shape (N, C), optional
         The pooled features of ``images`` (:func:`extract_features`), when the
         caller has them already: they are not computed again.
+    amp, channels_last : bool, optional
+        bf16 autocast and channels_last for the forward passes; None: on CUDA only.
     progress : bool, default True
         One tqdm bar per stage.
 
@@ -109,7 +112,8 @@ def extract_concepts(split: ModelSplit, images: LoadedImages | torch.Tensor, cla
                          f"{len(tensor)} images; got {got}.")
     with split.inference(device) as dev:
         with tqdm(total=len(crops), desc="crop features", unit="crop", disable=not progress) as bar:
-            A = extract_features(split, crops, batch_size=batch_size, device=dev, progress=bar.update)
+            A = extract_features(split, crops, batch_size=batch_size, device=dev, progress=bar.update, amp=amp,
+                                 channels_last=channels_last)
         with tqdm(total=1, desc=f"NMF ({solver}, k={k})", disable=not progress) as bar:
             nmf = NMF(k, solver=solver, random_state=random_state, device=dev)
             U = nmf.fit_transform(A.to(dev))
@@ -118,7 +122,8 @@ def extract_concepts(split: ModelSplit, images: LoadedImages | torch.Tensor, cla
         pooled = image_features
         if pooled is None:
             with tqdm(total=len(tensor), desc="image features", unit="img", disable=not progress) as bar:
-                pooled = extract_features(split, tensor, batch_size=batch_size, device=dev, progress=bar.update)
+                pooled = extract_features(split, tensor, batch_size=batch_size, device=dev, progress=bar.update,
+                                          amp=amp, channels_last=channels_last)
         pooled = pooled.float().cpu()
         codes = nmf.transform(pooled.to(dev)).float().cpu()
         weight = split.head_weight[class_index].detach().float().cpu()

@@ -211,7 +211,8 @@ class ModelSplit:
 
 def extract_features(split: ModelSplit, images: torch.Tensor | Crops, *, batch_size: int = 64,
                      device: torch.device | str | None = None, pooled: bool = True,
-                     progress: Callable[[int], object] | None = None) -> torch.Tensor:
+                     progress: Callable[[int], object] | None = None, amp: bool | None = None,
+                     channels_last: bool | None = None) -> torch.Tensor:
     """Features of images in [0, 1] or of crops, batched, without gradients.
 
     Parameters
@@ -222,12 +223,13 @@ def extract_features(split: ModelSplit, images: torch.Tensor | Crops, *, batch_s
         crops, which are cut and resized batch by batch.
     batch_size : int, default 64
     device : torch.device or str, optional
-        Default: the device of the model's parameters. On CUDA: bf16
-        autocast and channels_last.
+        Default: the device of the model's parameters.
     pooled : bool, default True
         Return spatially averaged features ``(N, C)`` instead of ``(N, C, h, w)``.
     progress : callable, optional
         Called with the number of items done after each batch.
+    amp, channels_last : bool, optional
+        bf16 autocast and channels_last inputs; None: on CUDA only (see :meth:`ModelSplit.map_batches`).
 
     Returns
     -------
@@ -247,4 +249,5 @@ def extract_features(split: ModelSplit, images: torch.Tensor | Crops, *, batch_s
                              f"{low:.4g}. Cut the model after a ReLU (e.g. ResNet `layer4`) or add one to `g`.")
         return f.float().mean((2, 3)) if pooled else f.float()
 
-    return split.map_batches(images, features, batch_size=batch_size, device=device, progress=progress)
+    return split.map_batches(images, features, batch_size=batch_size, device=device, progress=progress, amp=amp,
+                             channels_last=channels_last)

@@ -118,7 +118,9 @@ def _load_stage(run: _ClassRun) -> tuple[LoadedImages, torch.Tensor]:
     )
     if len(loaded.paths) == 0:
         raise ValueError(f"{run.what}: no readable image in {job.folder} ({len(loaded.skipped)} skipped).")
-    features = extract_features(run.split, loaded.images, batch_size=config.concepts.batch_size, device=run.device)
+    concepts = config.concepts
+    features = extract_features(run.split, loaded.images, batch_size=concepts.batch_size, device=run.device,
+                                amp=concepts.amp, channels_last=concepts.channels_last)
     return loaded, features
 
 
@@ -216,7 +218,9 @@ def _inversions_stage(
         ),
         f"the feature inversions of {run.what}",
     )
-    reached = inversion_cosines(run.split, result.images, targets)
+    reached = inversion_cosines(
+        run.split, result.images, targets, amp=config.inversion.amp, channels_last=config.inversion.channels_last
+    )
     return [
         InversionEntry(
             reference=run.write(to_pil(loaded.images[source]), f"inversions/{i:02d}_ref.png"),

@@ -33,6 +33,8 @@ class ConceptConfig:
     sobol_designs: int = 32
     batch_size: int = 64
     random_state: int = 0
+    amp: bool | None = None  # bf16 autocast for the concept stage's forward passes; None: on CUDA only
+    channels_last: bool | None = None  # likewise
 
 
 @dataclass(frozen=True)

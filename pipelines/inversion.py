@@ -32,12 +32,25 @@ def _layer(split: ModelSplit, layer: str | None) -> str:
 
 
 def layer_features(
-    split: ModelSplit, images: torch.Tensor, layer: str | None = None, *, batch_size: int = 64
+    split: ModelSplit,
+    images: torch.Tensor,
+    layer: str | None = None,
+    *,
+    batch_size: int = 64,
+    amp: bool | None = None,
+    channels_last: bool | None = None,
 ) -> torch.Tensor:
-    """Activations ``(N, D)`` (flattened) of ``layer`` for ``(N, 3, H, W)`` images in [0, 1]."""
+    """Activations ``(N, D)`` (flattened) of ``layer`` for ``(N, 3, H, W)`` images in [0, 1].
+
+    ``amp`` / ``channels_last``: as in :meth:`concepts.ModelSplit.map_batches` (None: on CUDA only).
+    """
     layer = _layer(split, layer)
     return split.map_batches(
-        images, lambda x: forward_to_layers(split.model, x, [layer])[layer].flatten(1), batch_size=batch_size
+        images,
+        lambda x: forward_to_layers(split.model, x, [layer])[layer].flatten(1),
+        batch_size=batch_size,
+        amp=amp,
+        channels_last=channels_last,
     )
 
 
@@ -63,8 +76,14 @@ def render_inversions(
 
 
 def inversion_cosines(
-    split: ModelSplit, inverted: torch.Tensor, targets: torch.Tensor, *, layer: str | None = None
+    split: ModelSplit,
+    inverted: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    layer: str | None = None,
+    amp: bool | None = None,
+    channels_last: bool | None = None,
 ) -> torch.Tensor:
     """``(T,)`` cosine between the ``layer`` activations of each inversion (whole canvas) and its target."""
-    reached = layer_features(split, inverted, layer)
+    reached = layer_features(split, inverted, layer, amp=amp, channels_last=channels_last)
     return F.cosine_similarity(reached, targets.float().cpu(), dim=1)

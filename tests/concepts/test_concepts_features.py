@@ -183,3 +183,21 @@ def test_split_model_torchvision_families(name, layer, pooled_layer, head):
     else:
         assert torch.equal(split.head_weight, modules[head].weight)
         assert torch.equal(split.head_bias, modules[head].bias)
+
+
+def test_extract_features_runs_in_bf16_and_channels_last_on_request(tiny_split, images):
+    """The CUDA mode, asked for on the CPU: every forward pass of g runs under bf16 autocast on channels_last inputs."""
+    seen = []
+    module = next(m for part in tiny_split.modules() for m in part.modules() if isinstance(m, torch.nn.Conv2d))
+    handle = module.register_forward_pre_hook(
+        lambda _, args: seen.append((torch.is_autocast_enabled("cpu"),
+                                     args[0].is_contiguous(memory_format=torch.channels_last)))
+    )
+    try:
+        fast = extract_features(tiny_split, images, amp=True, channels_last=True)
+        plain = extract_features(tiny_split, images)
+    finally:
+        handle.remove()
+    n = len(seen) // 2
+    assert n >= 1 and seen[:n] == [(True, True)] * n and all(not amp for amp, _ in seen[n:])
+    torch.testing.assert_close(fast, plain, atol=0.05, rtol=0.05)  # bf16 rounding only
