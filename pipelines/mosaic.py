@@ -31,6 +31,14 @@ def alpha_over_white(image: torch.Tensor, alpha: torch.Tensor) -> Image.Image:
     return to_pil(rgb)
 
 
+def _title_font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    """Pillow's built-in font at ``size`` px (Pillow >= 10.1 with FreeType), else its fixed bitmap font."""
+    try:
+        return ImageFont.load_default(size=size)
+    except (TypeError, ImportError, OSError):  # older Pillow, or no FreeType
+        return ImageFont.load_default()
+
+
 def concept_mosaic(
     visualization: torch.Tensor,
     alpha: torch.Tensor,
@@ -53,13 +61,14 @@ def concept_mosaic(
     """
     rows = max(1, math.ceil(len(patches) / columns))
     big = tile * rows if rows > 1 else 2 * tile
-    header = 28
     gap = 8
     width = 2 * big + gap * 3 + columns * tile
+    font = _title_font(max(14, width // 45))  # the page shows the mosaic at about half size: still ~13 px
+    header = font.getbbox("Hg")[3] + 2 * gap
     height = header + max(big, rows * tile) + gap
     canvas = Image.new("RGB", (width, height), BACKGROUND)
     draw = ImageDraw.Draw(canvas)
-    draw.text((gap, 8), title, fill=TEXT, font=ImageFont.load_default())
+    draw.text((gap, gap), title, fill=TEXT, font=font)
     canvas.paste(to_pil(visualization, big), (gap, header))
     canvas.paste(
         alpha_over_white(visualization, alpha).resize((big, big), Image.Resampling.LANCZOS), (2 * gap + big, header)
