@@ -23,7 +23,7 @@ from .jobs import ClassJob
 from .record import ClassRecord, RecordError
 from .stamp import Stamp, folder_digest, weights_digest
 
-__all__ = ["ClassStamps", "cached", "class_stamps", "unfinished_reason"]
+__all__ = ["ClassStamps", "cached", "class_stamps", "finished_record", "unfinished_reason"]
 
 _logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -91,28 +91,36 @@ def class_stamps(job: ClassJob, split: ModelSplit, config: RunConfig) -> ClassSt
     return ClassStamps(bank=bank, concepts=concepts, inversions=inversions, record=record)
 
 
-def unfinished_reason(folder: Path, stamp: Stamp) -> str | None:
-    """Why the class in ``folder`` must be (re)done under ``stamp``; None when it is finished and intact."""
+def finished_record(folder: Path, stamp: Stamp) -> tuple[ClassRecord | None, str | None]:
+    """``(record, None)`` when the class in ``folder`` is finished and intact under ``stamp``, else ``(None, why)``.
+
+    The record is read once: a rerun that skips a finished class reuses it for its bookkeeping.
+    """
     path = Path(folder) / "class.json"
     if not path.is_file():
-        return "it has not finished"
+        return None, "it has not finished"
     try:
         record = ClassRecord.load(path)
     except RecordError as err:
-        return f"its class record is unreadable ({err})"
+        return None, f"its class record is unreadable ({err})"
     if record.status != "done":
-        return "it has not finished"
+        return None, "it has not finished"
     changed = stamp.changes_from(record.stamp)
     if changed is not None:
-        return changed
+        return None, changed
     for name, size in record.files.items():
         try:
             actual = (Path(folder) / name).stat().st_size
         except OSError:
-            return f"{name} is missing"
+            return None, f"{name} is missing"
         if actual != size:
-            return f"{name} is damaged ({actual} bytes, {size} expected)"
-    return None
+            return None, f"{name} is damaged ({actual} bytes, {size} expected)"
+    return record, None
+
+
+def unfinished_reason(folder: Path, stamp: Stamp) -> str | None:
+    """Why the class in ``folder`` must be (re)done under ``stamp``; None when it is finished and intact."""
+    return finished_record(folder, stamp)[1]
 
 
 def cached(directory: Path, stamp: Stamp, load: Callable[[Path], T], make: Callable[[], T], what: str) -> T:

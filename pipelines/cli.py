@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -139,8 +138,7 @@ def _check_run_target(out: Path, device: str | None) -> None:
 
     resolve_device(device)
     ensure_writable(out)
-    if int(os.environ.get("WORLD_SIZE", "1")) == 1:  # torchrun ranks share rank 0's lock (see run_folder_lock)
-        check_unlocked(out)
+    check_unlocked(out)
 
 
 def _viz_config(args: argparse.Namespace) -> RenderSettings:
@@ -185,11 +183,11 @@ def _jobs(args: argparse.Namespace, model: _ModelArgs, categories: list[str] | N
 def _cmd_run(args: argparse.Namespace) -> int:
     from .run import run_classes
 
-    # Check every argument before loading (maybe downloading) the weights.
+    # Check every argument before loading (maybe downloading) the weights; those that need no model first.
+    _check_run_target(args.out, args.device)
     model = _model_args(args)
     categories = None if args.imagenet_root is not None else _categories(args, model)
     jobs = _jobs(args, model, categories)
-    _check_run_target(args.out, args.device)
     split = _model(
         model,
         categories=categories,
@@ -270,11 +268,11 @@ def _cmd_visualize(args: argparse.Namespace) -> int:
     from .io import ensure_writable, save, to_pil
     from .run import resolve_device
 
-    model_args = _model_args(args)
     device = resolve_device(args.device)
     ensure_writable(args.output.parent)
     if args.direction is not None and not args.direction.is_file():
         raise ValueError(f"`--direction` {args.direction}: no such file; pass a .npy file of shape (C,) or (k, C).")
+    model_args = _model_args(args)
     split = _model(model_args)
     model = split.model.to(device)
     if args.neuron is not None:

@@ -85,8 +85,11 @@ def _acquire(run_dir: Path) -> int:
 def check_unlocked(run_dir: str | os.PathLike) -> None:
     """Fail at once, naming the holder, if another process holds ``run_dir`` (a check before slow set-up).
 
-    Only :func:`run_lock` protects a run; this lets a command refuse before it loads any weights.
+    Only :func:`run_lock` protects a run; this lets a command refuse before it loads any weights. Under
+    torchrun only rank 0 checks: the other ranks of the job share the lock rank 0 takes, so they may find it held.
     """
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
     key = Path(run_dir).resolve()
     if key in _held or not (key / LOCK_FILE).is_file():
         return

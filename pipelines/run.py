@@ -36,7 +36,8 @@ from tqdm.auto import tqdm
 
 from concepts import ModelSplit, library_versions
 
-from .class_run import class_dir, class_stamps, run_class, unfinished_reason
+from .class_cache import class_stamps, finished_record
+from .class_run import class_dir, run_class
 from .config import RunConfig
 from .gallery import build_gallery
 from .io import OutputNotWritableError, save
@@ -262,10 +263,9 @@ def _run_one(
     """Run (or skip, when finished) one class; its run.json entry. Only a full disk stops the run."""
     try:
         stamps = class_stamps(job, split, config)
-        reason = unfinished_reason(class_dir(run_dir, job.class_index), stamps.record)
-        if reason is None:
+        record, reason = finished_record(class_dir(run_dir, job.class_index), stamps.record)
+        if record is not None:
             summary.skipped.append(job.class_index)
-            record = ClassRecord.load(class_dir(run_dir, job.class_index) / "class.json")
             return _finished_entry(job, record, stamps.record.key)
         if reason != "it has not finished":
             _logger.warning("redoing class %d (%s): %s", job.class_index, job.class_name, reason)
