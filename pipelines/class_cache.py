@@ -19,11 +19,18 @@ from typing import Callable, TypeVar
 from concepts import ModelSplit
 
 from .config import RunConfig
+from .io import WEBP_QUALITY
 from .jobs import ClassJob
 from .record import ClassRecord, RecordError
 from .stamp import Stamp, folder_digest, weights_digest
 
-__all__ = ["ClassStamps", "cached", "class_stamps", "finished_record", "unfinished_reason"]
+__all__ = ["DISPLAY_SIDE", "INVERSION_QUALITY", "MOSAIC_WIDTH", "ClassStamps", "cached", "class_stamps",
+           "finished_record", "unfinished_reason"]
+
+# How a class's pictures are made; in the record's stamp, so a rerun redoes pages made another way.
+DISPLAY_SIDE = 256  # longest side of a visualization or inversion on the page (its column is 260 px wide)
+MOSAIC_WIDTH = 880  # the mosaic's width on the page (the concept card's second column)
+INVERSION_QUALITY = 90  # WebP quality of the cached inversions: only their pictures are shown
 
 _logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -68,6 +75,7 @@ def class_stamps(job: ClassJob, split: ModelSplit, config: RunConfig) -> ClassSt
             "inversion": config.inversion.to_dict(),
             "inversions": config.inversions,
             "inversion_cossim_pow": config.inversion_cossim_pow,
+            "quality": INVERSION_QUALITY,
         }
     )
     record = Stamp(
@@ -79,6 +87,7 @@ def class_stamps(job: ClassJob, split: ModelSplit, config: RunConfig) -> ClassSt
             "wnid": job.wnid,
             "top_crops": config.top_crops,
             "aligned_classes": config.aligned_classes,
+            "pictures": {"display_side": DISPLAY_SIDE, "mosaic_width": MOSAIC_WIDTH, "webp_quality": WEBP_QUALITY},
             "maps": {
                 "images": config.map_images,
                 "strip": config.map_strip,
@@ -123,8 +132,12 @@ def unfinished_reason(folder: Path, stamp: Stamp) -> str | None:
     return finished_record(folder, stamp)[1]
 
 
-def cached(directory: Path, stamp: Stamp, load: Callable[[Path], T], make: Callable[[], T], what: str) -> T:
-    """Reuse the result saved in ``directory`` if its stamp matches and it loads; else make, save and stamp it."""
+def cached(directory: Path, stamp: Stamp, load: Callable[[Path], T], make: Callable[[], T], what: str,
+           save: Callable[[T, Path], object] | None = None) -> T:
+    """Reuse the result saved in ``directory`` if its stamp matches and it loads; else make, save and stamp it.
+
+    ``save(result, directory)`` writes a fresh result (default: ``result.save(directory)``).
+    """
     reason = stamp.check(directory)
     if reason is None:
         try:
@@ -134,6 +147,10 @@ def cached(directory: Path, stamp: Stamp, load: Callable[[Path], T], make: Calla
     if directory.exists():
         _logger.warning("redoing %s: %s", what, reason)
     Stamp.clear(directory)
-    make().save(directory)
+    result = make()
+    if save is None:
+        result.save(directory)
+    else:
+        save(result, directory)
     stamp.write(directory)
     return load(directory)  # what a resumed run will read: both paths compute from the same bytes

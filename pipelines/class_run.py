@@ -5,7 +5,12 @@ Layout of ``<run>/classes/<class_index:04d>/``::
     bank/                 ConceptBank (Stage 1), saved as soon as it exists
     renders/concepts/     RenderResult of the k concept visualizations (Stage 2)
     renders/inversions/   RenderResult of the feature inversions (Stage 3)
-    concepts/, inversions/, maps/  PNGs for the gallery
+    concepts/, inversions/, maps/  the pages' pictures: display-sized lossy WebP
+
+The full-size concept visualizations are the lossless images of
+``renders/concepts/`` (stored once; the page links to them); the inversions
+are cached as lossy WebP (quality :data:`INVERSION_QUALITY`), since only their
+pictures are shown.
     class.json            written last: its ``"status": "done"`` marks the class finished
 
 Each intermediate result is written atomically as soon as it exists, with a
@@ -24,13 +29,15 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from concepts import (ConceptBank, LoadedImages, ModelSplit, concept_maps, crop_image, extract_concepts,
                       extract_features, load_images)
 from maco import Objective, RenderResult, RenderSettings, render
 from maco.device import peak_memory_mb, reset_peak_memory, synchronize
 
-from .class_cache import ClassStamps, cached, class_stamps, unfinished_reason
+from .class_cache import (DISPLAY_SIDE, INVERSION_QUALITY, MOSAIC_WIDTH, ClassStamps, cached, class_stamps,
+                          unfinished_reason)
 from .concept_layer import feature_transform
 from .config import RunConfig
 from .deletion import DeletionCurves, deletion_curves
@@ -57,8 +64,16 @@ def _clear_outputs(folder: Path) -> None:
     for path in folder.rglob(".*.tmp"):
         path.unlink(missing_ok=True)
     for sub in ("concepts", "inversions", "maps"):
-        for path in (folder / sub).glob("*.png"):
-            path.unlink()
+        for pattern in ("*.webp", "*.png"):  # PNGs: pages of runs before WebP pictures
+            for path in (folder / sub).glob(pattern):
+                path.unlink()
+
+
+def _display(image: Any, side: int) -> Image.Image:
+    """``image`` as an 8-bit picture whose longest side is at most ``side`` (Lanczos; never enlarged)."""
+    picture = to_pil(image)
+    picture.thumbnail((side, side), Image.Resampling.LANCZOS)
+    return picture
 
 
 @dataclass
@@ -84,6 +99,10 @@ class _ClassRun:
     def write(self, obj: Any, name: str) -> str:
         """Save ``obj`` as ``name`` in the class folder and list it in the record."""
         save(obj, self.folder / name)
+        return self.listed(name)
+
+    def listed(self, name: str) -> str:
+        """List a file of the class folder in the record (its size is checked when a rerun trusts the class)."""
         self.written.append(name)
         return name
 
@@ -186,10 +205,15 @@ def _mosaics_stage(
                 concept_id=concept,
                 importance_pct=round(importance, 3),
                 sobol=None if bank.sobol is None else round(float(bank.sobol[concept]), 4),
-                visualization=run.write(to_pil(image), f"{stem}_viz.png"),
-                visualization_alpha=run.write(alpha_over_white(image, alpha), f"{stem}_alpha.png"),
-                top_crops=[run.write(to_pil(patch), f"{stem}_crop_{j}.png") for j, patch in enumerate(patches)],
-                mosaic=run.write(concept_mosaic(image, alpha, patches, title=title), f"{stem}_mosaic.png"),
+                visualization=run.write(_display(image, DISPLAY_SIDE), f"{stem}_viz.webp"),
+                visualization_alpha=run.write(
+                    _display(alpha_over_white(image, alpha), DISPLAY_SIDE), f"{stem}_alpha.webp"
+                ),
+                visualization_full=run.listed(f"renders/concepts/image_{position:02d}.webp"),
+                top_crops=[run.write(to_pil(patch), f"{stem}_crop_{j}.webp") for j, patch in enumerate(patches)],
+                mosaic=run.write(
+                    _display(concept_mosaic(image, alpha, patches, title=title), MOSAIC_WIDTH), f"{stem}_mosaic.webp"
+                ),
                 aligned_classes=_aligned_classes(
                     run.split, torch.as_tensor(bank.W[concept]), run.config.aligned_classes
                 ),
@@ -217,14 +241,15 @@ def _inversions_stage(
             run.split, targets, config.inversion, cossim_pow=config.inversion_cossim_pow, progress=run.progress
         ),
         f"the feature inversions of {run.what}",
+        save=lambda result, directory: result.save(directory, quality=INVERSION_QUALITY),
     )
     reached = inversion_cosines(
         run.split, result.images, targets, amp=config.inversion.amp, channels_last=config.inversion.channels_last
     )
     return [
         InversionEntry(
-            reference=run.write(to_pil(loaded.images[source]), f"inversions/{i:02d}_ref.png"),
-            inversion=run.write(to_pil(result.images[i]), f"inversions/{i:02d}_inv.png"),
+            reference=run.write(_display(loaded.images[source], DISPLAY_SIDE), f"inversions/{i:02d}_ref.webp"),
+            inversion=run.write(_display(result.images[i], DISPLAY_SIDE), f"inversions/{i:02d}_inv.webp"),
             cosine=round(float(reached[i]), 4),
             source=_relative(loaded.paths[source], run.job.folder),
             probability=round(float(probs[source]), 4),
@@ -257,13 +282,13 @@ def _maps_stage(
                         device=run.device)
     at = {image: row for row, image in enumerate(needed)}
     overlays = [
-        run.write(all_concepts_overlay(loaded.images[i], maps[at[i]], order), f"maps/{n:02d}_all.png")
+        run.write(all_concepts_overlay(loaded.images[i], maps[at[i]], order), f"maps/{n:02d}_all.webp")
         for n, i in enumerate(chosen)
     ]
     for entry in concepts:
         entry.maps = [
             run.write(one_concept_overlay(loaded.images[i], maps[at[i], entry.concept_id], entry.rank),
-                      f"maps/{entry.rank:02d}_concept_{j}.png")
+                      f"maps/{entry.rank:02d}_concept_{j}.webp")
             for j, i in enumerate(strongest[entry.concept_id])
         ]
     curves = deletion_curves(
@@ -298,7 +323,7 @@ def _layouts_stage(
                    source=_relative(loaded.paths[i], run.job.folder))
         for j, (i, (x, y)) in enumerate(zip(chosen, pca_2d(contributions)))
     ]
-    return points, run.write(sprite, "maps/cluster_sprite.png"), sprite.width // SPRITE_CELL, concept_layout
+    return points, run.write(sprite, "maps/cluster_sprite.webp"), sprite.width // SPRITE_CELL, concept_layout
 
 
 def run_class(

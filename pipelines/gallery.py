@@ -216,6 +216,7 @@ def _record(c: _Class, missing: list[str]) -> dict[str, Any]:
             **concept,
             "visualization": picture(concept["visualization"]),
             "visualization_alpha": picture(concept["visualization_alpha"]),
+            "visualization_full": picture(concept.get("visualization_full")),
             "mosaic": picture(concept["mosaic"]),
             "top_crops": [picture(rel) for rel in concept["top_crops"]],
             "maps": [picture(rel) for rel in concept.get("maps", [])],

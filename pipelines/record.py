@@ -31,7 +31,7 @@ __all__ = [
     "SkippedFile",
 ]
 
-RECORD_SCHEMA = 2  # 2: `layer` (required) and `feature_transform` name what the concepts explain
+RECORD_SCHEMA = 3  # 3: pictures as WebP, `visualization_full`; 2: `layer` and `feature_transform`
 
 
 class RecordError(ValueError):
@@ -63,6 +63,7 @@ class ConceptEntry:
     colour: str = "#999999"
     maps: list[str] = field(default_factory=list)
     most_important_for: int = 0
+    visualization_full: str | None = None  # the full-size lossless image (the render cache's), linked from the page
 
 
 @dataclass

@@ -34,7 +34,7 @@ __all__ = ["CACHE_SCHEMA", "STAMP_FILE", "Stamp", "digest", "folder_digest", "we
 _logger = logging.getLogger(__name__)
 
 # Bump when the layout or meaning of a cached file changes: every cached result is then redone.
-CACHE_SCHEMA = 3
+CACHE_SCHEMA = 4  # 4: render caches hold WebP images and 8-bit alpha PNGs (maco.result schema 3)
 STAMP_FILE = "stamp.json"
 
 

@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from pipelines.record import RECORD_SCHEMA
+
 EVIL_NAME = "<script>alert(1)</script>"
 FAKE_CLASSES = [(3, "lamp", "n03637318"), (7, EVIL_NAME, None), (12, "tabby cat", "n02123045")]
 K = 3
@@ -72,7 +74,8 @@ def write_fake_class(run_dir: Path, index: int, name: str, wnid: str | None,
                            "cosine": 0.93 - 0.01 * j, "source": f"images/img_{j}.jpg", "probability": 0.9})
     data = {
         "class_index": index, "class_name": name, "wnid": wnid, "model_id": "fake-resnet",
-        "layer": "layer4", "n_images": 40, "n_crops": 640, "k": K, "reconstruction_error": 0.25, "schema": 2,
+        "layer": "layer4", "n_images": 40, "n_crops": 640, "k": K, "reconstruction_error": 0.25,
+        "schema": RECORD_SCHEMA,
         "skipped": [{"path": f"bad_{index}.jpg", "reason": "cannot identify image file"},
                     {"path": "<b>odd</b>.jpg", "reason": "truncated <file>"}],
         "concepts": list(reversed(concepts)),  # stored out of order on purpose

@@ -7,12 +7,14 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 import pipelines.class_run as class_run
 from concepts import ConceptBank
 from pipelines.cli import main
-from maco import RenderSettings
+from maco import RenderResult, RenderSettings
 from pipelines.demo_run import DEMO_CONFIG, demo_jobs
 from pipelines.io import OutputNotWritableError
 from pipelines.models import demo_model
@@ -72,11 +74,40 @@ def test_a_run_writes_every_output_and_records_it(images, tmp_path):
         assert deletion["ranking"][0] == deletion["random_pixels"][0]  # nothing removed yet: the same images
         assert 0 <= deletion["auc_ranking"] <= 1 and 0 <= deletion["auc_random_order"] <= 1
         page = (folder / "index.html").read_text()
-        assert page.count("<polyline") == 3 and "Does the ranking hold?" in page and "maps/00_all.png" in page
+        assert page.count("<polyline") == 3 and "Does the ranking hold?" in page and "maps/00_all.webp" in page
         assert len(record["clusters"]) == record["n_images"] and len(record["concept_layout"]) == record["k"]
         assert (folder / record["cluster_sprite"]).is_file() and page.count('class="pt"') == record["n_images"]
     assert (tmp_path / "index.html").is_file() and no_temp_files(tmp_path)
     os.remove(jobs[0].folder / "broken.jpg")
+
+
+def test_pages_get_display_sized_webp_and_link_the_lossless_full_size(images, tmp_path):
+    canvas = class_run.DISPLAY_SIDE + 64
+    big = replace(TINY_VIZ, image_size=canvas)
+    config = replace(TINY, visualization=big, inversion=big, inversions=1)
+    run_classes(jobs_for(images, classes=(2,)), demo_model(), config, tmp_path, progress=False)
+    folder = tmp_path / "classes/0002"
+    record = json.loads((folder / "class.json").read_text())
+    pages = [p for sub in ("concepts", "inversions", "maps") for p in (folder / sub).iterdir()]
+    assert pages and all(p.suffix == ".webp" for p in pages)  # no PNG pages, no float copies
+    renders = RenderResult.load(folder / "renders/concepts")
+    page = (folder / "index.html").read_text()
+    for concept in record["concepts"]:
+        full = folder / concept["visualization_full"]
+        assert f'href="{concept["visualization_full"]}"' in page and record["files"][concept["visualization_full"]]
+        with Image.open(full) as image:  # the render cache's own lossless image: the exact 8-bit pixels
+            exact = np.asarray(image)
+        assert exact.shape == (canvas, canvas, 3)
+        assert np.array_equal(exact, (renders.images[concept["rank"]] * 255).round().byte().permute(1, 2, 0).numpy())
+        with Image.open(folder / concept["visualization"]) as image:
+            shown = np.asarray(image.convert("RGB"), dtype=np.float32)
+        assert shown.shape == (class_run.DISPLAY_SIDE, class_run.DISPLAY_SIDE, 3)
+        resized = np.asarray(Image.fromarray(exact).resize(shown.shape[:2], Image.Resampling.LANCZOS), np.float32)
+        assert np.abs(shown - resized).mean() < 4  # lossy WebP at quality 85: a few levels of 255 on average
+        with Image.open(folder / concept["mosaic"]) as image:
+            assert image.width <= class_run.MOSAIC_WIDTH
+    with Image.open(folder / record["inversions"][0]["inversion"]) as image:
+        assert max(image.size) == class_run.DISPLAY_SIDE
 
 
 def test_a_killed_run_resumes_without_redoing_finished_work(images, tmp_path, monkeypatch):
@@ -114,8 +145,8 @@ def test_same_seed_same_outputs(images, tmp_path):
     for name in ("a", "b"):
         run_classes(jobs, demo_model(), TINY, tmp_path / name, progress=False, gallery=False)
     for rel in (
-        "classes/0003/concepts/00_viz.png",
-        "classes/0003/concepts/01_mosaic.png",
+        "classes/0003/concepts/00_viz.webp",
+        "classes/0003/concepts/01_mosaic.webp",
         "classes/0003/bank/arrays.npz",
     ):
         a, b = tmp_path / "a" / rel, tmp_path / "b" / rel

@@ -27,7 +27,7 @@ from PIL import Image
 
 from concepts import imagenet_classes
 from pipelines.gallery import build_gallery
-from pipelines.record import ClassRecord
+from pipelines.record import RECORD_SCHEMA, ClassRecord
 
 SCALE_CLASSES = 250  # classes in the tests; the benchmark runs 1000
 INDEX_LIMIT = 1_000_000  # bytes of index.html at 1000 classes
@@ -109,7 +109,7 @@ def write_synthetic_run(run_dir: Path, n_classes: int, *, k: int = 5, top_crops:
         record = {
             "class_index": index, "class_name": table.names[index % 1000], "wnid": table.wnids[index % 1000],
             "model_id": "torchvision/resnet50/IMAGENET1K_V2", "layer": "layer4", "n_images": 1300,
-            "n_crops": 20800, "k": k, "reconstruction_error": 0.31, "schema": 2, "skipped": [],
+            "n_crops": 20800, "k": k, "reconstruction_error": 0.31, "schema": RECORD_SCHEMA, "skipped": [],
             "concepts": concepts, "inversions": pairs, "timings": {"concepts": 4.0, "visualization": 30.0},
             "device": "cuda:0", "rank": index % 8, "files": {name: len(data) for name, data in files.items()},
             "status": "done",

@@ -155,7 +155,7 @@ def test_a_run_killed_at_seeded_moments_resumes_to_identical_outputs(tmp_path):
     assert done.returncode == 0, done.stderr
     renames = int(done.stdout.split()[-1])
     reference = snapshot(tmp_path / "reference" / "run")
-    assert any(name.endswith("_mosaic.png") for name in reference) and "index.html" in reference
+    assert any(name.endswith("_mosaic.webp") for name in reference) and "index.html" in reference
     moments = sorted(np.random.default_rng(0).choice(np.arange(1, renames + 1), size=4, replace=False))
     for moment in moments:
         out = tmp_path / f"killed_at_{moment}" / "run"

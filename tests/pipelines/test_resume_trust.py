@@ -92,14 +92,14 @@ def test_a_class_with_missing_or_damaged_files_is_repaired(images, tmp_path):
     job = job_for(images)
     run([job], tmp_path)
     folder = tmp_path / "classes/0000"
-    viz, mosaic = folder / "concepts/00_viz.png", folder / "concepts/01_mosaic.png"
+    viz, mosaic = folder / "concepts/00_viz.webp", folder / "concepts/01_mosaic.webp"
     good_viz, good_mosaic = viz.read_bytes(), mosaic.read_bytes()
     viz.unlink()
     stamp = class_stamps(job, demo_model(), TINY).record
-    assert unfinished_reason(folder, stamp) == "concepts/00_viz.png is missing"
+    assert unfinished_reason(folder, stamp) == "concepts/00_viz.webp is missing"
     assert run([job], tmp_path).done == [0] and viz.read_bytes() == good_viz
     mosaic.write_bytes(good_mosaic[: len(good_mosaic) // 2])
-    assert "concepts/01_mosaic.png is damaged" in unfinished_reason(folder, stamp)
+    assert "concepts/01_mosaic.webp is damaged" in unfinished_reason(folder, stamp)
     assert run([job], tmp_path).done == [0] and mosaic.read_bytes() == good_mosaic
     assert unfinished_reason(folder, stamp) is None
 
@@ -111,6 +111,8 @@ def test_a_class_with_missing_or_damaged_files_is_repaired(images, tmp_path):
         ("bank/arrays.npz", b"PK\x03\x04 truncated"),
         ("bank/bank.json", b"[1, 2]"),
         ("renders/concepts/tensors.npz", b""),
+        ("renders/concepts/image_01.webp", b"RIFF\x00\x10\x00\x00WEBPVP8L truncated"),
+        ("renders/inversions/alpha_00.png", b"\x89PNG\r\n\x1a\n truncated"),
         ("renders/concepts/result.json", b'{"images": 3}'),
         ("renders/inversions/result.json", b"{not json"),
         ("bank/" + STAMP_FILE, b"{"),
@@ -120,14 +122,14 @@ def test_a_damaged_cache_file_is_redone_with_a_warning(images, tmp_path, caplog,
     job = job_for(images)
     run([job], tmp_path)
     folder = tmp_path / "classes/0000"
-    good = {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*.png")}
+    good = {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*.webp")}
     (folder / "class.json").unlink()
     (folder / damage[0]).write_bytes(damage[1])
     with caplog.at_level(logging.WARNING):
         summary = run([job], tmp_path)
     assert summary.done == [0] and not summary.failed
     assert "redoing" in caplog.text
-    assert {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*.png")} == good
+    assert {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*.webp")} == good
 
 
 def test_a_failing_class_never_stops_the_others(images, tmp_path, monkeypatch):
@@ -171,12 +173,14 @@ def test_a_run_with_no_finished_class_builds_no_gallery(tmp_path):
 def test_stale_pngs_of_a_larger_run_are_removed(images, tmp_path):
     job = job_for(images)
     run([job], tmp_path, config=replace(TINY, inversions=2))
-    assert (tmp_path / "classes/0000/inversions/01_inv.png").is_file()
+    assert (tmp_path / "classes/0000/inversions/01_inv.webp").is_file()
     run([job], tmp_path, config=TINY)
-    assert not (tmp_path / "classes/0000/inversions/01_inv.png").exists()
+    assert not (tmp_path / "classes/0000/inversions/01_inv.webp").exists()
     record = json.loads((tmp_path / "classes/0000/class.json").read_text())
-    on_disk = {str(p.relative_to(tmp_path / "classes/0000")) for p in (tmp_path / "classes/0000").rglob("*.png")}
-    assert on_disk == set(record["files"])
+    folder = tmp_path / "classes/0000"
+    on_disk = {p.relative_to(folder).as_posix() for p in folder.rglob("*.webp")} - {
+        p.relative_to(folder).as_posix() for p in (folder / "renders/inversions").glob("*.webp")}
+    assert on_disk == set(record["files"])  # the pages' pictures, and the full-size visualizations they link
 
 
 def test_moving_the_image_folder_is_a_change(images, tmp_path):
