@@ -80,6 +80,10 @@ class RenderResult:
             _write_image(directory / f"image_{i:02d}.webp", Image.fromarray(image.transpose(1, 2, 0)),
                          format="WEBP", method=4, **webp)
             _write_image(directory / f"alpha_{i:02d}.png", Image.fromarray(level), format="PNG")
+        for path in [*directory.glob("image_*.webp"), *directory.glob("alpha_*.png")]:
+            number = path.stem.rpartition("_")[2]
+            if number.isdigit() and int(number) >= len(images):  # left by a larger earlier result
+                path.unlink()
         arrays = {"alpha_scale": scale, "history": self.history.numpy()}
         atomic_write(directory / "tensors.npz", lambda handle: np.savez_compressed(handle, **arrays))
         meta = {key: value for key, value in asdict(self).items() if key not in ("images", "alphas", "history")}

@@ -128,6 +128,10 @@ def test_result_round_trips_through_save_and_load(tiny_net, tmp_path):
     assert again.images.equal(loaded.images) and again.alphas.equal(loaded.alphas)
     files = sorted(p.name for p in (tmp_path / "r").iterdir())
     assert files == ["alpha_00.png", "alpha_01.png", "image_00.webp", "image_01.webp", "result.json", "tensors.npz"]
+    single = maco(Objective.neuron(tiny_net, "fc", 0), seed=0, **FAST)
+    RenderResult.load(single.save(tmp_path / "r"))  # a smaller result over a larger one leaves no stale image
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["alpha_00.png", "image_00.webp", "result.json",
+                                                                  "tensors.npz"]
 
 
 def test_result_saved_lossy_stays_close_and_smaller(tiny_net, tmp_path):

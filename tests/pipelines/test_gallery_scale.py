@@ -3,7 +3,7 @@
 :func:`write_synthetic_run` writes ``classes/<idx:04d>/`` folders that look like
 finished demo classes (same number of concepts, crops and inversions, a valid
 :class:`pipelines.record.ClassRecord`, real ImageNet names and wnids) with
-tiny PNGs, so the gallery's per-class work (reading records, checking images,
+tiny WebP pictures (as a class run writes them), so the gallery's per-class work (reading records, checking images,
 rendering and writing pages, thumbnails) is the real one while the pictures
 cost nothing. The tests use a few hundred classes; the 1000-class figures in
 BENCHMARKS.md come from running this module as a script::
@@ -33,15 +33,15 @@ SCALE_CLASSES = 250  # classes in the tests; the benchmark runs 1000
 INDEX_LIMIT = 1_000_000  # bytes of index.html at 1000 classes
 
 
-def _png_bytes(seed: int, size: int, *, alpha: bool = False) -> bytes:
-    """A PNG of smooth colour noise (1/f, like a visualization), so its size and decoding cost are realistic."""
+def _picture_bytes(seed: int, size: int, *, alpha: bool = False) -> bytes:
+    """A WebP of smooth colour noise (1/f, like a visualization), so its size and decoding cost are realistic."""
     rng = np.random.default_rng(seed)
     freq = np.hypot(*np.meshgrid(np.fft.fftfreq(size), np.fft.fftfreq(size)))
     spectrum = np.fft.fft2(rng.normal(size=(4 if alpha else 3, size, size))) / np.maximum(freq, 1 / size) ** 1.6
     array = np.real(np.fft.ifft2(spectrum)).transpose(1, 2, 0)
     array = (255 * (array - array.min(axis=(0, 1))) / np.ptp(array, axis=(0, 1)).clip(1e-8)).astype(np.uint8)
     buffer = io.BytesIO()
-    Image.fromarray(array, mode="RGBA" if alpha else "RGB").save(buffer, format="PNG")
+    Image.fromarray(array, mode="RGBA" if alpha else "RGB").save(buffer, format="WEBP", quality=85)
     return buffer.getvalue()
 
 
@@ -70,15 +70,16 @@ def write_synthetic_run(run_dir: Path, n_classes: int, *, k: int = 5, top_crops:
 
     Class ``i`` gets ImageNet's index, name and wnid of ``i`` (long names, commas, apostrophes included),
     ``k`` concepts with a visualization, its alpha, a mosaic and ``top_crops`` crops, and ``inversions``
-    reference/inversion pairs: ``k * (3 + top_crops) + 2 * inversions`` PNGs of ``size`` px; the top concept's
+    reference/inversion pairs: ``k * (3 + top_crops) + 2 * inversions`` WebPs of ``size`` px; the top concept's
     visualization, which the index thumbnails, is ``viz_size`` px (default ``size``). ``deletion``
     adds deletion curves to the records (default: when :class:`ClassRecord` has the field).
     """
     if deletion is None:
         deletion = _has_deletion()
     table = imagenet_classes()
-    plain, alpha = [_png_bytes(s, size) for s in range(8)], [_png_bytes(s, size, alpha=True) for s in range(8)]
-    top = [_png_bytes(s, viz_size) for s in range(8)] if viz_size else plain
+    plain = [_picture_bytes(s, size) for s in range(8)]
+    alpha = [_picture_bytes(s, size, alpha=True) for s in range(8)]
+    top = [_picture_bytes(s, viz_size) for s in range(8)] if viz_size else plain
     for index in range(n_classes):
         folder = run_dir / "classes" / f"{index:04d}"
         (folder / "concepts").mkdir(parents=True, exist_ok=True)
@@ -87,20 +88,20 @@ def write_synthetic_run(run_dir: Path, n_classes: int, *, k: int = 5, top_crops:
         concepts = []
         for rank in range(k):
             stem = f"concepts/{rank:02d}"
-            files[f"{stem}_viz.png"] = (top if rank == 0 else plain)[(index + rank) % 8]
-            files[f"{stem}_alpha.png"] = alpha[(index + rank) % 8]
-            files[f"{stem}_mosaic.png"] = plain[(index + rank + 1) % 8]
-            crops = [f"{stem}_crop_{j}.png" for j in range(top_crops)]
+            files[f"{stem}_viz.webp"] = (top if rank == 0 else plain)[(index + rank) % 8]
+            files[f"{stem}_alpha.webp"] = alpha[(index + rank) % 8]
+            files[f"{stem}_mosaic.webp"] = plain[(index + rank + 1) % 8]
+            crops = [f"{stem}_crop_{j}.webp" for j in range(top_crops)]
             files.update({crop: plain[(index + j) % 8] for j, crop in enumerate(crops)})
             aligned = [{"class_index": (index + j) % 1000, "class_name": table.names[(index + j) % 1000],
                         "cosine": 0.4 - 0.05 * j} for j in range(5)]
             concepts.append({"rank": rank, "concept_id": (rank * 3) % k, "importance_pct": 60.0 / (rank + 1),
-                             "sobol": 0.5 / (rank + 1), "visualization": f"{stem}_viz.png",
-                             "visualization_alpha": f"{stem}_alpha.png", "mosaic": f"{stem}_mosaic.png",
+                             "sobol": 0.5 / (rank + 1), "visualization": f"{stem}_viz.webp",
+                             "visualization_alpha": f"{stem}_alpha.webp", "mosaic": f"{stem}_mosaic.webp",
                              "top_crops": crops, "aligned_classes": aligned})
         pairs = []
         for j in range(inversions):
-            ref, inv = f"inversions/{j:02d}_ref.png", f"inversions/{j:02d}_inv.png"
+            ref, inv = f"inversions/{j:02d}_ref.webp", f"inversions/{j:02d}_inv.webp"
             files[ref], files[inv] = plain[j % 8], plain[(j + 3) % 8]
             pairs.append({"reference": ref, "inversion": inv, "cosine": 0.9, "source": f"images/img_{j}.JPEG",
                           "probability": 0.8})
