@@ -35,13 +35,14 @@ class RenderResult:
     """What a visualization run returns.
 
     ``images`` ``(T, 3, H, W)`` in [0, 1] and ``alphas`` ``(T, 1, H, W)``
-    (raw accumulated gradient magnitude) are on the CPU; ``history`` is the
+    (raw accumulated gradient magnitude; None when loaded from a result saved
+    without them) are on the CPU; ``history`` is the
     ``(steps, T)`` score trace. Unpacking gives ``images, alphas``, without
     the ``T`` axis for a single target: ``image, alpha = maco(...)``.
     """
 
     images: torch.Tensor
-    alphas: torch.Tensor
+    alphas: torch.Tensor | None
     names: list[str]
     history: torch.Tensor
     seeds: list[int]
@@ -59,36 +60,42 @@ class RenderResult:
         steps, n_targets = self.history.shape
         return steps * n_targets * self.config.get("crops", 1) / max(self.seconds, 1e-9)
 
-    def save(self, directory: str | Path, *, quality: int | None = None) -> Path:
+    def save(self, directory: str | Path, *, quality: int | None = None, alphas: bool = True) -> Path:
         """Write ``image_NN.webp``, ``alpha_NN.png``, ``tensors.npz`` (alpha scales, history) and ``result.json``.
 
         ``quality=None`` writes the images losslessly (8-bit); an integer in [1, 100] writes lossy WebP at that
-        quality, for images that are only looked at. Every file is written atomically.
+        quality, for images that are only looked at. ``alphas=False`` leaves the alpha maps out (a feature
+        inversion's, which nothing shows); :meth:`load` then gives ``alphas=None``. Every file is written
+        atomically.
         """
         if quality is not None and (isinstance(quality, bool) or not isinstance(quality, int)
                                     or not 1 <= quality <= 100):
             raise ValueError(f"`quality` of RenderResult.save must be None (lossless) or an integer in [1, 100]; "
                              f"got {quality!r}.")
+        if alphas and self.alphas is None:
+            raise ValueError("this RenderResult has no alpha maps to save; pass alphas=False.")
         directory = Path(directory)
         images = np.round(np.clip(np.nan_to_num(self.images.float().numpy()), 0.0, 1.0) * 255.0).astype(np.uint8)
-        alphas = self.alphas.float().numpy().mean(1)  # (T, H, W): the pictures use the channel mean
-        scale = np.abs(alphas).reshape(len(alphas), -1).max(1, initial=0.0).astype(np.float32)
-        safe = np.where(scale > 0, scale, 1.0)[:, None, None]
-        levels = np.round(np.sqrt(np.clip(alphas / safe, 0.0, 1.0)) * 255.0).astype(np.uint8)
         webp = {"lossless": True} if quality is None else {"quality": quality}
-        for i, (image, level) in enumerate(zip(images, levels)):
+        for i, image in enumerate(images):
             _write_image(directory / f"image_{i:02d}.webp", Image.fromarray(image.transpose(1, 2, 0)),
                          format="WEBP", method=4, **webp)
-            _write_image(directory / f"alpha_{i:02d}.png", Image.fromarray(level), format="PNG")
+        arrays = {"history": self.history.numpy()}
+        if alphas:
+            maps = self.alphas.float().numpy().mean(1)  # (T, H, W): the pictures use the channel mean
+            arrays["alpha_scale"] = np.abs(maps).reshape(len(maps), -1).max(1, initial=0.0).astype(np.float32)
+            safe = np.where(arrays["alpha_scale"] > 0, arrays["alpha_scale"], 1.0)[:, None, None]
+            levels = np.round(np.sqrt(np.clip(maps / safe, 0.0, 1.0)) * 255.0).astype(np.uint8)
+            for i, level in enumerate(levels):
+                _write_image(directory / f"alpha_{i:02d}.png", Image.fromarray(level), format="PNG")
         for path in [*directory.glob("image_*.webp"), *directory.glob("alpha_*.png")]:
             number = path.stem.rpartition("_")[2]
-            if number.isdigit() and int(number) >= len(images):  # left by a larger earlier result
+            kept = len(images) if path.suffix == ".webp" or alphas else 0
+            if number.isdigit() and int(number) >= kept:  # left by an earlier, larger result
                 path.unlink()
-        arrays = {"alpha_scale": scale, "history": self.history.numpy()}
         atomic_write(directory / "tensors.npz", lambda handle: np.savez_compressed(handle, **arrays))
         meta = {key: value for key, value in asdict(self).items() if key not in ("images", "alphas", "history")}
-        meta["schema_version"] = SCHEMA_VERSION
-        meta["image_quality"] = quality
+        meta.update(schema_version=SCHEMA_VERSION, image_quality=quality, alphas_saved=alphas)
         text = json.dumps(meta, indent=1, sort_keys=True, allow_nan=False).encode()
         atomic_write(directory / "result.json", lambda handle: handle.write(text))
         return directory
@@ -100,13 +107,17 @@ class RenderResult:
         if meta.pop("schema_version", None) != SCHEMA_VERSION:
             raise ValueError(f"{directory} holds a RenderResult of another schema version; re-run the visualization.")
         meta.pop("image_quality", None)
+        alphas_saved = meta.pop("alphas_saved")
         with np.load(directory / "tensors.npz", allow_pickle=False) as arrays:
-            scale = torch.from_numpy(arrays["alpha_scale"])
             history = torch.from_numpy(arrays["history"])
+            scale = torch.from_numpy(arrays["alpha_scale"]) if alphas_saved else None
+        n_targets = history.shape[1]
         images = torch.stack([_read_image(directory / f"image_{i:02d}.webp", "RGB").permute(2, 0, 1)
-                              for i in range(len(scale))]).float().div_(255.0)
-        levels = torch.stack([_read_image(directory / f"alpha_{i:02d}.png", "L") for i in range(len(scale))])
-        alphas = (levels.float().div_(255.0).square_() * scale[:, None, None])[:, None]
+                              for i in range(n_targets)]).float().div_(255.0)
+        alphas = None
+        if scale is not None:
+            levels = torch.stack([_read_image(directory / f"alpha_{i:02d}.png", "L") for i in range(n_targets)])
+            alphas = (levels.float().div_(255.0).square_() * scale[:, None, None])[:, None]
         return cls(images=images, alphas=alphas, history=history, **meta)
 
 

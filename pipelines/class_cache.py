@@ -30,7 +30,7 @@ __all__ = ["DISPLAY_SIDE", "INVERSION_QUALITY", "MOSAIC_WIDTH", "ClassStamps", "
 # How a class's pictures are made; in the record's stamp, so a rerun redoes pages made another way.
 DISPLAY_SIDE = 256  # longest side of a visualization or inversion on the page (its column is 260 px wide)
 MOSAIC_WIDTH = 880  # the mosaic's width on the page (the concept card's second column)
-INVERSION_QUALITY = 90  # WebP quality of the cached inversions: only their pictures are shown
+INVERSION_QUALITY = 90  # WebP quality of the cached inversions (kept without alphas): only their pictures are shown
 
 _logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -76,6 +76,7 @@ def class_stamps(job: ClassJob, split: ModelSplit, config: RunConfig) -> ClassSt
             "inversions": config.inversions,
             "inversion_cossim_pow": config.inversion_cossim_pow,
             "quality": INVERSION_QUALITY,
+            "alphas": False,
         }
     )
     record = Stamp(

@@ -9,8 +9,8 @@ Layout of ``<run>/classes/<class_index:04d>/``::
 
 The full-size concept visualizations are the lossless images of
 ``renders/concepts/`` (stored once; the page links to them); the inversions
-are cached as lossy WebP (quality :data:`INVERSION_QUALITY`), since only their
-pictures are shown.
+are cached as lossy WebP (quality :data:`INVERSION_QUALITY`) without their
+alpha maps, since only their pictures are shown.
     class.json            written last: its ``"status": "done"`` marks the class finished
 
 Each intermediate result is written atomically as soon as it exists, with a
@@ -241,7 +241,7 @@ def _inversions_stage(
             run.split, targets, config.inversion, cossim_pow=config.inversion_cossim_pow, progress=run.progress
         ),
         f"the feature inversions of {run.what}",
-        save=lambda result, directory: result.save(directory, quality=INVERSION_QUALITY),
+        save=lambda result, directory: result.save(directory, quality=INVERSION_QUALITY, alphas=False),
     )
     reached = inversion_cosines(
         run.split, result.images, targets, amp=config.inversion.amp, channels_last=config.inversion.channels_last

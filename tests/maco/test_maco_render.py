@@ -145,6 +145,17 @@ def test_result_saved_lossy_stays_close_and_smaller(tiny_net, tmp_path):
         result.save(tmp_path / "bad", quality=0)
 
 
+def test_result_saved_without_alphas_loads_with_none(tiny_net, tmp_path):
+    result = maco(Objective.neuron(tiny_net, "fc", [0, 1]), seed=0, **FAST)
+    result.save(tmp_path / "r")
+    loaded = RenderResult.load(result.save(tmp_path / "r", alphas=False))  # over a result that had them
+    assert loaded.alphas is None and not list((tmp_path / "r").glob("alpha_*"))
+    assert torch.equal((loaded.images * 255).round(), (result.images.clamp(0, 1) * 255).round())
+    with pytest.raises(ValueError, match="alphas=False"):
+        loaded.save(tmp_path / "again")
+    assert RenderResult.load(loaded.save(tmp_path / "again", alphas=False)).images.equal(loaded.images)
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [
