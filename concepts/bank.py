@@ -200,18 +200,27 @@ class ConceptBank:
 
 
 def _write_npz(fh: Any, arrays: dict[str, np.ndarray]) -> None:
-    """``np.savez`` with fixed zip timestamps, so equal banks give equal bytes."""
-    with zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
+    """``np.savez_compressed`` with fixed zip timestamps, so equal banks give equal bytes.
+
+    Deflate halves nothing of the float codes and directions, but the crop boxes and image indices of a
+    1300-image class (about 0.8 MB) shrink to a few KB.
+    """
+    with zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as archive:
         for name, array in arrays.items():
             buffer = io.BytesIO()
             np.lib.format.write_array(buffer, np.asanyarray(array), allow_pickle=False)
-            archive.writestr(zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0)), buffer.getvalue())
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, buffer.getvalue())
 
 
 def _atomic_write(path: Path, write: Any) -> None:
     """Write through ``write(file_handle)`` to a temporary file beside ``path``, then rename."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    umask = os.umask(0)
+    os.umask(umask)
     try:
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide the bank from the other users of a shared run
         with os.fdopen(fd, "wb") as fh:
             write(fh)
             fh.flush()

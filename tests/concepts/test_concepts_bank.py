@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import os
+import zipfile
 
 import numpy as np
 import pytest
@@ -69,3 +71,14 @@ def test_bank_save_is_byte_deterministic(tmp_path):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
     with np.load(tmp_path / "a" / "arrays.npz", allow_pickle=False) as npz:
         assert "W" in npz.files and "sobol" in npz.files
+
+
+def test_bank_arrays_are_deflated_and_readable_by_others(tmp_path):
+    bank = _bank()
+    bank.save(tmp_path / "a")
+    with zipfile.ZipFile(tmp_path / "a" / "arrays.npz") as archive:
+        assert {info.compress_type for info in archive.infolist()} == {zipfile.ZIP_DEFLATED}
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in ("arrays.npz", "bank.json"):
+        assert (tmp_path / "a" / name).stat().st_mode & 0o777 == 0o666 & ~umask
