@@ -13,10 +13,10 @@ imported on its own since it needs ``maco`` and ``concepts``.
 """
 from .load import load_demo_model
 from .model import DEMO_INPUT_SIZE, DEMO_MEAN, DEMO_STD, DemoNet
-from .parts import CLASS_NAMES, CLASS_PARTS, PART_COLOURS, PART_NAMES
+from .parts import CLASS_NAMES, CLASS_PARTS, DISTINCTIVE_PARTS, PART_COLOURS, PART_NAMES, SHARED_PARTS
 from .world import DemoWorld
 
 __all__ = [
-    "CLASS_NAMES", "CLASS_PARTS", "DEMO_INPUT_SIZE", "DEMO_MEAN", "DEMO_STD", "DemoNet", "DemoWorld",
-    "PART_COLOURS", "PART_NAMES", "load_demo_model",
+    "CLASS_NAMES", "CLASS_PARTS", "DEMO_INPUT_SIZE", "DEMO_MEAN", "DEMO_STD", "DISTINCTIVE_PARTS", "DemoNet",
+    "DemoWorld", "PART_COLOURS", "PART_NAMES", "SHARED_PARTS", "load_demo_model",
 ]

@@ -2,12 +2,26 @@
 
 Notation: ``n`` images, ``N`` images over all classes, ``H = W`` the image
 size, ``P = len(PART_NAMES)`` parts. Each image shows one object of its class
-(two parts, see :data:`~pipelines.demo.parts.CLASS_PARTS`) at a random
-position, scale, aspect and left-right orientation, over a smooth noisy
-background cluttered with small distractor shapes whose colours include the
-part colours (so colour alone does not give the class away). The object is
-drawn last, so the ground-truth part masks are exact: a pixel belongs to the
-last part that painted it.
+(a shared part, if the class has one, and two distinctive parts, see
+:data:`~pipelines.demo.parts.CLASS_PARTS`) at a random position, scale,
+aspect and left-right orientation, over a smooth noisy background cluttered
+with small distractor shapes whose colours include the part colours (so
+colour alone does not give the class away).
+
+Parts also appear apart from each other, so that a model must learn each
+distinctive part as evidence on its own (and concepts can tell them apart):
+
+- with probability ``1 - P_BOTH`` one of the two distinctive parts, chosen
+  at random, is left out (at least one distinctive part is always drawn);
+- the shared part is left out with probability ``P_DROP_SHARED``;
+- with probability ``P_APART`` the drawn parts are scattered: each is placed
+  on its own at a random position, away from the others where it fits, and
+  drawn up to ``APART_ZOOM`` times larger (as a part looks in a crop that is
+  enlarged to the model's input size).
+
+The object is drawn last, so the ground-truth part masks are exact: a pixel
+belongs to the last part that painted it, and a part left out has an empty
+mask.
 
 Every image is drawn from its own ``numpy.random.Generator`` seeded with
 ``(seed, class_index, i)``, so a given seed always yields the same bytes and
@@ -24,9 +38,15 @@ import torch
 from PIL import Image, ImageDraw
 
 from ..io import save
-from .parts import CLASS_NAMES, COLOUR_JITTER, PART_COLOURS, PART_NAMES, TEXTURES, layout
+from .parts import (CLASS_NAMES, CLASS_PARTS, COLOUR_JITTER, DISTINCTIVE_PARTS, PART_COLOURS, PART_NAMES, TEXTURES,
+                    layout, part_extent)
 
-__all__ = ["DemoWorld"]
+__all__ = ["APART_ZOOM", "P_APART", "P_BOTH", "P_DROP_SHARED", "DemoWorld"]
+
+P_BOTH = 0.5  # both distinctive parts drawn; otherwise one of them, at random
+P_DROP_SHARED = 0.25  # the shared part left out
+P_APART = 0.3  # the drawn parts scattered over the image, each on its own
+APART_ZOOM = (1.0, 1.8)  # scattered parts are drawn this much larger (at most 0.6 of the image side)
 
 _EXTRA_CLUTTER_COLOURS = ((150, 60, 170), (60, 190, 200), (230, 130, 180), (120, 120, 120), (250, 250, 250))
 _CLUTTER_COLOURS = np.array([c for cols in PART_COLOURS.values() for c in cols] + list(_EXTRA_CLUTTER_COLOURS))
@@ -59,7 +79,7 @@ class DemoWorld:
     Examples
     --------
     >>> world = DemoWorld()
-    >>> images, masks = world.sample(0, 4, seed=1)   # (4, 128, 128, 3) uint8, (4, 9, 128, 128) bool
+    >>> images, masks = world.sample(0, 4, seed=1)   # (4, 128, 128, 3) uint8, (4, 14, 128, 128) bool
     """
 
     class_names = CLASS_NAMES
@@ -101,24 +121,62 @@ class DemoWorld:
                 draw.polygon((x, y + h, x + w / 2, y, x + w, y + h), fill=fill)
         return np.array(img)
 
+    def _kept(self, class_index: int, rng: np.random.Generator) -> set[str]:
+        """The parts drawn in one image: at least one distinctive part, see the module docstring."""
+        name = CLASS_NAMES[class_index]
+        distinctive = DISTINCTIVE_PARTS[name]
+        both, which, drop_shared = rng.random() < P_BOTH, int(rng.integers(len(distinctive))), rng.random()
+        keep = set(distinctive) if both else {distinctive[which]}
+        if drop_shared >= P_DROP_SHARED:
+            keep.update(p for p in CLASS_PARTS[name] if p not in distinctive)
+        return keep
+
+    def _place(self, parts, apart: bool, rng: np.random.Generator) -> list:
+        """Shift the parts (pixels, origin at their box) to random places in the image.
+
+        Whole objects move as one; scattered parts are placed one by one, each
+        at the first of up to 20 random places whose box (plus a gap) misses
+        the boxes placed before it, or at the last place tried.
+        """
+        s, k = self.image_size, self.image_size / 128
+        margin, gap = 2 * k, 3 * k
+        groups = [[part] for part in parts] if apart else [parts]
+        placed, boxes = [], []
+        for group in groups:
+            x0, y0, x1, y1 = part_extent([p for _, prims in group for p in prims])
+            w, h = x1 - x0, y1 - y0
+            for _ in range(20):
+                ox = rng.uniform(margin, max(margin, s - margin - w)) - x0
+                oy = rng.uniform(margin, max(margin, s - margin - h)) - y0
+                box = (x0 + ox - gap, y0 + oy - gap, x1 + ox + gap, y1 + oy + gap)
+                if all(box[2] <= b[0] or b[2] <= box[0] or box[3] <= b[1] or b[3] <= box[1] for b in boxes):
+                    break
+            boxes.append(box)
+            placed.extend((part, [(kind, tuple(c + (ox if i % 2 == 0 else oy) for i, c in enumerate(coords)))
+                                  for kind, coords in prims]) for part, prims in group)
+        return placed
+
     def _draw(self, class_index: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """One image ``(H, W, 3)`` uint8 and its masks ``(P, H, W)`` bool."""
         s, k = self.image_size, self.image_size / 128
         canvas = self._clutter(self._background(rng), rng)
         u = rng.uniform(0.7, 1.15) * k
         ux = u * rng.uniform(0.88, 1.12)
-        parts = layout(CLASS_NAMES[class_index], ux, u, mirror=bool(rng.random() < 0.5))
-        w = max(c for _, prims in parts for _, coords in prims for c in coords[0::2])
-        h = max(c for _, prims in parts for _, coords in prims for c in coords[1::2])
-        margin = 2 * k
-        ox = rng.uniform(margin, max(margin, s - margin - w))
-        oy = rng.uniform(margin, max(margin, s - margin - h))
+        mirror = bool(rng.random() < 0.5)
+        keep = self._kept(class_index, rng)
+        apart, zoom = bool(rng.random() < P_APART), rng.uniform(*APART_ZOOM)
+        parts = [(part, prims) for part, prims in layout(CLASS_NAMES[class_index], ux, u, mirror) if part in keep]
+        if apart:  # scattered parts are drawn larger (as in a crop), each at most 0.6 of the image side
+            x0, y0, x1, y1 = zip(*(part_extent(prims) for _, prims in parts))
+            side = max(max(b - a for a, b in zip(x0, x1)), max(b - a for a, b in zip(y0, y1)))
+            zoom = max(1.0, min(zoom, 0.6 * s / side))
+            u, ux = u * zoom, ux * zoom
+            parts = [(part, prims) for part, prims in layout(CLASS_NAMES[class_index], ux, u, mirror) if part in keep]
         owner = np.full((s, s), -1, dtype=np.int64)
-        for part, prims in parts:
+        for part, prims in self._place(parts, apart, rng):
             palette = np.array(PART_COLOURS[part]) + rng.integers(-COLOUR_JITTER, COLOUR_JITTER + 1, size=3)
             palette = np.clip(palette, 0, 255).astype(np.uint8)
-            for kind, coords in prims:
-                xy = tuple(c + (ox if i % 2 == 0 else oy) for i, c in enumerate(coords))
+            for kind, xy in prims:
                 box = (min(xy[0::2]), min(xy[1::2]), max(xy[0::2]), max(xy[1::2]))
                 stencil = Image.new("L", (s, s), 0)
                 getattr(ImageDraw.Draw(stencil), "rectangle" if kind == "rect" else kind)(xy, fill=1)
@@ -149,7 +207,8 @@ class DemoWorld:
             ``(n, H, W, 3)`` uint8 RGB.
         masks : np.ndarray
             ``(n, P, H, W)`` bool; channel ``p`` is part ``PART_NAMES[p]``
-            (all False for parts the class does not have).
+            (all False for parts the class does not have and for parts left out
+            of that image).
         """
         if isinstance(class_index, bool) or not isinstance(class_index, (int, np.integer)) \
                 or not 0 <= class_index < len(CLASS_NAMES):

@@ -88,7 +88,8 @@ def test_a_class_runs_end_to_end_in_bf16_and_channels_last_on_the_cpu(tmp_path, 
     for stage in ("concepts", "inversions"):
         renders = RenderResult.load(folder / "renders" / stage)
         assert (renders.config["amp"], renders.config["channels_last"]) == (True, True)
-        assert torch.isfinite(renders.images).all() and renders.alphas.sum() > 0
+        assert torch.isfinite(renders.images).all()
+        assert renders.alphas.sum() > 0 if stage == "concepts" else renders.alphas is None  # inversions keep none
     # the same class as the float32 run, to bf16's precision (measured: 0.2 points, 5e-5 and 0.014)
     assert [c["concept_id"] for c in record["concepts"]] == [c["concept_id"] for c in expected["concepts"]]
     for ours, theirs in zip(record["concepts"], expected["concepts"]):

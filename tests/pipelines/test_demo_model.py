@@ -72,3 +72,23 @@ def test_demo_bad_arguments():
         DemoNet(width=0)
     with pytest.raises(ValueError, match="x"):
         DemoNet()(torch.zeros(3, 32, 32))
+
+
+def test_demo_training_is_deterministic_with_part_targets():
+    from pipelines.demo.train import _draw_training, train_one
+
+    world = DemoWorld(image_size=64)
+    images, labels, shares, weights = _draw_training(world, 3, seed=5, zoom=0.5)
+    assert images.shape == (18, 3, 64, 64) and labels.tolist() == [c for c in range(6) for _ in range(3)]
+    assert shares.shape == (18, len(demo.PART_NAMES) + 1, 4, 4)
+    assert torch.allclose(shares.sum(1), torch.ones(18, 4, 4), atol=1e-5) and (shares >= 0).all()
+    assert set(weights.tolist()) <= {0.0, 1.0} and weights.sum() >= 9
+    before = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        a = train_one(3, steps=2, batch=6, epoch_per_class=3, world=world)
+        b = train_one(3, steps=2, batch=6, epoch_per_class=3, world=world)
+    finally:
+        torch.use_deterministic_algorithms(before)
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    assert not a.training

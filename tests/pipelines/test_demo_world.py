@@ -1,11 +1,11 @@
-"""pipelines.demo world: determinism, shapes, masks that match the drawn parts, class folders."""
+"""pipelines.demo world: determinism, shapes, masks that match the drawn parts, parts apart, class folders."""
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
 from pipelines.demo import CLASS_NAMES, CLASS_PARTS, PART_COLOURS, PART_NAMES, DemoWorld
-from pipelines.demo.parts import COLOUR_JITTER
+from pipelines.demo.parts import COLOUR_JITTER, DISTINCTIVE_PARTS, SHARED_PARTS
 
 
 @pytest.fixture(scope="module")
@@ -36,17 +36,32 @@ def test_demo_world_seed_is_the_default(world):
     assert np.array_equal(a, b)
 
 
+def test_demo_parts_are_shared_or_distinctive():
+    assert set(SHARED_PARTS) == {"post", "bricks"}
+    for name in CLASS_NAMES:
+        assert len(DISTINCTIVE_PARTS[name]) == 2, name
+        others = {p for other in CLASS_NAMES if other != name for p in CLASS_PARTS[other]}
+        assert not set(DISTINCTIVE_PARTS[name]) & others
+        assert set(CLASS_PARTS[name]) == set(DISTINCTIVE_PARTS[name]) | (set(CLASS_PARTS[name]) & set(SHARED_PARTS))
+    assert len(set(PART_NAMES)) == len(PART_NAMES) == len(PART_COLOURS)
+
+
 @pytest.mark.parametrize("class_index", range(len(CLASS_NAMES)))
 def test_demo_masks_match_drawn_parts(world, class_index):
-    images, masks = world.sample(class_index, 4, seed=11)
-    present = CLASS_PARTS[CLASS_NAMES[class_index]]
+    images, masks = world.sample(class_index, 8, seed=11)
+    name = CLASS_NAMES[class_index]
+    present = CLASS_PARTS[name]
     assert masks.sum(axis=1).max() <= 1  # parts are disjoint
+    distinctive = [PART_NAMES.index(p) for p in DISTINCTIVE_PARTS[name]]
+    assert masks[:, distinctive].any(axis=(2, 3)).any(axis=1).all()  # every image shows a distinctive part
     for p, part in enumerate(PART_NAMES):
         if part not in present:
             assert not masks[:, p].any()
             continue
         palette = np.array(PART_COLOURS[part], dtype=np.int64)
         for image, mask in zip(images, masks[:, p]):
+            if not mask.any():  # left out of this image
+                continue
             assert mask.sum() >= 30, f"{part} mask nearly empty"
             pixels = image[mask].astype(np.int64)  # (m, 3)
             # one colour offset per part instance, within +-COLOUR_JITTER of a palette colour
@@ -57,10 +72,32 @@ def test_demo_masks_match_drawn_parts(world, class_index):
             assert ys.max() - ys.min() < 100 and xs.max() - xs.min() < 100
 
 
+def _box(mask):
+    ys, xs = np.nonzero(mask)
+    return xs.min(), ys.min(), xs.max() + 1, ys.max() + 1
+
+
+@pytest.mark.parametrize("class_index", range(len(CLASS_NAMES)))
+def test_demo_distinctive_parts_appear_apart(world, class_index):
+    """In 40 images each distinctive part is shown without the other, both are shown together, and some
+    images have them apart: their boxes do not touch."""
+    name = CLASS_NAMES[class_index]
+    _, masks = world.sample(class_index, 40, seed=2026)
+    a, b = (PART_NAMES.index(p) for p in DISTINCTIVE_PARTS[name])
+    has_a, has_b = masks[:, a].any(axis=(1, 2)), masks[:, b].any(axis=(1, 2))
+    assert (has_a & ~has_b).sum() >= 4 and (has_b & ~has_a).sum() >= 4 and (has_a & has_b).sum() >= 8
+    apart = 0
+    for i in np.flatnonzero(has_a & has_b):
+        (ax0, ay0, ax1, ay1), (bx0, by0, bx1, by1) = _box(masks[i, a]), _box(masks[i, b])
+        apart += ax1 < bx0 or bx1 < ax0 or ay1 < by0 or by1 < ay0
+    assert apart >= 2
+
+
 def test_demo_masks_follow_image_size():
-    images, masks = DemoWorld(image_size=64).sample(5, 2, seed=1)
-    assert images.shape == (2, 64, 64, 3) and masks.shape == (2, len(PART_NAMES), 64, 64)
-    assert masks[:, PART_NAMES.index("crown")].any(axis=(1, 2)).all()
+    images, masks = DemoWorld(image_size=64).sample(5, 4, seed=1)
+    assert images.shape == (4, 64, 64, 3) and masks.shape == (4, len(PART_NAMES), 64, 64)
+    tree = [PART_NAMES.index("crown"), PART_NAMES.index("trunk")]
+    assert masks[:, tree].any(axis=(2, 3)).any(axis=1).all()
 
 
 def test_demo_dataset(world):
