@@ -70,14 +70,96 @@ def crop_and_resize(images: torch.Tensor, boxes: torch.Tensor, out_size: int) ->
         ``(T * K, 3, s, s)``, target-major. ``roi_align`` averages several
         bilinear samples per output pixel when a box is larger than ``s``,
         which keeps downsampling free of aliasing.
+
+    Notes
+    -----
+    On the CPU the same ``roi_align`` (``aligned=True``, adaptive sampling
+    grid) runs as two small matrix products per crop (equal to float
+    rounding): torchvision's CPU backward is a one-thread scatter that cost
+    several times the crops' forward pass. Elsewhere ``torchvision.ops.roi_align``
+    runs as is: its GPU kernels are parallel, and need no host sync per step.
     """
-    n_targets, n_crops = boxes.shape[:2]
-    height, width = images.shape[-2:]
-    corners = boxes.reshape(-1, 2, 2)  # (T * K, corner, xy); scaled by Python numbers: no host-to-device copy
-    pixels = torch.stack([corners[..., 0] * width, corners[..., 1] * height], dim=-1).reshape(-1, 4)
-    index = torch.arange(n_targets, device=boxes.device, dtype=boxes.dtype).repeat_interleave(n_crops)[:, None]
-    rois = torch.cat([index, pixels], dim=1).to(images.device, images.dtype)
+    pixels = _pixel_boxes(boxes, images.shape[-2], images.shape[-1]).to(images.device, images.dtype)
+    if images.device.type == "cpu":
+        rows = _axis_weights(pixels[:, 1], pixels[:, 3], images.shape[-2], out_size)
+        cols = _axis_weights(pixels[:, 0], pixels[:, 2], images.shape[-1], out_size)
+        return _SeparableCrops.apply(images, rows, cols, boxes.shape[1])
+    index = torch.arange(boxes.shape[0], device=images.device, dtype=images.dtype).repeat_interleave(boxes.shape[1])
+    rois = torch.cat([index[:, None], pixels], dim=1)
     return roi_align(images, rois, output_size=(out_size, out_size), spatial_scale=1.0, sampling_ratio=-1, aligned=True)
+
+
+def _pixel_boxes(boxes: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """``(T, K, 4)`` normalised boxes -> ``(T * K, 4)`` pixels, scaled by Python numbers (no host-to-device copy)."""
+    corners = boxes.reshape(-1, 2, 2)  # (T * K, corner, xy)
+    return torch.stack([corners[..., 0] * width, corners[..., 1] * height], dim=-1).reshape(-1, 4)
+
+
+def _axis_weights(start: torch.Tensor, end: torch.Tensor, size: int, out_size: int) -> torch.Tensor:
+    """``(N, out_size, size)`` matrices: what ``roi_align`` (aligned, adaptive grid) does along one axis.
+
+    Output pixel ``o`` of box ``n`` averages ``g = ceil(length / out_size)`` samples at
+    ``start + o * bin + (i + 0.5) * bin / g``, each split linearly between its two neighbouring
+    pixels. As torchvision's CPU kernel: samples beyond one pixel outside the image count zero, the
+    others are clamped to ``[0, size - 1]``; the same float operations in the same order, so both
+    place every sample identically. The 2-D weight of ``roi_align`` is the product of the two axes'.
+    """
+    start, end = start - 0.5, end - 0.5  # aligned=True: pixel centres at integer coordinates
+    length = end - start
+    bin_size = (length / out_size)[:, None, None]
+    grid = torch.ceil(length / out_size)[:, None, None]  # samples per output pixel (0 for an empty box)
+    pixel = torch.arange(out_size, dtype=start.dtype, device=start.device)[:, None]
+    sample = torch.arange(max(int(grid.max()), 0), dtype=start.dtype, device=start.device)
+    at = start[:, None, None] + pixel * bin_size + (sample + 0.5) * bin_size / grid.clamp_min(1)  # (N, out_size, g)
+    used = (sample < grid) & (at >= -1) & (at <= size)
+    at = at.clamp(0, size - 1)
+    low = at.floor()
+    frac = at - low
+    share = torch.where(used, 1 / grid.clamp_min(1), 0)
+    weights = torch.zeros(len(start), out_size, size, dtype=start.dtype, device=start.device)
+    weights.scatter_add_(2, low.long(), (1 - frac) * share)
+    return weights.scatter_add_(2, (low + 1).clamp_max(size - 1).long(), frac * share)
+
+
+def _spans(weights: torch.Tensor) -> list[tuple[int, int]]:
+    """First and one-past-last pixel each ``(N, out_size, size)`` matrix reads: the crop's products skip the rest."""
+    read = weights.ne(0).any(1).int()
+    first = read.argmax(1)
+    stop = read.shape[1] - read.flip(1).argmax(1)
+    return [(int(a), int(b)) for a, b in torch.stack([first, stop], 1).tolist()]
+
+
+class _SeparableCrops(torch.autograd.Function):
+    """``crop_n = rows_n @ images[t] @ cols_n.T`` per channel, on the pixels the crop reads.
+
+    A hand-written backward (two products per crop, added into one gradient buffer) instead of
+    autograd's, which would make a zero canvas-sized gradient per crop for its slices. Both passes
+    work on contiguous tensors, so a crop rounds alike whatever the memory format of the gradient
+    (channels_last from a whole batch, contiguous from ``max_batch`` chunks): other layouts take
+    other BLAS paths.
+    """
+
+    @staticmethod
+    def forward(ctx, images: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, per_target: int) -> torch.Tensor:
+        images, row_spans, col_spans = images.contiguous(), _spans(rows), _spans(cols)
+        crops = images.new_empty(len(rows), images.shape[1], rows.shape[1], cols.shape[1])
+        for n, ((y0, y1), (x0, x1)) in enumerate(zip(row_spans, col_spans)):
+            window = images[n // per_target, :, y0:y1, x0:x1]
+            torch.matmul(rows[n, :, y0:y1], window @ cols[n, :, x0:x1].T, out=crops[n])
+        ctx.save_for_backward(rows, cols)
+        ctx.spans, ctx.per_target, ctx.shape = (row_spans, col_spans), per_target, images.shape
+        return crops
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, None, None, None]:
+        if not ctx.needs_input_grad[0]:
+            return None, None, None, None
+        rows, cols = ctx.saved_tensors
+        grad = grad.contiguous()
+        grad_images = grad.new_zeros(ctx.shape)
+        for n, ((y0, y1), (x0, x1)) in enumerate(zip(*ctx.spans)):
+            grad_images[n // ctx.per_target, :, y0:y1, x0:x1] += rows[n, :, y0:y1].T @ grad[n] @ cols[n, :, x0:x1]
+        return grad_images, None, None, None
 
 
 def add_uniform_noise(

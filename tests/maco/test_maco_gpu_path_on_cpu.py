@@ -67,8 +67,14 @@ def test_chunked_bf16_steps_match_the_whole_batch(tiny_net):
     objective = OBJECTIVES["neuron"](tiny_net)
     whole = maco(objective, seed=1, lr=0.1, **GPU_PATH, **FAST)
     chunked = maco(objective, seed=1, lr=0.1, max_batch=6, **GPU_PATH, **FAST)  # 12 crops in chunks of 6
-    torch.testing.assert_close(chunked.history, whole.history, atol=1e-4, rtol=1e-3)
-    assert (chunked.images - whole.images).abs().max() < 1e-3
+    # Chunks add their canvas gradients in another order (1e-10 apart; test_maco_render checks float32 closely);
+    # NAdam's eps turns that into ~1e-7 on the canvas, which now and then flips one bf16 rounding of an input.
+    # Seeds 0-79, roi_align crops: 6 flips; matrix-product crops: 3 (seed 1 among them), at worst 1.6x the former
+    # atol 1e-4 + rtol 1e-3 on scores, images 0.019 (max) and 8e-4 (mean) apart. So: one bf16 rounding (2^-8)
+    # on scores, a flip's size on images.
+    torch.testing.assert_close(chunked.history, whole.history, atol=1e-4, rtol=4e-3)
+    difference = (chunked.images - whole.images).abs()
+    assert difference.max() < 0.05 and difference.mean() < 2e-3
 
 
 def test_channels_last_alone_keeps_float32_results(tiny_net):
