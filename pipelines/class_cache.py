@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import Any, Callable, TypeVar
 
 from concepts import ModelSplit
 
@@ -133,8 +133,12 @@ def unfinished_reason(folder: Path, stamp: Stamp) -> str | None:
     return finished_record(folder, stamp)[1]
 
 
+def _save(result: Any, directory: Path) -> object:
+    return result.save(directory)
+
+
 def cached(directory: Path, stamp: Stamp, load: Callable[[Path], T], make: Callable[[], T], what: str,
-           save: Callable[[T, Path], object] | None = None) -> T:
+           save: Callable[[T, Path], object] = _save) -> T:
     """Reuse the result saved in ``directory`` if its stamp matches and it loads; else make, save and stamp it.
 
     ``save(result, directory)`` writes a fresh result (default: ``result.save(directory)``).
@@ -148,10 +152,6 @@ def cached(directory: Path, stamp: Stamp, load: Callable[[Path], T], make: Calla
     if directory.exists():
         _logger.warning("redoing %s: %s", what, reason)
     Stamp.clear(directory)
-    result = make()
-    if save is None:
-        result.save(directory)
-    else:
-        save(result, directory)
+    save(make(), directory)
     stamp.write(directory)
     return load(directory)  # what a resumed run will read: both paths compute from the same bytes

@@ -6,12 +6,12 @@ Layout of ``<run>/classes/<class_index:04d>/``::
     renders/concepts/     RenderResult of the k concept visualizations (Stage 2)
     renders/inversions/   RenderResult of the feature inversions (Stage 3)
     concepts/, inversions/, maps/  the pages' pictures: display-sized lossy WebP
+    class.json            written last: its ``"status": "done"`` marks the class finished
 
 The full-size concept visualizations are the lossless images of
 ``renders/concepts/`` (stored once; the page links to them); the inversions
 are cached as lossy WebP (quality :data:`INVERSION_QUALITY`) without their
 alpha maps, since only their pictures are shown.
-    class.json            written last: its ``"status": "done"`` marks the class finished
 
 Each intermediate result is written atomically as soon as it exists, with a
 stamp of what it was made from (:mod:`pipelines.class_cache`), so a run killed

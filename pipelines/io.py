@@ -252,18 +252,15 @@ def to_pil(image: Any, size: int | None = None) -> Image.Image:
     return image
 
 
-def _save_png(obj: Any, path: Path) -> None:
-    image = to_pil(obj)
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG", optimize=False)
-    atomic_write_bytes(path, buffer.getvalue())
+def _picture_saver(**options: Any) -> Callable[[Any, Path], None]:
+    """A writer of 8-bit pictures (through :func:`to_pil`) with Pillow's ``save`` options."""
 
+    def write(obj: Any, path: Path) -> None:
+        buffer = io.BytesIO()
+        to_pil(obj).save(buffer, **options)
+        atomic_write_bytes(path, buffer.getvalue())
 
-def _save_webp(obj: Any, path: Path) -> None:
-    """Lossy WebP at :data:`WEBP_QUALITY`: the pages' pictures, a tenth of a PNG's bytes at no visible loss."""
-    buffer = io.BytesIO()
-    to_pil(obj).save(buffer, format="WEBP", quality=WEBP_QUALITY, method=4)
-    atomic_write_bytes(path, buffer.getvalue())
+    return write
 
 
 def _save_npz(obj: Any, path: Path) -> None:
@@ -293,8 +290,9 @@ WEBP_QUALITY = 85
 
 SAVERS: dict[str, Callable[[Any, Path], None]] = {
     ".json": _save_json,
-    ".png": _save_png,
-    ".webp": _save_webp,
+    ".png": _picture_saver(format="PNG", optimize=False),
+    # the pages' pictures: a tenth of a PNG's bytes at no visible loss
+    ".webp": _picture_saver(format="WEBP", quality=WEBP_QUALITY, method=4),
     ".npz": _save_npz,
     ".html": _save_text,
     ".txt": _save_text,
