@@ -12,7 +12,8 @@ from .extract import crop_image, extract_concepts
 from .features import ModelSplit, extract_features
 from .split import load_resnet50, resnet50_split, split_model
 from .imagenet import ImageNetClasses, imagenet_classes, imagenet_root_folders
-from .importance import Importance, linear_contributions, percent_of_logit, sobol_total_indices
+from .fidelity import ConceptCurves, ConceptFidelity, concept_fidelity, curve_area
+from .importance import Importance, gradient_x_input, linear_contributions, percent_of_logit, sobol_total_indices
 from .maps import concept_maps
 from .nmf import NMF, nnls_codes
 
@@ -21,16 +22,21 @@ __all__ = [
     "NMF",
     "SCHEMA_VERSION",
     "ConceptBank",
+    "ConceptCurves",
+    "ConceptFidelity",
     "Crops",
     "ImageNetClasses",
     "Importance",
     "LoadedImages",
     "ModelSplit",
+    "concept_fidelity",
     "concept_maps",
     "crop_image",
+    "curve_area",
     "extract_concepts",
     "extract_crops",
     "extract_features",
+    "gradient_x_input",
     "grid_boxes",
     "imagenet_class_folders",
     "imagenet_classes",

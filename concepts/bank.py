@@ -22,10 +22,10 @@ import numpy as np
 
 __all__ = ["SCHEMA_VERSION", "ConceptBank", "library_versions"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: importance, importance_on, importance_scores, importance_per_image
 
 _ARRAYS = ("W", "U", "crop_boxes", "crop_image_index", "contributions", "residual", "logits", "importance_pct",
-           "image_codes", "sobol", "sobol_per_image", "class_weight")
+           "image_codes", "sobol", "sobol_per_image", "class_weight", "importance_scores", "importance_per_image")
 
 
 def library_versions() -> dict[str, str]:
@@ -73,6 +73,13 @@ class ConceptBank:
         Head weights of the class.
     sobol, sobol_per_image : ndarray, shape (k,) and (N, k), or None
         Sobol total-order indices (mean over images, per image).
+    importance, importance_on : str
+        What ranks the concepts (``exact``, ``gradient-input``, ``sobol``) and where it was measured
+        (``images``, ``crops``): see :func:`concepts.extract_concepts`.
+    importance_scores : ndarray, shape (k,), or None
+        The class-level scores that rank the concepts (:attr:`order`); None: ``importance_pct``.
+    importance_per_image : ndarray, shape (N, k), or None
+        The same importance per whole image (C-μFidelity reads it).
     model_id, layer : str
     class_index : int
     class_name : str or None
@@ -111,6 +118,10 @@ class ConceptBank:
     relative_reconstruction_error: float = float("nan")
     sobol: np.ndarray | None = None
     sobol_per_image: np.ndarray | None = None
+    importance: str = "exact"
+    importance_on: str = "images"
+    importance_scores: np.ndarray | None = None
+    importance_per_image: np.ndarray | None = None
     skipped: list[tuple[str, str]] = field(default_factory=list)
     versions: dict[str, str] = field(default_factory=library_versions)
 
@@ -122,8 +133,9 @@ class ConceptBank:
 
     @property
     def order(self) -> np.ndarray:
-        """Concept ids by % of logit, most important first, shape (k,)."""
-        return np.argsort(-np.asarray(self.importance_pct), kind="stable")
+        """Concept ids by importance (``importance_scores``, else % of logit), most important first, shape (k,)."""
+        scores = self.importance_pct if self.importance_scores is None else self.importance_scores
+        return np.argsort(-np.asarray(scores), kind="stable")
 
     @property
     def crop_sources(self) -> list[str]:

@@ -16,10 +16,14 @@ from .bank import ConceptBank, library_versions
 from .crops import extract_crops
 from .data import LoadedImages
 from .features import ModelSplit, extract_features
-from .importance import linear_contributions, sobol_total_indices
+from .importance import gradient_x_input, linear_contributions, percent_of_logit, sobol_total_indices
 from .nmf import NMF
 
-__all__ = ["crop_image", "extract_concepts"]
+__all__ = ["IMPORTANCES", "IMPORTANCE_ON", "crop_image", "extract_concepts"]
+
+IMPORTANCES = ("exact", "gradient-input", "sobol")  # how a concept's importance is measured
+IMPORTANCE_ON = ("images", "crops")  # on what it is measured
+SOBOL_CROPS = 512  # crops (evenly spaced) that Sobol indices measured on crops use: n_designs * (k + 2) passes each
 
 
 def _check_int(value: object, name: str, low: int) -> int:
@@ -32,7 +36,8 @@ def extract_concepts(split: ModelSplit, images: LoadedImages | torch.Tensor, cla
                      n_concepts: int = 10, patch_size: int = 64, solver: str = "hals", sobol_designs: int = 32,
                      batch_size: int = 64, device: torch.device | str | None = None, random_state: int = 0,
                      image_features: torch.Tensor | None = None, amp: bool | None = None,
-                     channels_last: bool | None = None, progress: bool = True) -> ConceptBank:
+                     channels_last: bool | None = None, importance: str = "exact", importance_on: str = "images",
+                     progress: bool = True) -> ConceptBank:
     """Find the concepts a model uses for one class, and how much each matters.
 
     Parameters
@@ -63,6 +68,11 @@ def extract_concepts(split: ModelSplit, images: LoadedImages | torch.Tensor, cla
         caller has them already: they are not computed again.
     amp, channels_last : bool, optional
         bf16 autocast and channels_last for the forward passes; None: on CUDA only.
+    importance : {"exact", "gradient-input", "sobol"}, default "exact"
+        What ranks the concepts (:mod:`concepts.importance`): the exact share of the logit, gradient x
+        input on the concept coefficients (equal to it on a linear head), or CRAFT's Sobol total index.
+    importance_on : {"images", "crops"}, default "images"
+        Measure it on the whole images or on the crops the bank was fitted on.
     progress : bool, default True
         One tqdm bar per stage.
 
@@ -89,6 +99,12 @@ def extract_concepts(split: ModelSplit, images: LoadedImages | torch.Tensor, cla
     if designs == 1:
         raise ValueError("`sobol_designs` of `extract_concepts` must be 0 (no Sobol) or >= 2; got 1.")
     _check_int(batch_size, "batch_size", 1)
+    for name, value, options in (("importance", importance, IMPORTANCES), ("importance_on", importance_on,
+                                                                          IMPORTANCE_ON)):
+        if value not in options:
+            raise ValueError(f"`{name}` of `extract_concepts` must be one of {', '.join(options)}; got {value!r}.")
+    if importance == "sobol" and designs == 0:
+        raise ValueError("`sobol_designs` of `extract_concepts` must be >= 2 when importance='sobol'; got 0.")
     if split.head_weight is None or split.head_bias is None:
         raise ValueError("`split` of `extract_concepts` must have `head_weight` and `head_bias` (a linear head) for "
                          "the exact contributions; got None. Build the split from a model with an `fc` nn.Linear.")
@@ -136,6 +152,10 @@ def extract_concepts(split: ModelSplit, images: LoadedImages | torch.Tensor, cla
                                                       batch_size=max(batch_size, 16) * 16, seed=random_state,
                                                       device=dev, progress=bar.update).numpy()
             sobol = sobol_per_image.mean(0)
+        per_image, scores = _ranking_importance(
+            importance, importance_on, split, class_index, imp.contributions, pooled, codes, W,
+            crops=(A.float().cpu(), U.float().cpu()), sobol_per_image=sobol_per_image, designs=designs,
+            batch_size=batch_size, seed=random_state, device=dev)
     categories = split.categories
     return ConceptBank(
         W=W.numpy(), U=U.float().cpu().numpy(), crop_boxes=crops.boxes.numpy(),
@@ -148,7 +168,39 @@ def extract_concepts(split: ModelSplit, images: LoadedImages | torch.Tensor, cla
         reconstruction_error=float(nmf.reconstruction_err_),
         relative_reconstruction_error=float(nmf.relative_reconstruction_err_),
         sobol=sobol, sobol_per_image=sobol_per_image, skipped=skipped, versions=library_versions(),
+        importance=importance, importance_on=importance_on, importance_scores=scores.numpy(),
+        importance_per_image=per_image.numpy(),
     )
+
+
+def _ranking_importance(method: str, on: str, split: ModelSplit, class_index: int, contributions: torch.Tensor,
+                        pooled: torch.Tensor, codes: torch.Tensor, W: torch.Tensor, *,
+                        crops: tuple[torch.Tensor, torch.Tensor], sobol_per_image: np.ndarray | None, designs: int,
+                        batch_size: int, seed: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-image importances ``(N, k)`` on the whole images and the class-level scores ``(k,)`` that rank.
+
+    The scores are % of the logit for ``exact`` and ``gradient-input`` (mean over images or crops), and the
+    mean total index for ``sobol``; on ``crops`` they are measured on the crops' own features and codes.
+    """
+    weight = split.head_weight[class_index].detach().float().cpu()
+
+    def measure(features: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        if method == "exact":
+            return linear_contributions(features, u, W, weight).contributions
+        return gradient_x_input(features, u, W, split.h, class_index)
+
+    if method == "sobol":
+        per_image = torch.as_tensor(sobol_per_image, dtype=torch.float64)
+        if on == "images":
+            return per_image, per_image.mean(0)
+        crop_codes = crops[1][torch.linspace(0, len(crops[1]) - 1, min(SOBOL_CROPS, len(crops[1]))).long()]
+        on_crops = sobol_total_indices(crop_codes, W, split.h, class_index, n_designs=designs,
+                                       batch_size=max(batch_size, 16) * 16, seed=seed, device=device)
+        return per_image, on_crops.double().mean(0)
+    per_image = contributions if method == "exact" else measure(pooled, codes)
+    on_what = per_image if on == "images" else measure(*crops)
+    return per_image, percent_of_logit(on_what)
+
 
 
 def crop_image(images: LoadedImages | torch.Tensor, bank: ConceptBank, crop_index: int) -> torch.Tensor:

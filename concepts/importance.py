@@ -21,6 +21,10 @@ variance of ``y`` that involves concept ``k``. Scrambled Sobol points (not
 CRAFT's unscrambled Halton, which is biased at 32 designs), Jansen's estimator
 with the variance taken over both sample matrices, zero variance -> 0.
 For a linear head ``ST_k = a_k^2 / sum_j a_j^2`` with ``a_k`` the contribution.
+
+**Gradient x input** (for any head): ``u_k * d logit / d u_k`` at the image's own
+features ``u W + r`` (the residual ``r = a - u W`` held constant). For a linear
+head the gradient is ``W_k . w_c``, so it equals the exact contributions.
 """
 from __future__ import annotations
 
@@ -29,7 +33,7 @@ from typing import Callable
 
 import torch
 
-__all__ = ["Importance", "linear_contributions", "percent_of_logit", "sobol_total_indices"]
+__all__ = ["Importance", "gradient_x_input", "linear_contributions", "percent_of_logit", "sobol_total_indices"]
 
 
 @dataclass(eq=False)
@@ -211,3 +215,36 @@ def sobol_total_indices(codes: torch.Tensor, components: torch.Tensor,
         if progress is not None:
             progress(g)
     return result
+
+
+def gradient_x_input(activations: torch.Tensor, codes: torch.Tensor, components: torch.Tensor,
+                     h: Callable[[torch.Tensor], torch.Tensor], class_index: int, *,
+                     batch_size: int = 1024) -> torch.Tensor:
+    """Per-image ``u_k * d logit_c / d u_k``, shape (N, k), float64 on the CPU.
+
+    Parameters
+    ----------
+    activations : Tensor, shape (N, C)
+        Pooled features ``a`` (their residual ``a - u W`` is held constant, so the
+        gradient is taken at the model's own input to the head).
+    codes : Tensor, shape (N, k)
+    components : Tensor, shape (k, C)
+    h : callable
+        Pooled features ``(M, C)`` -> logits ``(M, classes)``, differentiable.
+    class_index : int
+    batch_size : int, default 1024
+    """
+    caller = "gradient_x_input"
+    _check_2d(activations, "activations", caller)
+    _check_2d(components, "components", caller, activations.shape[1])
+    _check_2d(codes, "codes", caller, components.shape[0])
+    W = components.detach().float()
+    result = []
+    for start in range(0, codes.shape[0], batch_size):
+        a = activations[start:start + batch_size].detach().float().to(W.device)
+        u = codes[start:start + batch_size].detach().float().to(W.device).requires_grad_(True)
+        with torch.enable_grad():
+            rebuilt = u @ W + (a - u.detach() @ W)
+            (grad,) = torch.autograd.grad(h(rebuilt)[:, class_index].sum(), u)
+        result.append((u.detach().double() * grad.double()).cpu())
+    return torch.cat(result)

@@ -175,7 +175,8 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                 warnings.filterwarnings("ignore", "The given NumPy array is not writable", UserWarning)
                 t = torch.from_numpy(np.ascontiguousarray(template))
         device = device if device is not None else t.device
-        t = t.to(device=device, dtype=torch.float32 if device.type != "cpu" else torch.float64)
+        dtype = t.dtype if device.type == "cpu" and t.dtype in (torch.float32, torch.float64) else torch.float32
+        t = t.to(device=device, dtype=dtype)
         n, c = t.shape
         if reset and n < self.n_components:
             raise ValueError(f"{whom} must have at least n_components={self.n_components} rows; got {n} sample(s). "

@@ -94,6 +94,8 @@ def class_stamps(job: ClassJob, split: ModelSplit, config: RunConfig) -> ClassSt
                 "strip": config.map_strip,
                 "deletion_share": config.deletion_share,
                 "deletion_seeds": config.deletion_seeds,
+                "deletion_fill": config.deletion_fill,
+                "fidelity_seeds": config.fidelity_seeds,
                 "cluster_images": config.cluster_images,
             },
         }

@@ -31,8 +31,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from concepts import (ConceptBank, LoadedImages, ModelSplit, concept_maps, crop_image, extract_concepts,
-                      extract_features, load_images)
+from concepts import (ConceptBank, ConceptFidelity, LoadedImages, ModelSplit, concept_fidelity, concept_maps,
+                      crop_image, extract_concepts, extract_features, load_images)
 from maco import Objective, RenderResult, RenderSettings, render
 from maco.device import peak_memory_mb, reset_peak_memory, synchronize
 
@@ -40,7 +40,7 @@ from .class_cache import (DISPLAY_SIDE, INVERSION_QUALITY, MOSAIC_WIDTH, ClassSt
                           unfinished_reason)
 from .concept_layer import feature_transform
 from .config import RunConfig
-from .deletion import DeletionCurves, deletion_curves
+from .deletion import ImageCurves, image_curves
 from .inversion import inversion_cosines, render_inversions
 from .io import save, to_pil
 from .jobs import ClassJob
@@ -268,12 +268,12 @@ def _relative(path: str, folder: Path) -> str:
 
 def _maps_stage(
     run: _ClassRun, loaded: LoadedImages, bank: ConceptBank, probs: torch.Tensor, concepts: list[ConceptEntry]
-) -> tuple[list[str], DeletionCurves | None]:
+) -> tuple[list[str], ImageCurves | None, ImageCurves | None]:
     """Stage 3c: where each concept lives (maps over the most confident images, and per concept where it is
-    strongest), and the deletion curves that check the ranking on the same images."""
+    strongest), and the deletion and insertion curves that check the ranking on the same images."""
     config = run.config
     if config.map_images == 0:
-        return [], None
+        return [], None, None
     order = [int(c) for c in bank.order]
     chosen = probs.argsort(descending=True)[: config.map_images].tolist()
     strongest = {c: np.argsort(-bank.image_codes[:, c], kind="stable")[: config.map_strip].tolist() for c in order}
@@ -291,7 +291,7 @@ def _maps_stage(
                       f"maps/{entry.rank:02d}_concept_{j}.webp")
             for j, i in enumerate(strongest[entry.concept_id])
         ]
-    curves = deletion_curves(
+    deletion, insertion = image_curves(
         run.split,
         loaded.images[chosen],
         maps[[at[i] for i in chosen]],
@@ -299,9 +299,26 @@ def _maps_stage(
         run.job.class_index,
         share=config.deletion_share,
         seeds=config.deletion_seeds,
+        fill=config.deletion_fill,
         batch_size=config.concepts.batch_size,
     )
-    return overlays, curves
+    return overlays, deletion, insertion
+
+
+def _fidelity_stage(run: _ClassRun, bank: ConceptBank, features: torch.Tensor) -> ConceptFidelity:
+    """Stage 3e: C-Deletion, C-Insertion and C-μFidelity of the ranking on all the class's images (exact, in
+    the features: no image is edited)."""
+    return concept_fidelity(
+        features,
+        torch.as_tensor(bank.image_codes),
+        torch.as_tensor(bank.W),
+        run.split.h,
+        run.job.class_index,
+        [int(c) for c in bank.order],
+        torch.as_tensor(bank.importance_per_image),
+        seeds=run.config.fidelity_seeds,
+        seed=bank.seed,
+    )
 
 
 def _layouts_stage(
@@ -355,9 +372,12 @@ def run_class(
     probs = split.logits(features).softmax(1)[:, job.class_index]
     inversions = _inversions_stage(run, loaded, features, probs)
     run.lap("inversions")
-    overlays, deletion = _maps_stage(run, loaded, bank, probs, concepts)
+    overlays, deletion, insertion = _maps_stage(run, loaded, bank, probs, concepts)
+    run.lap("maps, deletion and insertion")
     clusters, sprite, columns, concept_layout = _layouts_stage(run, loaded, bank, probs)
-    run.lap("maps and deletion")
+    run.lap("layouts")
+    fidelity = _fidelity_stage(run, bank, features)
+    run.lap("concept fidelity")
     record = ClassRecord(
         class_index=job.class_index,
         class_name=job.class_name,
@@ -374,6 +394,9 @@ def run_class(
         inversions=inversions,
         overlays=overlays,
         deletion=deletion,
+        insertion=insertion,
+        fidelity=fidelity,
+        importance=f"{bank.importance} on {bank.importance_on}",
         clusters=clusters,
         cluster_sprite=sprite,
         cluster_columns=columns,

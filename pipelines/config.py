@@ -15,6 +15,8 @@ from typing import Any
 
 from maco import RenderSettings
 
+from .deletion import FILL
+
 __all__ = ["INVERSION_CROP_SIZE", "ConceptConfig", "RunConfig"]
 
 # Feature inversion matches the features of a whole reference image, so its crops cover most of the canvas:
@@ -35,6 +37,8 @@ class ConceptConfig:
     random_state: int = 0
     amp: bool | None = None  # bf16 autocast for the concept stage's forward passes; None: on CUDA only
     channels_last: bool | None = None  # likewise
+    importance: str = "exact"  # what ranks the concepts: exact, gradient-input or sobol (BENCHMARKS.md)
+    importance_on: str = "images"  # measured on the whole images or on the crops
 
 
 @dataclass(frozen=True)
@@ -55,7 +59,9 @@ class RunConfig:
     map_images: int = 6  # the class's most confidently classified images: concept maps and deletion curves
     map_strip: int = 4  # per concept, its map on the images where it is strongest
     deletion_share: float = 0.1  # share of an image's pixels each removed concept covers
-    deletion_seeds: int = 3  # random orders and random-pixel draws
+    deletion_seeds: int = 3  # random orders and random-region draws
+    deletion_fill: str = FILL  # what a deleted pixel becomes (pipelines.deletion)
+    fidelity_seeds: int = 8  # random orders of the concept-space curves
     cluster_images: int = 144  # images in the cluster graph (the most confident), with thumbnails on hover
 
     def to_dict(self) -> dict[str, Any]:

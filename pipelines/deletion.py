@@ -1,54 +1,79 @@
-"""Deletion curves: does removing the top-ranked concepts really remove the class?
+"""Image-space deletion and insertion curves: does the ranking find *where* the class is?
 
-A causal check of a concept ranking, in image space. Each concept ``c`` of an
-image covers the ``share`` of its pixels where the concept's map is highest.
-Concepts are removed one at a time (their pixels greyed out, cumulatively),
-the full model classifies every edited image, and the class probability is
-recorded after each removal. Three orders are compared:
+A causal check of a concept ranking on the photos themselves. Each concept
+``c`` of an image covers the ``share`` of its pixels where the concept's map
+is highest. Concepts are taken one at a time, cumulatively:
+
+- **deletion**: their pixels are replaced by :data:`FILL` (see below) and the
+  class probability falls; lower area = the ranking removes what matters first;
+- **insertion** (RISE's insertion metric): from a blurred copy of the image
+  (:func:`blurred`) their pixels are put back and the probability rises;
+  higher area is better.
+
+Three orders are compared, each with the same edit on the same image:
 
 - ``ranking``: the concept ranking under test (most important first);
-- ``random_order``: the same concepts in random orders (several seeds);
-- ``random_pixels``: after each step, as many pixels as the ranking removed,
-  at random places (several seeds), so a curve cannot win by removing more.
+- ``random_order``: the same concepts in random orders (``seeds`` of them);
+- ``random_regions``: after each step, as many pixels as the ranking's step
+  covered, as contiguous blobs at random places (the top pixels of a smooth
+  random field: a random map on the model's feature grid, upsampled like a
+  concept map), so the baseline edits as much as the ranking and in the same
+  kind of shape. Scattered random pixels would test the model's tolerance of
+  noise instead (a few thousand scattered grey pixels take EfficientNet-Lite0's
+  gibbon from p = 0.77 to 0.05).
 
-The area under a curve (x = share of concepts removed, in [0, 1]) is lower
-when the ranking finds what matters. All edited images of one image go
-through the model in one batch: ``(1 + 2 * seeds) * k + 1`` forward passes per
-image, batched by :meth:`concepts.ModelSplit.map_batches`.
+The area under a curve uses x = share of concepts taken, in [0, 1]. All edited
+images of one image go through the model together, batched by
+:meth:`concepts.ModelSplit.map_batches`: ``2 (1 + 2 seeds)(k + 1)`` forward
+passes per image.
+
+**What a deleted pixel becomes** (:data:`FILL`): the blurred image, the same
+picture insertion starts from. Measured on imagenette-val with
+EfficientNet-Lite0 (BENCHMARKS.md, "Image-space curves"): with blur, random
+regions cost the class least of the three fills, so the curves follow the
+loss of the class's content rather than the shock of an out-of-distribution
+patch; a flat grey or the image mean leave sharp edges the model reacts to.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from torchvision.transforms.functional import gaussian_blur
 
-from concepts import ModelSplit
+from concepts import ModelSplit, curve_area
 
-__all__ = ["DeletionCurves", "concept_masks", "deletion_curves"]
+__all__ = ["FILL", "FILLS", "ImageCurves", "blurred", "concept_masks", "image_curves", "random_region_masks"]
 
-GREY = 0.5  # what a removed pixel becomes (images are in [0, 1])
+FILLS = ("blur", "grey", "mean")
+FILL = "blur"  # what a deleted pixel becomes (see the module docstring)
+GREY = 0.5  # the "grey" fill (images are in [0, 1])
+REGION_GRID = 7  # side of the random field behind random regions: the feature grid of a 224 px CNN
 
 
 @dataclass
-class DeletionCurves:
-    """Mean class probability after removing 0..k concepts, per order, and the areas under the curves.
+class ImageCurves:
+    """Mean class probability after taking 0..k concepts, per order, and the areas under the curves.
 
-    Curves are lists of ``k + 1`` floats (the first is the untouched images); areas use the trapezoid rule
-    over x = 0, 1/k, ..., 1. Stored as is in the class record (``class.json``'s ``deletion``).
+    Curves are lists of ``k + 1`` floats; areas use the trapezoid rule over x = 0, 1/k, ..., 1. Stored as is
+    in the class record (``class.json``'s ``deletion`` and ``insertion``).
     """
 
     ranking: list[float]
     random_order: list[float]
-    random_pixels: list[float]
+    random_regions: list[float]
     auc_ranking: float
     auc_random_order: float
-    auc_random_pixels: float
+    auc_random_regions: float
     share: float
     seeds: int
     n_images: int
+    fill: str
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -72,13 +97,71 @@ def concept_masks(maps: torch.Tensor, share: float) -> torch.Tensor:
     return masks.reshape(n, k, h, w)
 
 
-def _auc(curve: Sequence[float]) -> float:
-    """Trapezoid area under ``curve`` sampled at x = 0, 1/k, ..., 1."""
-    y = np.asarray(curve, dtype=np.float64)
-    return float((y[:-1] + y[1:]).sum() / (2 * (len(y) - 1))) if len(y) > 1 else float(y[0])
+def random_region_masks(counts: Sequence[int], height: int, width: int, seed: int) -> torch.Tensor:
+    """``(len(counts), H, W)`` nested masks of exactly ``counts[j]`` pixels each, in contiguous random blobs.
+
+    The top pixels of one smooth random field (uniform noise on a :data:`REGION_GRID` grid, upsampled
+    bilinearly, with a faint pixel noise to break ties), so each mask contains the previous one.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    coarse = torch.rand(1, 1, REGION_GRID, REGION_GRID, generator=gen)
+    field = F.interpolate(coarse, size=(height, width), mode="bilinear", align_corners=False)[0, 0]
+    field = field + 1e-4 * torch.rand(height, width, generator=gen)
+    ranked = field.flatten().argsort(descending=True)
+    masks = torch.zeros(len(counts), height * width, dtype=torch.bool)
+    for j, count in enumerate(counts):
+        masks[j, ranked[: int(count)]] = True
+    return masks.view(len(counts), height, width)
 
 
-def deletion_curves(
+def blurred(images: torch.Tensor) -> torch.Tensor:
+    """A Gaussian blur of sigma = side / 16 (14 px at 224): the class's shapes are gone, its colours stay."""
+    sigma = max(images.shape[-1], images.shape[-2]) / 16
+    kernel = 2 * math.ceil(3 * sigma) + 1
+    return gaussian_blur(images.float(), [kernel, kernel], [sigma, sigma])
+
+
+def _fill(images: torch.Tensor, fill: str) -> torch.Tensor:
+    if fill == "blur":
+        return blurred(images)
+    if fill == "grey":
+        return torch.full_like(images, GREY)
+    return images.mean((2, 3), keepdim=True).expand_as(images).clone()
+
+
+def _step_masks(masks: torch.Tensor, orders: list[list[int]], seeds: int) -> torch.Tensor:
+    """One image's ``((1 + 2 seeds)(k + 1), H, W)`` masks: the orders' cumulative unions, then random regions."""
+    k, h, w = masks.shape
+    steps = []
+    for sequence in orders:
+        taken = torch.zeros(h, w, dtype=torch.bool)
+        steps.append(taken.clone())
+        for c in sequence:
+            taken |= masks[c]
+            steps.append(taken.clone())
+    counts = [int(m.sum()) for m in steps[: k + 1]]  # the ranking's area at each step
+    steps.extend(random_region_masks(counts, h, w, seed=s)[j] for s in range(seeds) for j in range(k + 1))
+    return torch.stack(steps)
+
+
+def _curves(mean: torch.Tensor, k: int, seeds: int, **meta) -> ImageCurves:
+    """``mean ((1 + 2 seeds) * (k + 1),)``: rows ranking, random orders, random regions."""
+    rows = mean.view(-1, k + 1)
+    ranking, random_order, random_regions = rows[0].tolist(), rows[1:1 + seeds].mean(0).tolist(), \
+        rows[1 + seeds:].mean(0).tolist()
+    return ImageCurves(
+        ranking=[round(v, 5) for v in ranking],
+        random_order=[round(v, 5) for v in random_order],
+        random_regions=[round(v, 5) for v in random_regions],
+        auc_ranking=round(curve_area(ranking), 5),
+        auc_random_order=round(curve_area(random_order), 5),
+        auc_random_regions=round(curve_area(random_regions), 5),
+        seeds=seeds,
+        **meta,
+    )
+
+
+def image_curves(
     split: ModelSplit,
     images: torch.Tensor,
     maps: torch.Tensor,
@@ -87,9 +170,10 @@ def deletion_curves(
     *,
     share: float = 0.1,
     seeds: int = 3,
+    fill: str = FILL,
     batch_size: int = 64,
-) -> DeletionCurves:
-    """Deletion curves of a concept ranking on ``images``.
+) -> tuple[ImageCurves, ImageCurves]:
+    """Deletion and insertion curves of a concept ranking on ``images``.
 
     Parameters
     ----------
@@ -106,57 +190,42 @@ def deletion_curves(
     share : float, default 0.1
         Share of an image's pixels each concept covers.
     seeds : int, default 3
-        Random orders and random-pixel draws (seeded 0..seeds-1).
+        Random orders and random-region draws (seeded 0..seeds-1).
+    fill : {"blur", "grey", "mean"}, default :data:`FILL`
+        What a deleted pixel becomes. Insertion always starts from the blurred image.
     batch_size : int, default 64
         Images per forward pass.
+
+    Returns
+    -------
+    (deletion, insertion) : tuple of ImageCurves
     """
     if split.model is None:
-        raise ValueError("`split` of deletion_curves has no `model`: the edited images go through the whole model.")
+        raise ValueError("`split` of image_curves has no `model`: the edited images go through the whole model.")
     if images.ndim != 4 or maps.ndim != 4 or maps.shape[0] != images.shape[0] or maps.shape[2:] != images.shape[2:]:
-        raise ValueError(f"`maps` of deletion_curves must be (N, k, H, W) for `images` (N, 3, H, W); got "
+        raise ValueError(f"`maps` of image_curves must be (N, k, H, W) for `images` (N, 3, H, W); got "
                          f"{tuple(maps.shape)} and {tuple(images.shape)}.")
     k = maps.shape[1]
     if sorted(int(c) for c in order) != list(range(k)):
-        raise ValueError(f"`order` of deletion_curves must be a permutation of the {k} concept ids; got {list(order)}.")
+        raise ValueError(f"`order` of image_curves must be a permutation of the {k} concept ids; got {list(order)}.")
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
-        raise ValueError(f"`seeds` of deletion_curves must be an int >= 1; got {seeds!r}.")
+        raise ValueError(f"`seeds` of image_curves must be an int >= 1; got {seeds!r}.")
+    if fill not in FILLS:
+        raise ValueError(f"`fill` of image_curves must be one of {', '.join(FILLS)}; got {fill!r}.")
     masks = concept_masks(maps, share)  # (N, k, H, W)
-    orders = [list(order)] + [np.random.default_rng(s).permutation(k).tolist() for s in range(seeds)]
-    n, _, h, w = maps.shape
-    edited: list[torch.Tensor] = []
-    for index in range(n):
-        ranked: list[torch.Tensor] = []
-        for o, sequence in enumerate(orders):
-            removed = torch.zeros(h, w, dtype=torch.bool)
-            steps = [removed.clone()]
-            for c in sequence:
-                removed |= masks[index, c]
-                steps.append(removed.clone())
-            edited.extend(steps)
-            ranked = steps if o == 0 else ranked
-        for s in range(seeds):  # as many pixels as the ranking removed, at random places
-            places = torch.randperm(h * w, generator=torch.Generator().manual_seed(s))
-            for removed in ranked:
-                mask = torch.zeros(h * w, dtype=torch.bool)
-                mask[places[: int(removed.sum())]] = True
-                edited.append(mask.view(h, w))
-    per_image = len(edited) // n
-    stacked = torch.stack(edited).view(n, per_image, 1, h, w)
-    inputs = torch.where(stacked, torch.full((), GREY), images[:, None].float()).view(-1, 3, h, w)
-    probs = split.map_batches(inputs, lambda x: split.model(x).float().softmax(1)[:, class_index],
-                              batch_size=batch_size).view(n, per_image)
-    mean = probs.mean(0).view(-1, k + 1)  # rows: ranking, the random orders, then the random-pixel draws
-    ranking = mean[0].tolist()
-    random_order = mean[1 : 1 + seeds].mean(0).tolist()
-    random_pixels = mean[1 + seeds :].mean(0).tolist()
-    return DeletionCurves(
-        ranking=[round(v, 5) for v in ranking],
-        random_order=[round(v, 5) for v in random_order],
-        random_pixels=[round(v, 5) for v in random_pixels],
-        auc_ranking=round(_auc(ranking), 5),
-        auc_random_order=round(_auc(random_order), 5),
-        auc_random_pixels=round(_auc(random_pixels), 5),
-        share=share,
-        seeds=seeds,
-        n_images=n,
-    )
+    orders = [[int(c) for c in order]] + [np.random.default_rng(s).permutation(k).tolist() for s in range(seeds)]
+    images = images.float()
+    filled, starts = _fill(images, fill), blurred(images)
+    deleted, inserted = [], []
+    for index in range(len(images)):
+        steps = _step_masks(masks[index], orders, seeds)[:, None]  # (M, 1, H, W)
+        image = images[index][None]
+        edited = torch.cat([torch.where(steps, filled[index][None], image),
+                            torch.where(steps, image, starts[index][None])])
+        probs = split.map_batches(edited, lambda x: split.model(x).float().softmax(1)[:, class_index],
+                                  batch_size=batch_size)
+        deleted.append(probs[: len(steps)])
+        inserted.append(probs[len(steps):])
+    meta = {"share": share, "n_images": len(images)}
+    return (_curves(torch.stack(deleted).mean(0), k, seeds, fill=fill, **meta),
+            _curves(torch.stack(inserted).mean(0), k, seeds, fill="blur", **meta))

@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .deletion import DeletionCurves
+from concepts import ConceptFidelity
+
+from .deletion import ImageCurves
 from .io import load_json, save
 from .layouts import ImagePoint, LayoutPoint
 
@@ -31,7 +33,7 @@ __all__ = [
     "SkippedFile",
 ]
 
-RECORD_SCHEMA = 3  # 3: pictures as WebP, `visualization_full`; 2: `layer` and `feature_transform`
+RECORD_SCHEMA = 4  # 4: `insertion`, `fidelity`, random regions; 3: pictures as WebP; 2: `layer`, `feature_transform`
 
 
 class RecordError(ValueError):
@@ -93,7 +95,8 @@ class ClassRecord:
     ``.../sha256:<hex>`` of a weights file), ``layer`` the module whose features the concepts decompose, and
     ``feature_transform`` what was done to them to make them non-negative (None: nothing).
     ``overlays`` are every concept's map over the class's most confidently classified images, and
-    ``deletion`` the causal check of the ranking on those images; ``clusters`` (with the thumbnails in
+    ``deletion`` and ``insertion`` the causal checks of the ranking on those images (:mod:`pipelines.deletion`),
+    ``fidelity`` the same in concept space on all the class's images (:mod:`concepts.fidelity`); ``clusters`` (with the thumbnails in
     ``cluster_sprite``, ``cluster_columns`` wide) place the images by their concept importances and
     ``concept_layout`` the concepts by their directions (:mod:`pipelines.layouts`).
     ``stamp`` says what the class was made from (:mod:`pipelines.stamp`) and
@@ -121,7 +124,10 @@ class ClassRecord:
     files: dict[str, int] = field(default_factory=dict)
     feature_transform: str | None = None
     overlays: list[str] = field(default_factory=list)
-    deletion: DeletionCurves | None = None
+    deletion: ImageCurves | None = None
+    insertion: ImageCurves | None = None
+    fidelity: ConceptFidelity | None = None
+    importance: str = "exact"
     clusters: list[ImagePoint] = field(default_factory=list)
     cluster_sprite: str | None = None
     cluster_columns: int = 0

@@ -97,3 +97,25 @@ def test_sobol_masks_range_mean_and_structure():
         assert torch.equal(C[:, i], B[:, i])
         assert torch.equal(C[:, [j for j in range(k) if j != i]], A[:, [j for j in range(k) if j != i]])
     assert not torch.equal(masks, _sobol_masks(k, n, seed=6, device=torch.device("cpu"), dtype=torch.float64))
+
+
+def test_gradient_x_input_equals_exact_contributions_on_a_linear_head():
+    from concepts import gradient_x_input
+
+    acts, codes, W, head = _setup(n=10, k=4, c=12, seed=3)
+    exact = linear_contributions(acts, codes, W, head.weight[2].detach(), float(head.bias[2].detach()))
+    gxi = gradient_x_input(acts, codes, W, head, 2, batch_size=3)  # batches of 3: the split must not matter
+    torch.testing.assert_close(gxi, exact.contributions, rtol=1e-5, atol=1e-5)
+
+
+def test_gradient_x_input_on_a_nonlinear_head_is_the_first_order_term():
+    from concepts import gradient_x_input
+
+    acts, codes, W, _ = _setup(n=5, k=3, c=12, seed=4)
+    head = torch.nn.Sequential(torch.nn.LayerNorm(12), torch.nn.Linear(12, 3))
+    gxi = gradient_x_input(acts, codes, W, head, 1)
+    eps = 1e-3  # finite difference along each concept's coefficient, scaled by the coefficient
+    for j in range(3):
+        bumped = acts + eps * codes[:, j:j + 1] * W[j]
+        finite = (head(bumped)[:, 1] - head(acts)[:, 1]).detach().double() / eps
+        torch.testing.assert_close(gxi[:, j], finite, rtol=2e-2, atol=2e-3)

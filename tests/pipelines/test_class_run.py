@@ -71,10 +71,19 @@ def test_a_run_writes_every_output_and_records_it(images, tmp_path):
         assert sum(c["most_important_for"] for c in record["concepts"]) == record["n_images"]
         deletion = record["deletion"]
         assert len(deletion["ranking"]) == len(deletion["random_order"]) == record["k"] + 1
-        assert deletion["ranking"][0] == deletion["random_pixels"][0]  # nothing removed yet: the same images
+        assert deletion["ranking"][0] == deletion["random_regions"][0]  # nothing removed yet: the same images
         assert 0 <= deletion["auc_ranking"] <= 1 and 0 <= deletion["auc_random_order"] <= 1
+        insertion = record["insertion"]  # from the blurred images, every concept's region put back in the end
+        assert insertion["ranking"][-1] == pytest.approx(insertion["random_order"][-1], abs=1e-4)
+        assert insertion["ranking"][0] == insertion["random_regions"][0] != deletion["ranking"][0]
+        assert set(insertion) == set(deletion) and insertion["fill"] == "blur"
+        fidelity = record["fidelity"]  # concept space, on every image of the class
+        assert fidelity["n_images"] == record["n_images"] and len(fidelity["c_deletion"]["ranking"]) == record["k"] + 1
+        assert -1 <= fidelity["c_mufidelity"] <= 1 and record["importance"] == "exact on images"
         page = (folder / "index.html").read_text()
-        assert page.count("<polyline") == 3 and "Does the ranking hold?" in page and "maps/00_all.webp" in page
+        # image deletion and insertion: 3 curves each; concept deletion and insertion: 2 each
+        assert page.count("<polyline") == 10 and "Does the ranking hold?" in page and "maps/00_all.webp" in page
+        assert "C-μFidelity" in page and "random regions" in page
         assert len(record["clusters"]) == record["n_images"] and len(record["concept_layout"]) == record["k"]
         assert (folder / record["cluster_sprite"]).is_file() and page.count('class="pt"') == record["n_images"]
     assert (tmp_path / "index.html").is_file() and no_temp_files(tmp_path)
