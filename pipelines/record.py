@@ -96,8 +96,9 @@ class ClassRecord:
     ``feature_transform`` what was done to them to make them non-negative (None: nothing).
     ``overlays`` are every concept's map over the class's most confidently classified images, and
     ``deletion`` and ``insertion`` the causal checks of the ranking on those images (:mod:`pipelines.deletion`),
-    ``fidelity`` the same in concept space on all the class's images (:mod:`concepts.fidelity`); ``clusters`` (with the thumbnails in
-    ``cluster_sprite``, ``cluster_columns`` wide) place the images by their concept importances and
+    ``fidelity`` the same in concept space on all the class's images (:mod:`concepts.fidelity`); ``clusters``
+    (with the thumbnails in ``cluster_sprite``, ``cluster_columns`` wide) place the images by their concept
+    importances and
     ``concept_layout`` the concepts by their directions (:mod:`pipelines.layouts`).
     ``stamp`` says what the class was made from (:mod:`pipelines.stamp`) and
     ``files`` the size of every file the record lists, so a rerun can tell a
