@@ -76,34 +76,49 @@ def class_row(run_dir: Path, class_index: int, split: ModelSplit, world: DemoWor
         concepts.append({"rank": entry["rank"], "importance_pct": entry["importance_pct"], "part": part,
                          "purity": purity["per_concept"][concept], "map_hits": hits, "map_tries": tries})
     important = [c for c in concepts if c["importance_pct"] >= IMPORTANT_PCT]
-    deletion = record["deletion"]
+    deletion, insertion, fidelity = record["deletion"], record["insertion"], record["fidelity"]
     return {
         "class": CLASS_NAMES[class_index],
         "concepts": concepts,
         "important": len(important),
         "different_parts": len({c["part"] for c in important} - {"background"}) >= 2,
         "purity": purity["mean"],
-        "auc": [deletion[key] for key in ("auc_ranking", "auc_random_order", "auc_random_pixels")],
+        "auc": [deletion[key] for key in ("auc_ranking", "auc_random_order", "auc_random_regions")],
+        "insertion": [insertion[key] for key in ("auc_ranking", "auc_random_order", "auc_random_regions")],
+        "c_deletion": [fidelity["c_deletion"]["auc_ranking"], fidelity["c_deletion"]["auc_random_order"]],
+        "c_insertion": [fidelity["c_insertion"]["auc_ranking"], fidelity["c_insertion"]["auc_random_order"]],
+        "c_mufidelity": fidelity["c_mufidelity"],
     }
 
 
 def table(rows: list[dict]) -> str:
     """The Markdown table and the two counts."""
     lines = ["| class | % of logit by rank | # >= 15% | >= 15% concepts: part (purity, map peak on part) "
-             "| AUC ranking | random order | random pixels |", "|---|---|---|---|---|---|---|"]
+             "| deletion: ranking / random order / random regions | insertion: the same | C-Deletion: ranking / "
+             "random | C-Insertion: ranking / random | C-μFidelity |", "|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         shares = ", ".join(f"{c['importance_pct']:.0f}" for c in row["concepts"])
         parts = ", ".join(f"{c['part']} ({c['purity']:.1f}, {c['map_hits']}/{c['map_tries']})"
                           for c in row["concepts"] if c["importance_pct"] >= IMPORTANT_PCT)
-        ranking, order, pixels = row["auc"]
+        ranking, order, regions = row["auc"]
         best = "**" if ranking < order else ""
-        lines.append(f"| {row['class']} | {shares} | {row['important']} | {parts} | {best}{ranking:.3f}{best} "
-                     f"| {order:.3f} | {pixels:.3f} |")
+        ins, c_del, c_ins = row["insertion"], row["c_deletion"], row["c_insertion"]
+        lines.append(f"| {row['class']} | {shares} | {row['important']} | {parts} | {best}{ranking:.3f}{best} / "
+                     f"{order:.3f} / {regions:.3f} | {ins[0]:.3f} / {ins[1]:.3f} / {ins[2]:.3f} | {c_del[0]:.3f} / "
+                     f"{c_del[1]:.3f} | {c_ins[0]:.3f} / {c_ins[1]:.3f} | {row['c_mufidelity']:.2f} |")
     wins = sum(row["auc"][0] < row["auc"][1] for row in rows)
+    counts = {
+        "deletion beats random regions": sum(r["auc"][0] < r["auc"][2] for r in rows),
+        "insertion beats random order": sum(r["insertion"][0] > r["insertion"][1] for r in rows),
+        "insertion beats random regions": sum(r["insertion"][0] > r["insertion"][2] for r in rows),
+        "C-Deletion beats random order": sum(r["c_deletion"][0] < r["c_deletion"][1] for r in rows),
+        "C-Insertion beats random order": sum(r["c_insertion"][0] > r["c_insertion"][1] for r in rows),
+    }
     spread = sum(row["important"] >= 2 and row["different_parts"] for row in rows)
     lines.append("")
     lines.append(f"The ranking beats random order in {wins} of {len(rows)} classes; {spread} of {len(rows)} have at "
-                 f"least two concepts >= {IMPORTANT_PCT:.0f}% of the logit on different parts.")
+                 f"least two concepts >= {IMPORTANT_PCT:.0f}% of the logit on different parts; "
+                 + "; ".join(f"{name} in {count} of {len(rows)}" for name, count in counts.items()) + ".")
     return "\n".join(lines)
 
 

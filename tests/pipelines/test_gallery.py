@@ -256,8 +256,8 @@ def test_templates_read_records_by_attribute(fake_run):
 
 def _deletion(auc_ranking: float, auc_random_order: float) -> dict:
     return {"ranking": [0.9, 0.5, 0.2, 0.1], "random_order": [0.9, 0.7, 0.5, 0.3],
-            "random_pixels": [0.9, 0.9, 0.8, 0.8], "auc_ranking": auc_ranking, "auc_random_order": auc_random_order,
-            "auc_random_pixels": 0.85, "share": 0.1, "seeds": 3, "n_images": 6}
+            "random_regions": [0.9, 0.9, 0.8, 0.8], "auc_ranking": auc_ranking, "auc_random_order": auc_random_order,
+            "auc_random_regions": 0.85, "share": 0.1, "seeds": 3, "n_images": 6, "fill": "blur"}
 
 
 def test_index_shows_deletion_per_class_and_how_often_the_ranking_wins(fake_run):
@@ -271,7 +271,7 @@ def test_index_shows_deletion_per_class_and_how_often_the_ranking_wins(fake_run)
     assert "1 class(es) have no deletion curves" in text
     dels = re.findall(r'<div class="del"[^>]*>(.*?)</div>', raw)
     assert dels == ["deletion <b>0.21</b> &lt; 0.45", "deletion &mdash;", "deletion <b>0.50</b> ≥ 0.40"]
-    assert 'title="deletion AUC: ranking 0.210, random order 0.450, random pixels 0.850"' in raw
+    assert 'title="deletion AUC: ranking 0.210, random order 0.450, random regions 0.850"' in raw
 
 
 def test_index_without_deletion_curves_shows_dashes_and_no_summary(fake_run, fake_spec):

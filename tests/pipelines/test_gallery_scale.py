@@ -50,7 +50,7 @@ def _has_deletion() -> bool:
 
 
 def _deletion(index: int, k: int) -> dict:
-    """A deletion entry shaped like :class:`pipelines.deletion.DeletionCurves`; the ranking wins 2 classes in 3."""
+    """A deletion entry shaped like :class:`pipelines.deletion.ImageCurves`; the ranking wins 2 classes in 3."""
     wins = index % 3 != 0
     ranking = [0.9 * (1 - j / k) ** (3 if wins else 0.5) for j in range(k + 1)]
     order = [0.9 * (1 - j / k) for j in range(k + 1)]
@@ -59,9 +59,9 @@ def _deletion(index: int, k: int) -> dict:
     def auc(curve: list[float]) -> float:
         return float(np.trapz(curve, dx=1 / k)) if hasattr(np, "trapz") else float(np.trapezoid(curve, dx=1 / k))
 
-    return {"ranking": ranking, "random_order": order, "random_pixels": pixels,
-            "auc_ranking": auc(ranking), "auc_random_order": auc(order), "auc_random_pixels": auc(pixels),
-            "share": 0.1, "seeds": 3, "n_images": 6}
+    return {"ranking": ranking, "random_order": order, "random_regions": pixels,
+            "auc_ranking": auc(ranking), "auc_random_order": auc(order), "auc_random_regions": auc(pixels),
+            "share": 0.1, "seeds": 3, "n_images": 6, "fill": "blur"}
 
 
 def write_synthetic_run(run_dir: Path, n_classes: int, *, k: int = 5, top_crops: int = 10, inversions: int = 2,

@@ -68,6 +68,7 @@ def test_imagenet_subset_keeps_standard_class_indices(tmp_path):
         jobs = imagenet_jobs(tmp_path, spec)
         assert [(j.class_index, j.class_name, j.wnid, j.folder) for j in jobs] == springer
     assert [j.class_index for j in imagenet_jobs(tmp_path, ["tench,217"])] == [0, 217]
+    assert [j.class_index for j in imagenet_jobs(tmp_path, ["all"])] == [0, 217]  # every class folder it holds
     missing = (r"`--classes` asks for class 1 \(goldfish\), whose folder n01443537/ is not in `--imagenet-root` .*: "
                r"n01440764/ \(0, tench\), n02102040/ \(217, English springer\)\. Pick classes present there")
     with pytest.raises(ValueError, match=missing):
