@@ -171,8 +171,9 @@ def image_curves(
     share: float = 0.1,
     seeds: int = 3,
     fill: str = FILL,
+    insertion: bool = True,
     batch_size: int = 64,
-) -> tuple[ImageCurves, ImageCurves]:
+) -> tuple[ImageCurves, ImageCurves | None]:
     """Deletion and insertion curves of a concept ranking on ``images``.
 
     Parameters
@@ -193,12 +194,14 @@ def image_curves(
         Random orders and random-region draws (seeded 0..seeds-1).
     fill : {"blur", "grey", "mean"}, default :data:`FILL`
         What a deleted pixel becomes. Insertion always starts from the blurred image.
+    insertion : bool, default True
+        Also the insertion curves (twice the forward passes); None in their place otherwise.
     batch_size : int, default 64
         Images per forward pass.
 
     Returns
     -------
-    (deletion, insertion) : tuple of ImageCurves
+    (deletion, insertion) : ImageCurves, and ImageCurves or None
     """
     if split.model is None:
         raise ValueError("`split` of image_curves has no `model`: the edited images go through the whole model.")
@@ -220,12 +223,13 @@ def image_curves(
     for index in range(len(images)):
         steps = _step_masks(masks[index], orders, seeds)[:, None]  # (M, 1, H, W)
         image = images[index][None]
-        edited = torch.cat([torch.where(steps, filled[index][None], image),
-                            torch.where(steps, image, starts[index][None])])
+        edited = torch.where(steps, filled[index][None], image)
+        if insertion:
+            edited = torch.cat([edited, torch.where(steps, image, starts[index][None])])
         probs = split.map_batches(edited, lambda x: split.model(x).float().softmax(1)[:, class_index],
                                   batch_size=batch_size)
         deleted.append(probs[: len(steps)])
         inserted.append(probs[len(steps):])
     meta = {"share": share, "n_images": len(images)}
     return (_curves(torch.stack(deleted).mean(0), k, seeds, fill=fill, **meta),
-            _curves(torch.stack(inserted).mean(0), k, seeds, fill="blur", **meta))
+            _curves(torch.stack(inserted).mean(0), k, seeds, fill="blur", **meta) if insertion else None)

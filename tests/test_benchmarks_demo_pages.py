@@ -46,3 +46,16 @@ def test_a_class_row_reads_the_record_and_checks_parts_against_the_world(run_dir
     text = demo_pages.table([row])
     assert text.startswith("| class |") and "| flag |" in text and "of 1 classes" in text
     assert "C-Insertion beats random order in" in text
+
+
+def test_the_run_report_tables_every_class_and_counts_the_wins(run_dir, capsys, tmp_path):
+    import run_report
+
+    run_report.main([str(run_dir), "--json", str(tmp_path / "r.json")])
+    text = capsys.readouterr().out
+    record = json.loads((run_dir / "classes/0001/class.json").read_text())
+    assert "| flag | 8 |" in text and "C-Insertion > random order in" in text
+    won = run_report.wins([record])
+    assert won["deletion < random regions"] == int(record["deletion"]["auc_ranking"]
+                                                   < record["deletion"]["auc_random_regions"])
+    assert json.loads((tmp_path / "r.json").read_text())[0]["fidelity"] == record["fidelity"]

@@ -58,6 +58,8 @@ def test_the_true_ranking_deletes_and_inserts_the_class_before_a_wrong_one(split
         # nothing taken: deletion sees the image, insertion its blurred copy, whatever the order
         assert right.ranking[0] == right.random_order[0] == right.random_regions[0]
         assert right_in.ranking[0] == right_in.random_regions[0] < right.ranking[0]
+    alone, none = image_curves(split, images, maps, [0, 2, 1], 0, share=0.4, seeds=3, fill="mean", insertion=False)
+    assert none is None and alone == right  # the last fill of the loop: the same deletion without insertion
 
 
 def test_random_regions_are_nested_contiguous_and_as_large_as_asked():
