@@ -138,6 +138,17 @@ class ConceptBank:
         return np.argsort(-np.asarray(scores), kind="stable")
 
     @property
+    def completeness(self) -> float:
+        """Share of the class logit above the head's bias that the concepts carry, mean over the images.
+
+        ``mean_i sum_k contributions[i, k] / mean_i (logits[i] - bias)``; NaN when the denominator is 0.
+        The rest is the NMF residual read by the head (:mod:`concepts.importance`).
+        """
+        evidence = float(np.mean(np.asarray(self.logits, dtype=np.float64) - self.bias))
+        carried = float(np.asarray(self.contributions, dtype=np.float64).sum(1).mean())
+        return carried / evidence if evidence != 0 else float("nan")
+
+    @property
     def crop_sources(self) -> list[str]:
         """Source file of each crop, shape (n,)."""
         return [self.image_paths[int(i)] for i in self.crop_image_index]

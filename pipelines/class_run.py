@@ -305,6 +305,13 @@ def _maps_stage(
     return overlays, deletion, insertion
 
 
+def _image_error(bank: ConceptBank, features: torch.Tensor) -> float:
+    """The bank's relative reconstruction error on the whole images' pooled features."""
+    pooled = features.double().cpu()
+    rebuilt = torch.as_tensor(bank.image_codes).double() @ torch.as_tensor(bank.W).double()
+    return float((pooled - rebuilt).norm() / pooled.norm().clamp_min(1e-12))
+
+
 def _fidelity_stage(run: _ClassRun, bank: ConceptBank, features: torch.Tensor) -> ConceptFidelity:
     """Stage 3e: C-Deletion, C-Insertion and C-μFidelity of the ranking on all the class's images (exact, in
     the features: no image is edited)."""
@@ -397,6 +404,8 @@ def run_class(
         insertion=insertion,
         fidelity=fidelity,
         importance=f"{bank.importance} on {bank.importance_on}",
+        completeness=round(bank.completeness, 4),
+        reconstruction_error_images=round(_image_error(bank, features), 5),
         clusters=clusters,
         cluster_sprite=sprite,
         cluster_columns=columns,

@@ -96,7 +96,9 @@ class ClassRecord:
     ``feature_transform`` what was done to them to make them non-negative (None: nothing).
     ``overlays`` are every concept's map over the class's most confidently classified images, and
     ``deletion`` and ``insertion`` the causal checks of the ranking on those images (:mod:`pipelines.deletion`),
-    ``fidelity`` the same in concept space on all the class's images (:mod:`concepts.fidelity`); ``clusters``
+    ``fidelity`` the same in concept space on all the class's images (:mod:`concepts.fidelity`);
+    ``completeness`` the share of the class logit above the bias that the concepts carry (mean over the images),
+    ``reconstruction_error_images`` the bank's relative error on the whole images; ``clusters``
     (with the thumbnails in ``cluster_sprite``, ``cluster_columns`` wide) place the images by their concept
     importances and
     ``concept_layout`` the concepts by their directions (:mod:`pipelines.layouts`).
@@ -129,6 +131,8 @@ class ClassRecord:
     insertion: ImageCurves | None = None
     fidelity: ConceptFidelity | None = None
     importance: str = "exact"
+    completeness: float | None = None
+    reconstruction_error_images: float | None = None
     clusters: list[ImagePoint] = field(default_factory=list)
     cluster_sprite: str | None = None
     cluster_columns: int = 0

@@ -82,3 +82,13 @@ def test_bank_arrays_are_deflated_and_readable_by_others(tmp_path):
     os.umask(umask)
     for name in ("arrays.npz", "bank.json"):
         assert (tmp_path / "a" / name).stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_completeness_is_the_concepts_share_of_the_logit_above_the_bias(tiny_split, images):
+    from concepts import extract_concepts
+
+    bank = extract_concepts(tiny_split, images, 1, n_concepts=3, patch_size=16, sobol_designs=0, progress=False)
+    expected = bank.contributions.sum(1).mean() / (bank.logits - bank.bias).mean()
+    assert bank.completeness == pytest.approx(float(expected))
+    # contributions + residual = logit - bias, so completeness + the residual's share is exactly 1
+    assert bank.completeness + bank.residual.mean() / (bank.logits - bank.bias).mean() == pytest.approx(1.0)

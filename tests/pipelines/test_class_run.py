@@ -84,6 +84,8 @@ def test_a_run_writes_every_output_and_records_it(images, tmp_path):
         # image deletion and insertion: 3 curves each; concept deletion and insertion: 2 each
         assert page.count("<polyline") == 10 and "Does the ranking hold?" in page and "maps/00_all.webp" in page
         assert "C-μFidelity" in page and "random regions" in page
+        assert record["completeness"] == pytest.approx(round(bank.completeness, 4)) and "of the class evidence" in page
+        assert 0 < record["reconstruction_error_images"] < 1.5
         assert len(record["clusters"]) == record["n_images"] and len(record["concept_layout"]) == record["k"]
         assert (folder / record["cluster_sprite"]).is_file() and page.count('class="pt"') == record["n_images"]
     assert (tmp_path / "index.html").is_file() and no_temp_files(tmp_path)
