@@ -13,7 +13,8 @@ per-image importances). Also per class: the relative NMF error on the crops and
 on the images, and the *completeness* (the concepts' summed exact contributions
 over the class logit above the head's bias, mean over images).
 
-Writes ``imagenette_importance.md`` and ``.json`` into ``--out``.
+Writes ``imagenette_importance.md`` and ``.json`` into ``--out`` (``imagenette_importance_crops_images.*``
+with ``--fit-on crops+images``: the bank fitted on the crops and the whole images).
 
 Usage::
 
@@ -32,7 +33,7 @@ from _report import write_report
 from imagenette_features import DEFAULT_CACHE, IMAGENETTE, WEIGHTS, efficientnet_lite0, load_class
 
 from concepts import NMF, concept_fidelity, imagenet_classes, linear_contributions, sobol_total_indices
-from concepts.extract import IMPORTANCE_ON, IMPORTANCES, _ranking_importance
+from concepts.extract import FIT_ON, IMPORTANCE_ON, IMPORTANCES, _ranking_importance
 
 VARIANTS = [(method, on) for method in IMPORTANCES for on in IMPORTANCE_ON]
 
@@ -42,7 +43,7 @@ def class_rows(split, wnid: str, args: argparse.Namespace) -> dict:
     index = imagenet_classes().index_of[wnid]
     A, pooled = torch.from_numpy(data["crop_features"]), torch.from_numpy(data["image_features"])
     nmf = NMF(args.k, random_state=0)
-    U = nmf.fit_transform(A)
+    U = nmf.fit_transform(A if args.fit_on == "crops" else torch.cat([A, pooled]))[: len(A)]
     W = torch.as_tensor(nmf.components_).float()
     codes = nmf.transform(pooled).float()
     weight, bias = split.head_weight[index].detach().float(), float(split.head_bias[index])
@@ -50,8 +51,9 @@ def class_rows(split, wnid: str, args: argparse.Namespace) -> dict:
     image_error = float((pooled - codes @ W).norm() / pooled.norm())
     completeness = float(exact.contributions.sum(1).mean() / (exact.logits - bias).mean())
     sobol_per_image = sobol_total_indices(codes, W, split.h, index, seed=0).numpy()
+    crop_error = float((A - U @ W).norm() / A.norm())
     row = {"wnid": wnid, "class_index": index, "class_name": split.categories[index],
-           "crop_error": round(float(nmf.relative_reconstruction_err_), 4), "image_error": round(image_error, 4),
+           "crop_error": round(crop_error, 4), "image_error": round(image_error, 4),
            "completeness": round(completeness, 4), "variants": {}}
     for method, on in VARIANTS:
         start = time.perf_counter()
@@ -103,6 +105,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=120)
     parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--fit-on", choices=FIT_ON, default="crops", help="the rows the NMF factorises")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
@@ -114,8 +117,10 @@ def main() -> None:
             rows.append(class_rows(split, folder.name, args))
             print(rows[-1]["class_name"], {v: x["c_deletion"] + x["c_insertion"] + [x["c_mufidelity"]]
                                            for v, x in rows[-1]["variants"].items()}, flush=True)
-    write_report("imagenette_importance", table(rows), device=torch.device("cpu"),
-                 settings={"k": args.k, "images": args.images, "patch_size": 64, "model": "efficientnet_lite0"},
+    part = "imagenette_importance" + ("" if args.fit_on == "crops" else "_crops_images")
+    write_report(part, table(rows), device=torch.device("cpu"),
+                 settings={"fit_on": args.fit_on, "k": args.k, "images": args.images, "patch_size": 64,
+                           "model": "efficientnet_lite0"},
                  figures={"classes": rows}, out=args.out)
 
 

@@ -76,6 +76,8 @@ class ConceptBank:
     importance, importance_on : str
         What ranks the concepts (``exact``, ``gradient-input``, ``sobol``) and where it was measured
         (``images``, ``crops``): see :func:`concepts.extract_concepts`.
+    fit_on : str
+        The rows the NMF factorised: ``crops`` or ``crops+images``.
     importance_scores : ndarray, shape (k,), or None
         The class-level scores that rank the concepts (:attr:`order`); None: ``importance_pct``.
     importance_per_image : ndarray, shape (N, k), or None
@@ -120,6 +122,7 @@ class ConceptBank:
     sobol_per_image: np.ndarray | None = None
     importance: str = "exact"
     importance_on: str = "images"
+    fit_on: str = "crops"
     importance_scores: np.ndarray | None = None
     importance_per_image: np.ndarray | None = None
     skipped: list[tuple[str, str]] = field(default_factory=list)

@@ -19,10 +19,11 @@ from .features import ModelSplit, extract_features
 from .importance import gradient_x_input, linear_contributions, percent_of_logit, sobol_total_indices
 from .nmf import NMF
 
-__all__ = ["IMPORTANCES", "IMPORTANCE_ON", "crop_image", "extract_concepts"]
+__all__ = ["FIT_ON", "IMPORTANCES", "IMPORTANCE_ON", "crop_image", "extract_concepts"]
 
 IMPORTANCES = ("exact", "gradient-input", "sobol")  # how a concept's importance is measured
 IMPORTANCE_ON = ("images", "crops")  # on what it is measured
+FIT_ON = ("crops", "crops+images")  # the rows the NMF factorises
 SOBOL_CROPS = 512  # crops (evenly spaced) that Sobol indices measured on crops use: n_designs * (k + 2) passes each
 
 
@@ -37,7 +38,7 @@ def extract_concepts(split: ModelSplit, images: LoadedImages | torch.Tensor, cla
                      batch_size: int = 64, device: torch.device | str | None = None, random_state: int = 0,
                      image_features: torch.Tensor | None = None, amp: bool | None = None,
                      channels_last: bool | None = None, importance: str = "exact", importance_on: str = "images",
-                     progress: bool = True) -> ConceptBank:
+                     fit_on: str = "crops", progress: bool = True) -> ConceptBank:
     """Find the concepts a model uses for one class, and how much each matters.
 
     Parameters
@@ -73,6 +74,10 @@ def extract_concepts(split: ModelSplit, images: LoadedImages | torch.Tensor, cla
         input on the concept coefficients (equal to it on a linear head), or CRAFT's Sobol total index.
     importance_on : {"images", "crops"}, default "images"
         Measure it on the whole images or on the crops the bank was fitted on.
+    fit_on : {"crops", "crops+images"}, default "crops"
+        The rows the NMF factorises: the crops' features (CRAFT), or those and the whole images' features
+        appended, which lets the bank rebuild what the head reads of a whole image (on imagenette-val with
+        EfficientNet-Lite0 it takes the completeness from 0.36-0.78 to 0.80-0.96 at k = 10; BENCHMARKS.md).
     progress : bool, default True
         One tqdm bar per stage.
 
@@ -99,8 +104,8 @@ def extract_concepts(split: ModelSplit, images: LoadedImages | torch.Tensor, cla
     if designs == 1:
         raise ValueError("`sobol_designs` of `extract_concepts` must be 0 (no Sobol) or >= 2; got 1.")
     _check_int(batch_size, "batch_size", 1)
-    for name, value, options in (("importance", importance, IMPORTANCES), ("importance_on", importance_on,
-                                                                          IMPORTANCE_ON)):
+    for name, value, options in (("importance", importance, IMPORTANCES),
+                                 ("importance_on", importance_on, IMPORTANCE_ON), ("fit_on", fit_on, FIT_ON)):
         if value not in options:
             raise ValueError(f"`{name}` of `extract_concepts` must be one of {', '.join(options)}; got {value!r}.")
     if importance == "sobol" and designs == 0:
@@ -130,18 +135,20 @@ def extract_concepts(split: ModelSplit, images: LoadedImages | torch.Tensor, cla
         with tqdm(total=len(crops), desc="crop features", unit="crop", disable=not progress) as bar:
             A = extract_features(split, crops, batch_size=batch_size, device=dev, progress=bar.update, amp=amp,
                                  channels_last=channels_last)
-        with tqdm(total=1, desc=f"NMF ({solver}, k={k})", disable=not progress) as bar:
-            nmf = NMF(k, solver=solver, random_state=random_state, device=dev)
-            U = nmf.fit_transform(A.to(dev))
-            bar.update()
-        W = torch.as_tensor(nmf.components_).float()
         pooled = image_features
         if pooled is None:
             with tqdm(total=len(tensor), desc="image features", unit="img", disable=not progress) as bar:
                 pooled = extract_features(split, tensor, batch_size=batch_size, device=dev, progress=bar.update,
                                           amp=amp, channels_last=channels_last)
         pooled = pooled.float().cpu()
+        with tqdm(total=1, desc=f"NMF ({solver}, k={k}, on {fit_on})", disable=not progress) as bar:
+            nmf = NMF(k, solver=solver, random_state=random_state, device=dev)
+            rows = A if fit_on == "crops" else torch.cat([A.to(pooled), pooled])
+            U = nmf.fit_transform(rows.to(dev))[: len(A)]  # the crops' codes (their rows come first)
+            bar.update()
+        W = torch.as_tensor(nmf.components_).float()
         codes = nmf.transform(pooled.to(dev)).float().cpu()
+        crop_error = (A.double().cpu() - U.double().cpu() @ W.double()).norm()
         weight = split.head_weight[class_index].detach().float().cpu()
         bias = float(split.head_bias[class_index])
         imp = linear_contributions(pooled, codes, W, weight, bias)
@@ -165,10 +172,10 @@ def extract_concepts(split: ModelSplit, images: LoadedImages | torch.Tensor, cla
         model_id=split.model_id, layer=split.layer, class_index=class_index,
         class_name=categories[class_index] if categories is not None and class_index < len(categories) else None,
         seed=int(random_state), image_size=int(tensor.shape[-1]), patch_size=int(patch_size), solver=solver,
-        reconstruction_error=float(nmf.reconstruction_err_),
-        relative_reconstruction_error=float(nmf.relative_reconstruction_err_),
+        reconstruction_error=float(crop_error),
+        relative_reconstruction_error=float(crop_error / A.double().norm().clamp_min(1e-12)),
         sobol=sobol, sobol_per_image=sobol_per_image, skipped=skipped, versions=library_versions(),
-        importance=importance, importance_on=importance_on, importance_scores=scores.numpy(),
+        importance=importance, importance_on=importance_on, fit_on=fit_on, importance_scores=scores.numpy(),
         importance_per_image=per_image.numpy(),
     )
 

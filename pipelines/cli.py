@@ -198,7 +198,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     viz = _viz_config(args)
     config = RunConfig(
         concepts=ConceptConfig(n_concepts=args.k, patch_size=args.patch_size, random_state=args.seed,
-                               importance=args.importance, importance_on=args.importance_on),
+                               importance=args.importance, importance_on=args.importance_on,
+                               fit_on=args.fit_on),
         visualization=viz,
         inversion=replace(viz, crop_size=INVERSION_CROP_SIZE),
         max_images=args.max_images,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from concepts.extract import IMPORTANCE_ON, IMPORTANCES
+from concepts.extract import FIT_ON, IMPORTANCE_ON, IMPORTANCES
 from maco import RenderSettings
 
 from .config import ConceptConfig, RunConfig
@@ -173,6 +173,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=ConceptConfig.importance_on,
         help="measure the importance on the whole images or on the crops the concepts were found on "
         "(default: %(default)s)",
+    )
+    run.add_argument(
+        "--fit-on",
+        choices=FIT_ON,
+        default=ConceptConfig.fit_on,
+        help="what the NMF factorises: the crops (CRAFT), or the crops and the whole images, so the concepts "
+        "carry more of the class logit (default: %(default)s)",
     )
     run.add_argument(
         "--inversions",

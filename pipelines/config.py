@@ -39,6 +39,7 @@ class ConceptConfig:
     channels_last: bool | None = None  # likewise
     importance: str = "exact"  # what ranks the concepts: exact, gradient-input or sobol (BENCHMARKS.md)
     importance_on: str = "images"  # measured on the whole images or on the crops
+    fit_on: str = "crops"  # the rows the NMF factorises: crops, or crops+images
 
 
 @dataclass(frozen=True)

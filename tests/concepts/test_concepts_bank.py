@@ -92,3 +92,20 @@ def test_completeness_is_the_concepts_share_of_the_logit_above_the_bias(tiny_spl
     assert bank.completeness == pytest.approx(float(expected))
     # contributions + residual = logit - bias, so completeness + the residual's share is exactly 1
     assert bank.completeness + bank.residual.mean() / (bank.logits - bank.bias).mean() == pytest.approx(1.0)
+
+
+def test_a_bank_fitted_on_crops_and_images_keeps_the_crops_codes(tiny_split, images):
+    import torch
+
+    from concepts import extract_concepts, extract_crops, extract_features
+
+    bank = extract_concepts(tiny_split, images, 1, n_concepts=3, patch_size=16, sobol_designs=0,
+                            fit_on="crops+images", progress=False)
+    crops = extract_crops(images, patch_size=16, out_size=tiny_split.input_size)
+    A = extract_features(tiny_split, crops).double()
+    assert bank.fit_on == "crops+images" and bank.U.shape == (len(crops), 3)
+    # the error reported is the crops' own, whatever rows the NMF was fitted on
+    error = (A - torch.as_tensor(bank.U).double() @ torch.as_tensor(bank.W).double()).norm() / A.norm()
+    assert bank.relative_reconstruction_error == pytest.approx(float(error), rel=1e-4)
+    with pytest.raises(ValueError, match="`fit_on` of `extract_concepts` must be one of crops, crops\\+images"):
+        extract_concepts(tiny_split, images, 1, n_concepts=3, patch_size=16, fit_on="images", progress=False)
