@@ -28,11 +28,14 @@ images of one image go through the model together, batched by
 passes per image.
 
 **What a deleted pixel becomes** (:data:`FILL`): the blurred image, the same
-picture insertion starts from. Measured on imagenette-val with
-EfficientNet-Lite0 (BENCHMARKS.md, "Image-space curves"): with blur, random
-regions cost the class least of the three fills, so the curves follow the
-loss of the class's content rather than the shock of an out-of-distribution
-patch; a flat grey or the image mean leave sharp edges the model reacts to.
+picture insertion starts from, so deletion and insertion edit between the same
+two images. Measured on imagenette-val with EfficientNet-Lite0 (BENCHMARKS.md,
+"What a deleted pixel becomes"; 10 classes, 3 photos each): filling the whole
+photo removes the class with each of grey, the image mean and blur (p <= 0.002),
+and blur separates the ranking most from both baselines (deletion area 0.405
+vs 0.472 random order and 0.490 random regions; grey 0.448 / 0.509 / 0.523,
+mean 0.412 / 0.459 / 0.464). Grey is the fill whose random regions cost the class
+least, and beats random regions in 9 classes of 10 where blur does in 8.
 """
 
 from __future__ import annotations
