@@ -229,3 +229,22 @@ def test_nmf_tensor_input_never_goes_through_numpy(monkeypatch):
         assert isinstance(U, torch.Tensor) and U.dtype == torch.float32
         assert isinstance(nmf.transform(A), torch.Tensor)
         assert nmf.inverse_transform(U).shape == A.shape
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_cpu_solvers_compute_in_the_data_dtype_like_scikit_learn(monkeypatch, make_planted, dtype):
+    import concepts.nmf as nmf_module
+
+    seen = []
+    solve = nmf_module.SOLVERS["hals"]
+
+    def spy(A, U, W, **kwargs):
+        seen.append((A.dtype, U.dtype, W.dtype))
+        return solve(A, U, W, **kwargs)
+
+    monkeypatch.setitem(nmf_module.SOLVERS, "hals", spy)
+    A, _, _ = make_planted(n=120, c=20, k=3)
+    nmf = NMF(3, random_state=0).fit(A.astype(dtype))
+    want = torch.float32 if dtype == np.float32 else torch.float64
+    assert seen and all(d == (want, want, want) for d in seen)
+    assert nmf.components_.dtype == dtype
