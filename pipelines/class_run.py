@@ -42,7 +42,7 @@ from .concept_layer import feature_transform
 from .config import RunConfig
 from .deletion import ImageCurves, image_curves
 from .inversion import inversion_cosines, render_inversions
-from .io import save, to_pil
+from .io import readable, save, to_pil
 from .jobs import ClassJob
 from .layouts import SPRITE_CELL, ImagePoint, LayoutPoint, pca_2d, thumbnail_sprite
 from .mosaic import alpha_over_white, concept_mosaic
@@ -261,9 +261,9 @@ def _inversions_stage(
 def _relative(path: str, folder: Path) -> str:
     """``path`` relative to the class's image folder (what a reader of the page can find), else as it is."""
     try:
-        return Path(path).relative_to(folder).as_posix()
+        return readable(Path(path).relative_to(folder).as_posix())
     except ValueError:
-        return path
+        return readable(path)
 
 
 def _maps_stage(
@@ -396,7 +396,7 @@ def run_class(
         n_crops=int(len(bank.U)),
         k=bank.k,
         reconstruction_error=round(float(bank.relative_reconstruction_error), 5),
-        skipped=[SkippedFile(str(p), r) for p, r in loaded.skipped],
+        skipped=[SkippedFile(readable(str(p)), readable(r)) for p, r in loaded.skipped],
         concepts=concepts,
         inversions=inversions,
         overlays=overlays,

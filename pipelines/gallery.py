@@ -39,7 +39,7 @@ from urllib.parse import quote
 from jinja2 import Environment, PackageLoader
 from PIL import Image
 
-from .io import atomic_write_bytes
+from .io import atomic_write_bytes, readable
 from .record import ClassRecord, RecordError
 from .shared import SharedConcept, bank_directions, shared_concepts, top_pairs
 
@@ -377,14 +377,14 @@ def build_gallery(run_dir: str | os.PathLike) -> Path:
         for c in classes:
             if c.index in known:
                 page = class_page.render(cls=records[c.index], known=known, shared=shared.get(c.index, {}))
-                page = page.encode("utf-8")
+                page = readable(page).encode("utf-8")  # a non-UTF-8 file name cannot stop the gallery
                 writes.append(pool.submit(_write_if_changed, c.folder / "index.html", page))
         thumbs = dict(zip(records, pool.map(lambda record: _thumbnail(run_dir, record, missing), good)))
         page = _TEMPLATES.get_template("index.html").render(
             run_name=run_dir.name, classes=good, thumbs=thumbs, broken=broken, totals=_totals(good),
             search=_search_index(good), shared_pairs=top_pairs(shared),
         )
-        writes.append(pool.submit(_write_if_changed, index, page.encode("utf-8")))
+        writes.append(pool.submit(_write_if_changed, index, readable(page).encode("utf-8")))
         written = sum(int(write.result()) for write in writes)
     if missing:
         _logger.warning("gallery of %s: %d image(s) missing", run_dir, len(missing))

@@ -41,6 +41,7 @@ __all__ = [
     "ensure_dir",
     "ensure_writable",
     "load_json",
+    "readable",
     "save",
     "supported_extensions",
     "to_pil",
@@ -164,6 +165,19 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"data of atomic_write_bytes must be bytes; got {type(data).__name__}.")
     return _atomic_write(path, lambda handle: handle.write(data))
+
+
+def readable(text: str) -> str:
+    """``text`` with the undecodable bytes of a file name shown as ``\\xNN`` (valid UTF-8 to write anywhere).
+
+    Python reads a name that is not UTF-8 (Latin-1 bytes from an archive made elsewhere) with each bad byte as a
+    lone surrogate (``\\udce9`` for 0xE9), which opens the file but cannot be encoded into a page, a log or
+    JSON meant for people; the bytes themselves are shown instead, e.g. ``caf\\xe9.jpg``.
+    """
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate that no file name made (e.g. from JSON's \\ud800): escape it as is
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:

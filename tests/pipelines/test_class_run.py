@@ -184,6 +184,28 @@ def test_class_folder_names_with_html_show_as_text(images, tmp_path):
     assert "<b>bad" not in page and "&lt;b&gt;bad&lt;b&gt;.jpg" in page
 
 
+def test_file_names_that_are_not_utf8_are_used_and_shown_readably(images, tmp_path):
+    job = jobs_for(images, classes=(0,))[0]  # writes the demo images
+    folder = tmp_path / "latin1"
+    folder.mkdir()
+    pngs = sorted(job.folder.glob("*.png"))[:4]
+    for png in pngs[1:]:
+        (folder / png.name).write_bytes(png.read_bytes())
+    raw = os.fsencode(folder)
+    with open(raw + b"/caf\xe9.png", "wb") as handle:  # a valid image whose name is Latin-1, not UTF-8
+        handle.write(pngs[0].read_bytes())
+    with open(raw + b"/cass\xe9.jpg", "wb") as handle:  # and a broken one: skipped, listed
+        handle.write(b"junk")
+    job = replace(job, folder=folder)
+    summary = run_classes([job], demo_model(), TINY, tmp_path / "run", progress=False)
+    assert summary.done == [0]
+    record = json.loads((tmp_path / "run" / "classes" / "0000" / "class.json").read_text(encoding="utf-8"))
+    assert record["n_images"] == 4  # the Latin-1 photo is used
+    assert [s["path"] for s in record["skipped"]] == [str(folder / "cass\\xe9.jpg")]
+    page = (tmp_path / "run" / "classes" / "0000" / "index.html").read_bytes().decode("utf-8")  # valid UTF-8
+    assert "cass\\xe9.jpg" in page and (tmp_path / "run" / "index.html").is_file()
+
+
 def test_a_class_without_readable_images_fails_alone(images, tmp_path):
     broken = tmp_path / "broken"
     broken.mkdir()
