@@ -22,7 +22,7 @@ the bank ``(k, C)``, ``a`` their pooled features ``(N, C)``, ``h`` the head.
 - **C-μFidelity**: per image, the Pearson correlation over random concept
   subsets (each concept dropped with probability 1/2, seeded) between the
   sum of the dropped concepts' per-image importances and the drop of the
-  score; mean over the images whose drops vary.
+  score; mean over the images whose drops vary (None when none does).
 """
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ class ConceptFidelity:
 
     c_deletion: ConceptCurves
     c_insertion: ConceptCurves
-    c_mufidelity: float
+    c_mufidelity: float | None
     seeds: int
     subsets: int
     n_images: int
@@ -102,15 +102,15 @@ def _masked_scores(codes: torch.Tensor, components: torch.Tensor, residual: torc
     return out.view(n, m)
 
 
-def _mu_fidelity(drops: torch.Tensor, attributed: torch.Tensor) -> float:
+def _mu_fidelity(drops: torch.Tensor, attributed: torch.Tensor) -> float | None:
     """Mean over images of the Pearson correlation of ``drops`` and ``attributed`` (both ``(N, S)``)."""
     d = drops.double() - drops.double().mean(1, keepdim=True)
     a = attributed.double() - attributed.double().mean(1, keepdim=True)
     denominator = d.norm(dim=1) * a.norm(dim=1)
     valid = denominator > 1e-12
     if not bool(valid.any()):
-        return float("nan")
-    return float(((d * a).sum(1)[valid] / denominator[valid]).mean())
+        return None  # no image's score moves (or no importance varies): the correlation is undefined
+    return round(float(((d * a).sum(1)[valid] / denominator[valid]).mean()), 5)
 
 
 def concept_fidelity(features: torch.Tensor, codes: torch.Tensor, components: torch.Tensor,
@@ -174,5 +174,5 @@ def concept_fidelity(features: torch.Tensor, codes: torch.Tensor, components: to
     per_image = importance.expand(features.shape[0], k)
     attributed = per_image @ dropped.double().T  # (N, S)
     return ConceptFidelity(c_deletion=deletion, c_insertion=insertion,
-                           c_mufidelity=round(_mu_fidelity(drops, attributed), 5), seeds=seeds, subsets=subsets,
+                           c_mufidelity=_mu_fidelity(drops, attributed), seeds=seeds, subsets=subsets,
                            n_images=int(features.shape[0]))

@@ -21,6 +21,7 @@ settings, weights or images redoes exactly the stages they change.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -404,7 +405,7 @@ def run_class(
         insertion=insertion,
         fidelity=fidelity,
         importance=f"{bank.importance} on {bank.importance_on}",
-        completeness=round(bank.completeness, 4),
+        completeness=round(bank.completeness, 4) if math.isfinite(bank.completeness) else None,
         reconstruction_error_images=round(_image_error(bank, features), 5),
         clusters=clusters,
         cluster_sprite=sprite,

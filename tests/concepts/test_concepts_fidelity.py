@@ -62,3 +62,11 @@ def test_curve_area_and_input_errors():
         concept_fidelity(features, codes, W, head, 0, [0, 1, 2, 3], torch.ones(3))
     with pytest.raises(ValueError, match="seeds"):
         concept_fidelity(features, codes, W, head, 0, [0, 1, 2, 3], torch.ones(4), seeds=1)
+
+
+def test_mufidelity_is_none_when_no_removal_moves_the_score():
+    features, codes, W, head = _one_concept_world(n=4)
+    with torch.no_grad():
+        head.weight.zero_()  # p(class) = 1/3 whatever the concepts
+    fid = concept_fidelity(features, codes, W, head, 0, [0, 1, 2, 3], torch.ones(4), seeds=2, subsets=16)
+    assert fid.c_mufidelity is None and fid.c_deletion.auc_ranking == pytest.approx(1 / 3, abs=1e-5)
