@@ -202,6 +202,6 @@ def test_a_real_class_page_shows_its_maps_and_a_non_blank_deletion_plot(tmp_path
     _assert_clean(data, console)
     assert int(data["images-ok"].split("/")[1]) >= 6 + 5 * 3  # overlays and every concept's strip of maps
     lines = re.findall(r'<polyline[^>]*points="([^"]+)"', dom)
-    assert len(lines) == 3
+    assert len(lines) == 10  # deletion and insertion (3 curves each), C-Deletion and C-Insertion (2 each)
     heights = {round(float(y)) for y in re.findall(r",([\d.]+)", lines[0])}
     assert len(heights) > 1  # the ranking's curve moves: the plot is not blank
