@@ -17,6 +17,7 @@ from .crops import extract_crops
 from .data import LoadedImages
 from .features import ModelSplit, extract_features
 from .importance import gradient_x_input, linear_contributions, percent_of_logit, sobol_total_indices
+from ._solvers import squared_error
 from .nmf import NMF
 
 __all__ = ["FIT_ON", "IMPORTANCES", "IMPORTANCE_ON", "crop_image", "extract_concepts"]
@@ -143,12 +144,13 @@ def extract_concepts(split: ModelSplit, images: LoadedImages | torch.Tensor, cla
         pooled = pooled.float().cpu()
         with tqdm(total=1, desc=f"NMF ({solver}, k={k}, on {fit_on})", disable=not progress) as bar:
             nmf = NMF(k, solver=solver, random_state=random_state, device=dev)
-            rows = A if fit_on == "crops" else torch.cat([A.to(pooled), pooled])
+            rows = A if fit_on == "crops" else torch.cat([A, pooled.to(A)])
             U = nmf.fit_transform(rows.to(dev))[: len(A)]  # the crops' codes (their rows come first)
             bar.update()
         W = torch.as_tensor(nmf.components_).float()
         codes = nmf.transform(pooled.to(dev)).float().cpu()
-        crop_error = (A.double().cpu() - U.double().cpu() @ W.double()).norm()
+        # the crops' own error, whatever rows were fitted (chunked, float64 sums: no (n, C) float64 copy of A)
+        crop_error = squared_error(A, U.to(A), W.to(A)) ** 0.5
         weight = split.head_weight[class_index].detach().float().cpu()
         bias = float(split.head_bias[class_index])
         imp = linear_contributions(pooled, codes, W, weight, bias)
@@ -173,7 +175,7 @@ def extract_concepts(split: ModelSplit, images: LoadedImages | torch.Tensor, cla
         class_name=categories[class_index] if categories is not None and class_index < len(categories) else None,
         seed=int(random_state), image_size=int(tensor.shape[-1]), patch_size=int(patch_size), solver=solver,
         reconstruction_error=float(crop_error),
-        relative_reconstruction_error=float(crop_error / A.double().norm().clamp_min(1e-12)),
+        relative_reconstruction_error=crop_error / max(float(A.pow(2).sum(dtype=torch.float64)) ** 0.5, 1e-12),
         sobol=sobol, sobol_per_image=sobol_per_image, skipped=skipped, versions=library_versions(),
         importance=importance, importance_on=importance_on, fit_on=fit_on, importance_scores=scores.numpy(),
         importance_per_image=per_image.numpy(),
@@ -207,7 +209,6 @@ def _ranking_importance(method: str, on: str, split: ModelSplit, class_index: in
     per_image = contributions if method == "exact" else measure(pooled, codes)
     on_what = per_image if on == "images" else measure(*crops)
     return per_image, percent_of_logit(on_what)
-
 
 
 def crop_image(images: LoadedImages | torch.Tensor, bank: ConceptBank, crop_index: int) -> torch.Tensor:

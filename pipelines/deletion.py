@@ -221,7 +221,8 @@ def image_curves(
     masks = concept_masks(maps, share)  # (N, k, H, W)
     orders = [[int(c) for c in order]] + [np.random.default_rng(s).permutation(k).tolist() for s in range(seeds)]
     images = images.float()
-    filled, starts = _fill(images, fill), blurred(images)
+    starts = blurred(images)  # insertion's start, and deletion's fill when the fill is blur
+    filled = starts if fill == "blur" else _fill(images, fill)
     deleted, inserted = [], []
     for index in range(len(images)):
         steps = _step_masks(masks[index], orders, seeds)[:, None]  # (M, 1, H, W)

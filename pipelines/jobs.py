@@ -60,8 +60,8 @@ def imagenet_jobs(root: str | os.PathLike, classes: Sequence[str]) -> list[Class
 
     ``classes`` resolve against the full 1000-class table, so ``217`` and
     ``n02102040`` both mean English springer even on a root holding two
-    classes; ``["all"]`` means every wnid folder under ``root``. Each requested class's folder must be under
-    ``root`` (found by
+    classes; ``["all"]`` means every wnid folder under ``root``. Each requested
+    class's folder must be under ``root`` (found by
     :func:`concepts.imagenet_class_folders`, which names every missing one).
     """
     table = imagenet_classes()

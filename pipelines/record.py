@@ -130,7 +130,7 @@ class ClassRecord:
     deletion: ImageCurves | None = None
     insertion: ImageCurves | None = None
     fidelity: ConceptFidelity | None = None
-    importance: str = "exact"
+    importance: str = "exact on images"
     completeness: float | None = None
     reconstruction_error_images: float | None = None
     clusters: list[ImagePoint] = field(default_factory=list)
