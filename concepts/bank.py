@@ -252,7 +252,9 @@ def _atomic_write(path: Path, write: Any) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         if os.path.exists(tmp):
             os.remove(tmp)
+        if isinstance(err, OSError) and err.filename is None:  # write() and fsync() name no file: say which
+            raise OSError(err.errno, err.strerror, str(path)) from err
         raise

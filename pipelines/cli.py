@@ -26,7 +26,7 @@ from maco import RenderSettings
 from .cli_parser import build_parser
 from .config import INVERSION_CROP_SIZE, ConceptConfig, RunConfig
 from .demo_run import DEMO_CONFIG
-from .io import OutputNotWritableError
+from .io import OutputNotWritableError, full_disk_error
 from .jobs import ClassJob
 from .lock import RunLockedError
 from .models import ModelMeta, ModelSpec, WeightsUnavailableError
@@ -323,6 +323,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _COMMANDS[args.command](args)
     except (ValueError, OutputNotWritableError, RunLockedError, WeightsUnavailableError) as err:
         parser.exit(2, f"concept-lens {args.command}: error: {err}\n")
+    except OSError as err:  # a full disk met by a writer of maco or concepts (the spectrum, a bank)
+        full = full_disk_error(err)
+        if full is None:
+            raise
+        parser.exit(2, f"concept-lens {args.command}: error: {full}\n")
 
 
 if __name__ == "__main__":

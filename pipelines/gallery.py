@@ -39,7 +39,7 @@ from urllib.parse import quote
 from jinja2 import Environment, PackageLoader
 from PIL import Image
 
-from .io import atomic_write_bytes, readable
+from .io import atomic_write_bytes, drop_killed_writes, readable
 from .record import ClassRecord, RecordError
 from .shared import SharedConcept, bank_directions, shared_concepts, top_pairs
 
@@ -304,6 +304,7 @@ def _search_index(records: list[dict[str, Any]]) -> list[list[Any]]:
 
 def _write_if_changed(path: Path, data: bytes) -> bool:
     """Write ``data`` to ``path`` (atomically) unless the file already holds exactly these bytes; True if written."""
+    drop_killed_writes(path)
     try:
         if path.stat().st_size == len(data) and path.read_bytes() == data:
             return False
@@ -372,6 +373,8 @@ def build_gallery(run_dir: str | os.PathLike) -> Path:
     class_page, index = _TEMPLATES.get_template("class.html"), run_dir / "index.html"
     # Writes (compare, fsync, rename) wait on the disk and thumbnails (decode, encode) release the GIL, so they
     # run on a few threads while this one renders the pages; .result() passes their errors on.
+    for tmp in (run_dir / "assets" / "thumbs").glob(".*.tmp"):  # a killed write of a thumbnail left it
+        tmp.unlink()
     with ThreadPoolExecutor(max_workers=_IO_THREADS) as pool:
         writes = [pool.submit(_copy_assets, run_dir)]
         for c in classes:

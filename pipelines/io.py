@@ -16,6 +16,7 @@ pictures; the PNG writer, the mosaics and the benchmark sheets use it.
 from __future__ import annotations
 
 import errno
+import glob
 import io
 import json
 import logging
@@ -38,8 +39,10 @@ __all__ = [
     "WEBP_QUALITY",
     "atomic_write_bytes",
     "atomic_write_text",
+    "drop_killed_writes",
     "ensure_dir",
     "ensure_writable",
+    "full_disk_error",
     "load_json",
     "readable",
     "save",
@@ -62,6 +65,27 @@ def _not_writable(directory: Path, err: OSError) -> OutputNotWritableError:
     if err.errno in (errno.ENOTDIR, errno.EEXIST):
         reason = f"a part of the path is a file, not a folder ({reason})"
     return OutputNotWritableError(f"output folder {directory} is not writable: {reason}; choose another --out")
+
+
+def _full_disk(path: Path | None, err: OSError) -> OutputNotWritableError:
+    """The error for a write that found its disk or quota full: the file (when known), and the fix."""
+    where = "a file" if path is None else f"{path}"
+    of = "" if path is None else f" of {path.parent}"
+    return OutputNotWritableError(
+        f"cannot write {where}: {err.strerror or err} (the disk or quota{of} is full); "
+        "free some space or choose another --out"
+    )
+
+
+def full_disk_error(err: BaseException) -> OutputNotWritableError | None:
+    """``err`` as :class:`OutputNotWritableError` when it says a disk or quota is full, else None.
+
+    The writers of ``maco`` and ``concepts`` raise a plain ``OSError`` naming the file; a run must stop on it with
+    the fix (a full disk fails every class after it) rather than record one failed class and go on.
+    """
+    if isinstance(err, OutputNotWritableError) or not isinstance(err, OSError) or err.errno not in _DISK_FULL:
+        return None
+    return _full_disk(Path(err.filename) if err.filename else None, err)
 
 
 def ensure_dir(directory: Path) -> None:
@@ -129,10 +153,7 @@ def _atomic_write(path: str | os.PathLike, write: Callable[[Any], None]) -> Path
     except OSError as err:
         tmp.unlink(missing_ok=True)
         if err.errno in _DISK_FULL:
-            raise OutputNotWritableError(
-                f"cannot write {path}: {err.strerror or err} (the disk or quota of {directory} is full); "
-                "free some space or choose another --out"
-            ) from err
+            raise _full_disk(path, err) from err
         raise
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -140,6 +161,16 @@ def _atomic_write(path: str | os.PathLike, write: Callable[[Any], None]) -> Path
     _fsync_dir(directory)
     _logger.debug("wrote %s", path)
     return path
+
+
+def drop_killed_writes(path: str | os.PathLike) -> None:
+    """Remove the temp files that writes of ``path`` killed half-way left beside it (no process can remove its own).
+
+    Only the writer of ``path`` may call it: a temp file of a write in progress would go too.
+    """
+    path = Path(path)
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        tmp.unlink(missing_ok=True)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:

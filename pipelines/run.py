@@ -40,7 +40,7 @@ from .class_cache import class_stamps, finished_record
 from .class_run import class_dir, run_class
 from .config import RunConfig
 from .gallery import build_gallery
-from .io import OutputNotWritableError, save
+from .io import OutputNotWritableError, drop_killed_writes, full_disk_error, save
 from .jobs import ClassJob
 from .lock import RunLockedError, run_lock
 from .concept_layer import feature_transform
@@ -216,6 +216,7 @@ def _run_locked(
         _write_run_json(run_dir, split, config, torch_device, ctx.world_size, status, started, seconds, classes)
 
     if ctx.rank == 0:
+        drop_killed_writes(run_dir / "run.json")
         write("running", entries)
     mine = list(jobs)[ctx.rank :: ctx.world_size]
     status = "interrupted"
@@ -278,4 +279,7 @@ def _run_one(
         summary.failed[job.class_index] = f"{type(err).__name__}: {err}"
         if isinstance(err, OutputNotWritableError):
             raise
+        full = full_disk_error(err)
+        if full is not None:
+            raise full from err
         return _class_entry(job, "failed", error=summary.failed[job.class_index])

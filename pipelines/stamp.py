@@ -9,7 +9,9 @@ builds on, so a change anywhere redoes that stage and everything after it.
 
 A stamp is written *after* the result it describes and removed *before* a
 stage is redone, so a run killed half-way through writing a result leaves no
-stamp, and the result is redone on resume.
+stamp, and the result is redone on resume. It lists a digest of each file of
+the result, so a file damaged later (a flipped byte in a picture that still
+decodes) is redone too.
 """
 
 from __future__ import annotations
@@ -61,6 +63,11 @@ def folder_digest(folder: str | os.PathLike) -> dict[str, Any]:
                 entries.append((entry.name, "unreadable", type(err).__name__, 0))
     entries.sort()
     return {"entries": len(entries), "digest": digest(entries)}
+
+
+def _file_digest(path: Path) -> str:
+    """SHA-256 of a file's bytes (cached results are MBs: read in one go)."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 _digests: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -121,7 +128,7 @@ class Stamp:
             return "it has no readable stamp"
         if recorded.get("schema") != CACHE_SCHEMA:
             return f"it was made by cache schema {recorded.get('schema')!r}, this is {CACHE_SCHEMA}"
-        if recorded.get("key") == self.key:
+        if recorded.get("key") == self.key and recorded["inputs"] == self.inputs:  # both: a damaged stamp is redone
             return None
         old, new = _flatten(recorded["inputs"]), _flatten(self.inputs)
         changed = [f"{name}: {old.get(name, '(none)')!r} -> {new.get(name, '(none)')!r}"
@@ -129,7 +136,7 @@ class Stamp:
         return "its inputs changed (" + "; ".join(changed or ["stamp key"]) + ")"
 
     def check(self, directory: Path) -> str | None:
-        """Why the result in ``directory`` cannot be reused; None when its stamp matches."""
+        """Why the result in ``directory`` cannot be reused; None when its stamp matches and its files are intact."""
         path = Path(directory) / STAMP_FILE
         if not path.is_file():
             return "it has no stamp (never finished, or made by an older version)"
@@ -137,11 +144,26 @@ class Stamp:
             recorded = load_json(path)
         except (OSError, ValueError) as err:
             return f"its stamp is unreadable ({type(err).__name__}: {err})"
-        return self.changes_from(recorded)
+        changed = self.changes_from(recorded)
+        if changed is not None or not isinstance(recorded.get("files"), dict):  # stamps of 0.1.0 list no files
+            return changed
+        for name, expected in sorted(recorded["files"].items()):
+            try:
+                if _file_digest(Path(directory) / name) != expected:
+                    return f"its file {name} is damaged (its digest changed)"
+            except OSError:
+                return f"its file {name} is missing"
+        return None
 
     def write(self, directory: Path) -> None:
-        """Mark the result in ``directory`` as made from these inputs (call after writing it)."""
-        save(self.to_dict(), Path(directory) / STAMP_FILE)
+        """Mark the result in ``directory`` as made from these inputs (call after writing it).
+
+        The stamp lists a digest of each file, so a byte changed in a picture that still decodes is found too.
+        """
+        directory = Path(directory)
+        files = {p.name: _file_digest(p) for p in sorted(directory.iterdir())
+                 if p.is_file() and p.name != STAMP_FILE and not p.name.startswith(".")}
+        save({**self.to_dict(), "files": files}, directory / STAMP_FILE)
 
     @staticmethod
     def clear(directory: Path) -> None:
