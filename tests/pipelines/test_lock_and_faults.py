@@ -1,19 +1,18 @@
-"""One writer per run folder, and a run killed at any moment resumes to the same bytes."""
+"""One writer per run folder, and a run killed or meeting a full disk at any moment resumes to the same bytes."""
 
-import json
 import os
 import signal
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from pipelines.cli import main
 from pipelines.demo_run import demo_jobs
 from pipelines.lock import LOCK_FILE, RunLockedError, lock_holder, run_lock
+
+from .fault_runner import fault_runs, snapshot
 
 HOLD_LOCK = "import sys, time\nfrom pipelines.lock import run_lock\nwith run_lock(sys.argv[1]):\n" \
             "    print('locked', flush=True)\n    time.sleep(120)\n"
@@ -86,81 +85,42 @@ def test_two_demo_processes_on_one_folder(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Fault injection: the process dies (os._exit, like SIGKILL) just before its N-th rename, i.e. with a written
-# temp file that never became the output. The resumed run must end with the same files as an uninterrupted run.
-
-KILLABLE_RUN = textwrap.dedent(
-    """
-    import os, sys
-    from dataclasses import replace
-    out, kill_at, images = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-    renames = [0]
-    real_replace = os.replace
-
-    def replace_or_die(src, dst):
-        renames[0] += 1
-        if renames[0] == kill_at:
-            os._exit(137)
-        return real_replace(src, dst)
-
-    os.replace = replace_or_die
-    from maco import RenderSettings
-    from pipelines.demo_run import DEMO_CONFIG, demo_jobs
-    from pipelines.models import demo_model
-    from pipelines.run import run_classes
-    viz = RenderSettings(steps=3, image_size=64, crops=2, seed=0)
-    config = replace(DEMO_CONFIG, visualization=viz, inversion=viz, inversions=2, top_crops=3)
-    jobs = demo_jobs(images, n_per_class=4)[:2]
-    run_classes(jobs, demo_model(), config, out, progress=False)
-    print(renames[0])
-    """
-)
-VOLATILE = {"seconds", "timings", "started", "peak_memory_mb"}
+# Fault injection (tests/pipelines/fault_runner.py): the command line's N-th rename, i.e. the moment a written temp
+# file would become an output, is faulted; the resumed run must end with the same files as a run never faulted.
 
 
-def killable_run(out: Path, kill_at: int, images: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-c", KILLABLE_RUN, str(out), str(kill_at), str(images)],
-                          capture_output=True, text=True, timeout=300, env=env)
-
-
-def without_volatile(value):
-    if isinstance(value, dict):
-        return {k: without_volatile(v) for k, v in value.items() if k not in VOLATILE}
-    if isinstance(value, list):
-        return [without_volatile(v) for v in value]
-    return value
-
-
-def snapshot(root: Path) -> dict[str, object]:
-    """Every file of a run: bytes, except timings in JSON and zip timestamps in .npz (compared by content)."""
-    files = {}
-    for path in sorted(p for p in root.rglob("*") if p.is_file() and p.name != LOCK_FILE):
-        name = str(path.relative_to(root))
-        if path.suffix == ".json":
-            files[name] = without_volatile(json.loads(path.read_text()))
-        elif path.suffix == ".npz":
-            with np.load(path) as arrays:
-                files[name] = {key: arrays[key].tobytes() for key in arrays.files}
-        else:
-            files[name] = path.read_bytes()
-    return files
+def check_moments(root: Path, summary: dict, fault_code: int) -> None:
+    """Every faulted run stopped with ``fault_code``, left no temp file, and its resume made the reference's files."""
+    assert summary["reference"]["code"] == 0, summary["reference"]["output"]
+    reference = snapshot(root / "reference" / "run")
+    assert any(name.endswith("_mosaic.webp") for name in reference) and "index.html" in reference
+    for moment in summary["moments"]:
+        at, faulted, resumed = moment["at"], moment["faulted"], moment["resumed"]
+        out = root / f"at_{at}" / "run"
+        assert faulted["code"] == fault_code, f"rename {at}: {faulted['output']}"
+        assert resumed["code"] == 0, f"after rename {at}: {resumed['output']}"
+        assert not [p for p in out.rglob("*.tmp")], f"a temp file of rename {at} is left"
+        assert [p.name for p in out.parent.iterdir()] == ["run"], f"rename {at}: a file written outside --out"
+        assert snapshot(out) == reference, f"faulted at rename {at} of {summary['renames']}"
 
 
 @pytest.mark.slow
 def test_a_run_killed_at_seeded_moments_resumes_to_identical_outputs(tmp_path):
     images = tmp_path / "images"
     demo_jobs(images, n_per_class=4)
-    done = killable_run(tmp_path / "reference" / "run", 0, images)  # the gallery's title is the folder's name
-    assert done.returncode == 0, done.stderr
-    renames = int(done.stdout.split()[-1])
-    reference = snapshot(tmp_path / "reference" / "run")
-    assert any(name.endswith("_mosaic.webp") for name in reference) and "index.html" in reference
-    moments = sorted(np.random.default_rng(0).choice(np.arange(1, renames + 1), size=4, replace=False))
-    for moment in moments:
-        out = tmp_path / f"killed_at_{moment}" / "run"
-        killed = killable_run(out, int(moment), images)
-        assert killed.returncode == 137, killed.stderr
-        resumed = killable_run(out, 0, images)
-        assert resumed.returncode == 0, resumed.stderr
-        assert snapshot(out) == reference, f"killed before rename {moment} of {renames}"
+    summary = fault_runs(images, tmp_path / "kill", "kill", "12", "0-1")  # two classes: a kill between them too
+    check_moments(tmp_path / "kill", summary, 137)
+
+
+@pytest.mark.slow
+def test_a_full_disk_at_any_write_stops_with_the_fix_and_resumes_to_identical_outputs(tmp_path):
+    """ENOSPC at every write of a class run and its gallery: the path and the fix, no traceback, the same bytes."""
+    images = tmp_path / "images"
+    demo_jobs(images, n_per_class=4)
+    summary = fault_runs(images, tmp_path / "full", "enospc", "all", "0")
+    assert summary["renames"] >= 40  # the bank, the renders, the pictures, the maps, the record, run.json, gallery
+    check_moments(tmp_path / "full", summary, 2)
+    for moment in summary["moments"]:
+        output, out = moment["faulted"]["output"], tmp_path / "full" / f"at_{moment['at']}" / "run"
+        assert f"concept-lens run: error: cannot write {out}/" in output and "No space left" in output, output
+        assert "free some space or choose another --out" in output and "Traceback" not in output, output
