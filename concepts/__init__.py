@@ -16,11 +16,13 @@ from .fidelity import ConceptCurves, ConceptFidelity, concept_fidelity, curve_ar
 from .importance import Importance, gradient_x_input, linear_contributions, percent_of_logit, sobol_total_indices
 from .maps import concept_maps
 from .nmf import NMF, nnls_codes
+from .seminmf import SemiNMF
 
 __all__ = [
     "IMAGE_EXTENSIONS",
     "NMF",
     "SCHEMA_VERSION",
+    "SemiNMF",
     "ConceptBank",
     "ConceptCurves",
     "ConceptFidelity",

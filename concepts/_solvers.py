@@ -173,17 +173,19 @@ def _mu(A: torch.Tensor, U: torch.Tensor, W: torch.Tensor, *, update_W: bool, ma
 SOLVERS: dict[str, Callable[..., tuple[torch.Tensor, torch.Tensor, int]]] = {"hals": _hals, "mu": _mu}
 
 
-def nnls(A: torch.Tensor, W: torch.Tensor, solver: str, max_iter: int, tol: float) -> torch.Tensor:
+def nnls(A: torch.Tensor, W: torch.Tensor, solver: str, max_iter: int, tol: float, *,
+         solvers: dict[str, Callable[..., tuple[torch.Tensor, torch.Tensor, int]]] | None = None) -> torch.Tensor:
     """Codes ``(n, k)`` of ``A (n, C)`` for the fixed bank ``W (k, C)`` (non-negative least squares).
 
-    Runs ``SOLVERS[solver]`` with ``update_W=False`` from a warm start, which is
-    how ``NMF.transform`` and ``nnls_codes`` solve for codes.
+    Runs ``solvers[solver]`` (default :data:`SOLVERS`) with ``update_W=False``
+    from a warm start, which is how ``NMF.transform``, ``SemiNMF.transform``
+    (signed ``A`` and ``W``, its own solvers) and ``nnls_codes`` solve for codes.
     """
     # start from the clamped unconstrained least-squares solution (normal equations, pseudo-inverse)
     U0 = ((A @ W.T) @ torch.linalg.pinv(W @ W.T)).clamp_min(0)
-    if solver == "mu":  # multiplicative updates cannot leave 0
-        U0 = U0.clamp_min(float(A.mean()) * 1e-3 + 1e-12)
-    U, _, _ = SOLVERS[solver](A, U0, W, update_W=False, max_iter=max_iter, tol=tol)
+    if solver == "mu":  # multiplicative updates cannot leave 0 (|A|: Semi-NMF's data are signed)
+        U0 = U0.clamp_min(float(A.abs().mean()) * 1e-3 + 1e-12)
+    U, _, _ = (SOLVERS if solvers is None else solvers)[solver](A, U0, W, update_W=False, max_iter=max_iter, tol=tol)
     return U
 
 

@@ -118,9 +118,17 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self.random_state = random_state
         self.device = device
 
+    # subclasses that accept signed data (SemiNMF) turn this off; it also sets the `positive_only` tag
+    _non_negative = True
+
+    @property
+    def _name(self) -> str:
+        """The class name that error messages and warnings give."""
+        return type(self).__name__
+
     def __sklearn_tags__(self) -> Tags:
         tags = super().__sklearn_tags__()
-        tags.input_tags.positive_only = True
+        tags.input_tags.positive_only = self._non_negative
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         return tags
 
@@ -138,8 +146,8 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                 continue
             if "options" in rule:
                 if value not in rule["options"]:
-                    raise ValueError(f"`{name}` of `NMF` must be one of {list(rule['options'])}; got {value!r}. "
-                                     f"Pass one of the listed names.")
+                    raise ValueError(f"`{name}` of `{self._name}` must be one of {list(rule['options'])}; "
+                                     f"got {value!r}. Pass one of the listed names.")
                 continue
             if "check" in rule:
                 try:
@@ -150,8 +158,8 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             else:
                 ok = isinstance(value, rule["type"]) and not isinstance(value, bool) and value >= rule["min"]
             if not ok:
-                raise ValueError(f"`{name}` of `NMF` must be {rule['text']}; got {value!r}. "
-                                 f"Fix the value passed to NMF({name}=...) or set_params({name}=...).")
+                raise ValueError(f"`{name}` of `{self._name}` must be {rule['text']}; got {value!r}. "
+                                 f"Fix the value passed to {self._name}({name}=...) or set_params({name}=...).")
 
     def _check_data(self, A: Any, caller: str, *, reset: bool) -> tuple[torch.Tensor, ArrayLike]:
         """``A`` as a tensor in the working dtype on the working device, and the template of the results.
@@ -159,18 +167,19 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         ``reset`` (``fit``) records ``n_features_in_`` / ``feature_names_in_``, otherwise they are checked;
         the template is the array (numpy, float32 or float64) or tensor whose kind the results take.
         """
-        whom = f"`A` of `NMF.{caller}`"
+        whom = f"`A` of `{self._name}.{caller}`"
         device = torch.device(self.device) if self.device is not None else None
         if isinstance(A, torch.Tensor):
             # checked on the device the solver will use (a CPU tensor bound for the GPU is checked there)
-            t = _check_tensor(A if device is None else A.to(device), whom)
+            t = _check_tensor(A if device is None else A.to(device), whom, non_negative=self._non_negative)
             validate_data(self, t, skip_check_array=True, reset=reset)
             template: ArrayLike = A
         else:
             # transform accepts 0 rows (an empty batch of images); fit needs rows to factorise
             template = validate_data(self, A, reset=reset, dtype=[np.float64, np.float32],
                                      ensure_min_samples=1 if reset else 0)
-            check_non_negative(template, f"{whom} ({_NON_NEGATIVE_HINT})")
+            if self._non_negative:
+                check_non_negative(template, f"{whom} ({_NON_NEGATIVE_HINT})")
             with warnings.catch_warnings():  # read-only input (a memmap): torch warns, but A is only ever read
                 warnings.filterwarnings("ignore", "The given NumPy array is not writable", UserWarning)
                 t = torch.from_numpy(np.ascontiguousarray(template))
@@ -218,20 +227,10 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self._validate_params()
         t, template = self._check_data(A, caller, reset=True)
         k = int(self.n_components)
-        if self.solver == "sklearn":
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", ConvergenceWarning)  # ours, below, says which solver
-                U_np, W_np, n_iter = non_negative_factorization(
-                    t.cpu().numpy(), n_components=k, init=self.init, solver="cd", max_iter=self.max_iter,
-                    tol=self.tol, random_state=self.random_state)
-            U, W = torch.from_numpy(U_np).to(t), torch.from_numpy(W_np).to(t)
-        else:
-            U0, W0 = init_factors(t, k, self.init, self._generator(t.device))
-            U, W, n_iter = SOLVERS[self.solver](t, U0, W0, update_W=True, max_iter=int(self.max_iter),
-                                                tol=float(self.tol))
+        U, W, n_iter = self._factorise(t, k)
         if n_iter >= self.max_iter:
-            warnings.warn(f"NMF ({self.solver}) reached max_iter={self.max_iter} before converging (tol={self.tol}); "
-                          "increase max_iter or tol.", ConvergenceWarning, stacklevel=3)
+            warnings.warn(f"{self._name} ({self.solver}) reached max_iter={self.max_iter} before converging "
+                          f"(tol={self.tol}); increase max_iter or tol.", ConvergenceWarning, stacklevel=3)
         err = squared_error(t, U, W) ** 0.5
         norm = float(t.pow(2).sum(dtype=torch.float64)) ** 0.5
         components = self._like(W, template)
@@ -241,6 +240,18 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self.reconstruction_err_ = err
         self.relative_reconstruction_err_ = err / norm if norm > 0 else 0.0
         return self._like(U, template)
+
+    def _factorise(self, t: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """``U (n, k)``, ``W (k, C)`` and the iteration count for the checked data ``t (n, C)``."""
+        if self.solver == "sklearn":
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)  # ours, in _fit_transform, says which solver
+                U_np, W_np, n_iter = non_negative_factorization(
+                    t.cpu().numpy(), n_components=k, init=self.init, solver="cd", max_iter=self.max_iter,
+                    tol=self.tol, random_state=self.random_state)
+            return torch.from_numpy(U_np).to(t), torch.from_numpy(W_np).to(t), n_iter
+        U0, W0 = init_factors(t, k, self.init, self._generator(t.device))
+        return SOLVERS[self.solver](t, U0, W0, update_W=True, max_iter=int(self.max_iter), tol=float(self.tol))
 
     def transform(self, A: Any, *, batch_size: int = 65536) -> ArrayLike:
         """Codes ``U`` (n, k) of ``A`` (n, C) with the bank fixed (non-negative least squares).
@@ -252,7 +263,7 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         check_is_fitted(self, "components_")
         self._validate_params()
         if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
-            raise ValueError(f"`batch_size` of `NMF.transform` must be an int >= 1; got {batch_size!r}.")
+            raise ValueError(f"`batch_size` of `{self._name}.transform` must be an int >= 1; got {batch_size!r}.")
         t, template = self._check_data(A, "transform", reset=False)
         W = torch.as_tensor(self.components_).to(t)
         if t.shape[0] == 0:
@@ -273,19 +284,20 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         k = self.components_.shape[0]
         if isinstance(U, torch.Tensor):
             if U.ndim != 2 or U.shape[1] != k:
-                raise ValueError(f"`U` of `NMF.inverse_transform` must have shape (n, {k}); got {tuple(U.shape)}. "
-                                 "Pass codes from transform.")
+                raise ValueError(f"`U` of `{self._name}.inverse_transform` must have shape (n, {k}); "
+                                 f"got {tuple(U.shape)}. Pass codes from transform.")
             dtype = U.dtype if U.is_floating_point() else torch.float32
             return U.to(dtype) @ torch.as_tensor(self.components_).to(device=U.device, dtype=dtype)
         U = check_array(U, dtype=[np.float64, np.float32], input_name="U")
         if U.shape[1] != k:
-            raise ValueError(f"`U` of `NMF.inverse_transform` must have {k} columns (n_components_); got "
+            raise ValueError(f"`U` of `{self._name}.inverse_transform` must have {k} columns (n_components_); got "
                              f"{U.shape[1]}. Pass codes from transform.")
         return U @ np.asarray(self.components_, dtype=U.dtype)
 
 
-def _check_tensor(A: torch.Tensor, whom: str) -> torch.Tensor:
-    """``A`` detached, after the checks ``check_array`` and ``check_non_negative`` make on arrays, in torch."""
+def _check_tensor(A: torch.Tensor, whom: str, *, non_negative: bool = True) -> torch.Tensor:
+    """``A`` detached, after the checks ``check_array`` and (when ``non_negative``) ``check_non_negative`` make on
+    arrays, in torch."""
     if A.ndim != 2:
         raise ValueError(f"{whom} must be 2-D (n_samples, n_features); got shape {tuple(A.shape)}. Reshape your "
                          "data, e.g. A.reshape(len(A), -1), or A.reshape(1, -1) for a single sample.")
@@ -298,7 +310,7 @@ def _check_tensor(A: torch.Tensor, whom: str) -> torch.Tensor:
     low, high = (float(v) for v in torch.stack(torch.aminmax(A)).tolist())
     if not (math.isfinite(low) and math.isfinite(high)):
         raise ValueError(f"{whom} must be finite; got NaN or inf values. Remove or impute them.")
-    if low < 0:
+    if non_negative and low < 0:
         raise ValueError(f"Negative values in data passed to {whom} (minimum {low:.4g}; {_NON_NEGATIVE_HINT}).")
     return A
 
