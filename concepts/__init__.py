@@ -5,6 +5,7 @@ and ``h`` (pooled features -> logits, linear). Uses torch, never ``maco`` or
 ``pipelines``; writes files only through :meth:`ConceptBank.save`.
 """
 from .bank import SCHEMA_VERSION, ConceptBank, library_versions
+from .feature_store import ClassFeatures, class_features
 from .crops import Crops, extract_crops, grid_boxes
 from .data import (IMAGE_EXTENSIONS, LoadedImages, imagenet_class_folders, load_images,
                    resolve_class)
@@ -13,16 +14,21 @@ from .features import ModelSplit, extract_features
 from .split import load_resnet50, resnet50_split, split_model
 from .imagenet import ImageNetClasses, imagenet_classes, imagenet_root_folders
 from .fidelity import ConceptCurves, ConceptFidelity, concept_fidelity, curve_area
-from .importance import Importance, gradient_x_input, linear_contributions, percent_of_logit, sobol_total_indices
+from .importance import (Importance, completeness, gradient_x_input, linear_contributions, percent_of_logit,
+                         sobol_total_indices)
 from .maps import concept_maps
+from .n_concepts import AUTO_CANDIDATES, AUTO_COMPLETENESS, NConceptsSweep, sweep_n_concepts
 from .nmf import NMF, nnls_codes
 from .seminmf import SemiNMF
 
 __all__ = [
+    "AUTO_CANDIDATES",
+    "AUTO_COMPLETENESS",
     "IMAGE_EXTENSIONS",
     "NMF",
     "SCHEMA_VERSION",
     "SemiNMF",
+    "ClassFeatures",
     "ConceptBank",
     "ConceptCurves",
     "ConceptFidelity",
@@ -30,7 +36,10 @@ __all__ = [
     "ImageNetClasses",
     "Importance",
     "LoadedImages",
+    "NConceptsSweep",
     "ModelSplit",
+    "class_features",
+    "completeness",
     "concept_fidelity",
     "concept_maps",
     "crop_image",
@@ -52,5 +61,6 @@ __all__ = [
     "resnet50_split",
     "resolve_class",
     "sobol_total_indices",
+    "sweep_n_concepts",
     "split_model",
 ]

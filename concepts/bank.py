@@ -20,9 +20,11 @@ from typing import Any
 
 import numpy as np
 
+from .importance import completeness
+
 __all__ = ["SCHEMA_VERSION", "ConceptBank", "library_versions"]
 
-SCHEMA_VERSION = 2  # 2: importance, importance_on, importance_scores, importance_per_image
+SCHEMA_VERSION = 3  # 2: importance, importance_on, importance_scores, importance_per_image; 3: n_concepts_sweep
 
 _ARRAYS = ("W", "U", "crop_boxes", "crop_image_index", "contributions", "residual", "logits", "importance_pct",
            "image_codes", "sobol", "sobol_per_image", "class_weight", "importance_scores", "importance_per_image")
@@ -82,6 +84,9 @@ class ConceptBank:
         The class-level scores that rank the concepts (:attr:`order`); None: ``importance_pct``.
     importance_per_image : ndarray, shape (N, k), or None
         The same importance per whole image (C-μFidelity reads it).
+    n_concepts_sweep : dict or None
+        When ``k`` was chosen by data (``n_concepts="auto"``): the sweep's curve
+        (:class:`concepts.NConceptsSweep` as a dict); None for a given ``k``.
     model_id, layer : str
     class_index : int
     class_name : str or None
@@ -125,6 +130,7 @@ class ConceptBank:
     fit_on: str = "crops"
     importance_scores: np.ndarray | None = None
     importance_per_image: np.ndarray | None = None
+    n_concepts_sweep: dict[str, Any] | None = None
     skipped: list[tuple[str, str]] = field(default_factory=list)
     versions: dict[str, str] = field(default_factory=library_versions)
 
@@ -147,9 +153,7 @@ class ConceptBank:
         ``mean_i sum_k contributions[i, k] / mean_i (logits[i] - bias)``; NaN when the denominator is 0.
         The rest is the NMF residual read by the head (:mod:`concepts.importance`).
         """
-        evidence = float(np.mean(np.asarray(self.logits, dtype=np.float64) - self.bias))
-        carried = float(np.asarray(self.contributions, dtype=np.float64).sum(1).mean())
-        return carried / evidence if evidence != 0 else float("nan")
+        return completeness(self.contributions, self.logits, self.bias)
 
     @property
     def crop_sources(self) -> list[str]:

@@ -1,6 +1,7 @@
 """One call from the images of a class to its :class:`ConceptBank` (CRAFT, improved).
 
-Stages (one progress bar each): crop features -> NMF -> whole-image features
+Stages (one progress bar each): crop and whole-image features (or the
+:class:`ClassFeatures` given) -> the k sweep when ``n_concepts="auto"`` -> NMF
 and codes -> exact contributions -> Sobol indices.
 """
 from __future__ import annotations
@@ -13,12 +14,13 @@ import torch
 from tqdm.auto import tqdm
 
 from .bank import ConceptBank, library_versions
+from .feature_store import ClassFeatures, class_features
 from .crops import extract_crops
 from .data import LoadedImages
-from .features import ModelSplit, extract_features
+from .features import ModelSplit
 from .importance import gradient_x_input, linear_contributions, percent_of_logit, sobol_total_indices
+from .n_concepts import factorize, sweep_n_concepts
 from ._solvers import squared_error
-from .nmf import NMF
 
 __all__ = ["FIT_ON", "IMPORTANCES", "IMPORTANCE_ON", "crop_image", "extract_concepts"]
 
@@ -35,11 +37,11 @@ def _check_int(value: object, name: str, low: int) -> int:
 
 
 def extract_concepts(split: ModelSplit, images: LoadedImages | torch.Tensor, class_index: int, *,
-                     n_concepts: int = 10, patch_size: int = 64, solver: str = "hals", sobol_designs: int = 32,
+                     n_concepts: int | str = 10, patch_size: int = 64, solver: str = "hals", sobol_designs: int = 32,
                      batch_size: int = 64, device: torch.device | str | None = None, random_state: int = 0,
-                     image_features: torch.Tensor | None = None, amp: bool | None = None,
+                     features: ClassFeatures | None = None, amp: bool | None = None,
                      channels_last: bool | None = None, importance: str = "exact", importance_on: str = "images",
-                     fit_on: str = "crops", progress: bool = True) -> ConceptBank:
+                     fit_on: str = "crops+images", progress: bool = True) -> ConceptBank:
     """Find the concepts a model uses for one class, and how much each matters.
 
     Parameters
@@ -51,8 +53,9 @@ def extract_concepts(split: ModelSplit, images: LoadedImages | torch.Tensor, cla
         Images of the class in [0, 1].
     class_index : int
         The class whose logit the importances explain.
-    n_concepts : int, default 10
-        ``k``, concepts in the bank.
+    n_concepts : int or "auto", default 10
+        ``k``, concepts in the bank; ``"auto"``: the smallest of :data:`AUTO_CANDIDATES` whose completeness
+        reaches :data:`AUTO_COMPLETENESS` (:func:`sweep_n_concepts`; the sweep is kept in the bank).
     patch_size : int, default 64
         Crop side in image pixels (stride ``int(0.8 p)``).
     solver : {"hals", "mu", "sklearn"}, default "hals"
@@ -65,9 +68,9 @@ def extract_concepts(split: ModelSplit, images: LoadedImages | torch.Tensor, cla
         Default: the device of the model.
     random_state : int, default 0
         Seed of the NMF initialisation and of the Sobol scrambling.
-    image_features : Tensor, shape (N, C), optional
-        The pooled features of ``images`` (:func:`extract_features`), when the
-        caller has them already: they are not computed again.
+    features : ClassFeatures, optional
+        The crop and image features of ``images`` (:func:`class_features`, same ``patch_size``), when the
+        caller has them already: no feature is computed again.
     amp, channels_last : bool, optional
         bf16 autocast and channels_last for the forward passes; None: on CUDA only.
     importance : {"exact", "gradient-input", "sobol"}, default "exact"
@@ -75,10 +78,11 @@ def extract_concepts(split: ModelSplit, images: LoadedImages | torch.Tensor, cla
         input on the concept coefficients (equal to it on a linear head), or CRAFT's Sobol total index.
     importance_on : {"images", "crops"}, default "images"
         Measure it on the whole images or on the crops the bank was fitted on.
-    fit_on : {"crops", "crops+images"}, default "crops"
-        The rows the NMF factorises: the crops' features (CRAFT), or those and the whole images' features
-        appended, which lets the bank rebuild what the head reads of a whole image (on imagenette-val with
-        EfficientNet-Lite0 it takes the completeness from 0.36-0.78 to 0.80-0.96 at k = 10; BENCHMARKS.md).
+    fit_on : {"crops", "crops+images"}, default "crops+images"
+        The rows the NMF factorises: the crops' features only (CRAFT), or those and the whole images'
+        features appended, which lets the bank rebuild what the head reads of a whole image: on imagenette-val
+        with EfficientNet-Lite0 it takes the completeness at k = 10 from 0.36-0.76 to 0.80-0.96 and leaves
+        the crops' reconstruction error as it was (BENCHMARKS.md).
     progress : bool, default True
         One tqdm bar per stage.
 
@@ -100,7 +104,7 @@ def extract_concepts(split: ModelSplit, images: LoadedImages | torch.Tensor, cla
     if tensor.ndim != 4 or tensor.shape[1] != 3 or tensor.shape[0] == 0:
         raise ValueError(f"`images` of `extract_concepts` must hold at least one image (N, 3, S, S); got shape "
                          f"{tuple(tensor.shape)}.")
-    k = _check_int(n_concepts, "n_concepts", 1)
+    k = None if n_concepts == "auto" else _check_int(n_concepts, "n_concepts", 1)
     designs = _check_int(sobol_designs, "sobol_designs", 0)
     if designs == 1:
         raise ValueError("`sobol_designs` of `extract_concepts` must be 0 (no Sobol) or >= 2; got 1.")
@@ -120,35 +124,33 @@ def extract_concepts(split: ModelSplit, images: LoadedImages | torch.Tensor, cla
         raise ValueError(f"`class_index` of `extract_concepts` must be an int in [0, {n_classes - 1}]; got "
                          f"{class_index!r}. Use resolve_class(name, categories) for a class name.")
     class_index = int(class_index)
-    crops = extract_crops(tensor, patch_size=patch_size, out_size=split.input_size)
-    per_image = len(crops) // len(tensor)
-    if len(crops) < k:
+    n_crops = len(extract_crops(tensor, patch_size=patch_size))  # boxes only: checks patch_size, cuts no pixel
+    if k is not None and n_crops < k:
+        per_image = n_crops // len(tensor)
         need = math.ceil(k / max(per_image, 1))
         raise ValueError(f"`images` of `extract_concepts` must give at least n_concepts={k} crops; got "
-                         f"{len(crops)} ({len(tensor)} images x {per_image} crops of {patch_size} px). "
+                         f"{n_crops} ({len(tensor)} images x {per_image} crops of {patch_size} px). "
                          f"Pass at least {need} images, a smaller patch_size or fewer concepts.")
-    if image_features is not None and (not isinstance(image_features, torch.Tensor)
-                                       or tuple(image_features.shape[:1]) != (len(tensor),)):
-        got = getattr(image_features, "shape", type(image_features).__name__)
-        raise ValueError(f"`image_features` of `extract_concepts` must be the pooled features (N, C) of the "
-                         f"{len(tensor)} images; got {got}.")
+    if features is not None and (not isinstance(features, ClassFeatures) or len(features.images) != len(tensor)
+                                 or features.patch_size != patch_size):
+        got = f"{len(features.images)} images, patch_size {features.patch_size}" \
+            if isinstance(features, ClassFeatures) else type(features).__name__
+        raise ValueError(f"`features` of `extract_concepts` must be the ClassFeatures of the {len(tensor)} images "
+                         f"with patch_size={patch_size}; got {got}. Compute them with class_features().")
     with split.inference(device) as dev:
-        with tqdm(total=len(crops), desc="crop features", unit="crop", disable=not progress) as bar:
-            A = extract_features(split, crops, batch_size=batch_size, device=dev, progress=bar.update, amp=amp,
-                                 channels_last=channels_last)
-        pooled = image_features
-        if pooled is None:
-            with tqdm(total=len(tensor), desc="image features", unit="img", disable=not progress) as bar:
-                pooled = extract_features(split, tensor, batch_size=batch_size, device=dev, progress=bar.update,
-                                          amp=amp, channels_last=channels_last)
-        pooled = pooled.float().cpu()
+        if features is None:
+            features = class_features(split, tensor, patch_size=patch_size, batch_size=batch_size, device=dev,
+                                      amp=amp, channels_last=channels_last, progress=progress)
+        A, pooled = features.crops, features.images
+        sweep = None
+        if k is None:
+            sweep = sweep_n_concepts(split, features, class_index, solver=solver, fit_on=fit_on,
+                                     random_state=random_state, device=dev, progress=progress)
+            k = sweep.chosen
         with tqdm(total=1, desc=f"NMF ({solver}, k={k}, on {fit_on})", disable=not progress) as bar:
-            nmf = NMF(k, solver=solver, random_state=random_state, device=dev)
-            rows = A if fit_on == "crops" else torch.cat([A, pooled.to(A)])
-            U = nmf.fit_transform(rows.to(dev))[: len(A)]  # the crops' codes (their rows come first)
+            W, U, codes = factorize(A, pooled, k, solver=solver, fit_on=fit_on, random_state=random_state,
+                                    device=dev)
             bar.update()
-        W = torch.as_tensor(nmf.components_).float()
-        codes = nmf.transform(pooled.to(dev)).float().cpu()
         # the crops' own error, whatever rows were fitted (chunked, float64 sums: no (n, C) float64 copy of A)
         crop_error = squared_error(A, U.to(A), W.to(A)) ** 0.5
         weight = split.head_weight[class_index].detach().float().cpu()
@@ -167,8 +169,8 @@ def extract_concepts(split: ModelSplit, images: LoadedImages | torch.Tensor, cla
             batch_size=batch_size, seed=random_state, device=dev)
     categories = split.categories
     return ConceptBank(
-        W=W.numpy(), U=U.float().cpu().numpy(), crop_boxes=crops.boxes.numpy(),
-        crop_image_index=crops.image_index.numpy(), image_paths=paths,
+        W=W.numpy(), U=U.float().cpu().numpy(), crop_boxes=features.boxes.numpy(),
+        crop_image_index=features.image_index.numpy(), image_paths=paths,
         contributions=imp.contributions.numpy(), residual=imp.residual.numpy(), logits=imp.logits.numpy(),
         importance_pct=imp.percent.numpy(), image_codes=codes.numpy(), bias=bias, class_weight=weight.numpy(),
         model_id=split.model_id, layer=split.layer, class_index=class_index,
@@ -178,7 +180,7 @@ def extract_concepts(split: ModelSplit, images: LoadedImages | torch.Tensor, cla
         relative_reconstruction_error=crop_error / max(float(A.pow(2).sum(dtype=torch.float64)) ** 0.5, 1e-12),
         sobol=sobol, sobol_per_image=sobol_per_image, skipped=skipped, versions=library_versions(),
         importance=importance, importance_on=importance_on, fit_on=fit_on, importance_scores=scores.numpy(),
-        importance_per_image=per_image.numpy(),
+        importance_per_image=per_image.numpy(), n_concepts_sweep=None if sweep is None else sweep.to_dict(),
     )
 
 

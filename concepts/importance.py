@@ -15,6 +15,10 @@ contributions, in percent: ``pct_k = 100 * mean_i c_ik / mean_i sum_j c_ij``.
 The values sum to 100 (they can be negative for a concept that lowers the
 logit); bias and NMF residual are left out (both are reported separately).
 
+**Completeness**: the share of the class evidence the concepts carry,
+``mean_i sum_k c_ik / mean_i (logit_i - b)``; the rest is the residual. The
+percentages above are shares of this explained part.
+
 **Sobol total-order indices** (CRAFT): masks ``m`` in [0, 1]^k scale the
 concept coefficients, ``y(m) = h((u * m) W)[c]``; ``ST_k`` is the share of the
 variance of ``y`` that involves concept ``k``. Scrambled Sobol points (not
@@ -31,9 +35,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
 import torch
 
-__all__ = ["Importance", "gradient_x_input", "linear_contributions", "percent_of_logit", "sobol_total_indices"]
+__all__ = ["Importance", "completeness", "gradient_x_input", "linear_contributions", "percent_of_logit",
+           "sobol_total_indices"]
 
 
 @dataclass(eq=False)
@@ -64,6 +70,19 @@ class Importance:
     percent: torch.Tensor
     sobol: torch.Tensor | None = None
     sobol_per_image: torch.Tensor | None = None
+
+    @property
+    def completeness(self) -> float:
+        """Share of the class evidence (logit above the bias) the concepts carry (:func:`completeness`)."""
+        return completeness(self.contributions, self.logits, self.bias)
+
+
+def completeness(contributions: torch.Tensor | np.ndarray, logits: torch.Tensor | np.ndarray, bias: float) -> float:
+    """``mean_i sum_k contributions[i, k] / mean_i (logits[i] - bias)``, in float64; NaN when the class has no
+    evidence above the bias (the denominator is 0)."""
+    evidence = float(np.mean(np.asarray(logits, dtype=np.float64) - float(bias)))
+    carried = float(np.asarray(contributions, dtype=np.float64).sum(1).mean())
+    return carried / evidence if evidence != 0 else float("nan")
 
 
 def _check_2d(x: torch.Tensor, name: str, caller: str, cols: int | None = None) -> None:

@@ -1,7 +1,7 @@
 """A class's cache: what each stage is made from, reuse only when it matches, and whether a class is intact.
 
-Every cached stage of a class (the concept bank, the concept renders, the
-inversion renders, the class record) carries a :class:`~pipelines.stamp.Stamp`
+Every cached stage of a class (the crop and image features, the concept bank,
+the concept renders, the inversion renders, the class record) carries a :class:`~pipelines.stamp.Stamp`
 of its inputs; each stage's stamp includes the key of the stage it builds on,
 so a change anywhere redoes that stage and everything after it (and the log
 says why). ``class.json`` records the class's stamp and the size of every file
@@ -40,6 +40,7 @@ T = TypeVar("T")
 class ClassStamps:
     """What each cached stage of a class is made from; each stage's stamp includes the one it builds on."""
 
+    features: Stamp
     bank: Stamp
     concepts: Stamp
     inversions: Stamp
@@ -65,7 +66,10 @@ def class_stamps(job: ClassJob, split: ModelSplit, config: RunConfig) -> ClassSt
         "image_size": config.image_size,
         "max_images": config.max_images,
     }
-    bank = Stamp({**common, "concepts": asdict(config.concepts)})
+    concept_config = config.concepts
+    features = Stamp({**common, "patch_size": concept_config.patch_size, "amp": concept_config.amp,
+                      "channels_last": concept_config.channels_last})
+    bank = Stamp({**common, "features": features.key, "concepts": asdict(concept_config)})
     concepts = Stamp(
         {"bank": bank.key, "visualization": config.visualization.to_dict(), "cossim_pow": config.cossim_pow}
     )
@@ -100,7 +104,7 @@ def class_stamps(job: ClassJob, split: ModelSplit, config: RunConfig) -> ClassSt
             },
         }
     )
-    return ClassStamps(bank=bank, concepts=concepts, inversions=inversions, record=record)
+    return ClassStamps(features=features, bank=bank, concepts=concepts, inversions=inversions, record=record)
 
 
 def finished_record(folder: Path, stamp: Stamp) -> tuple[ClassRecord | None, str | None]:
@@ -112,7 +116,7 @@ def finished_record(folder: Path, stamp: Stamp) -> tuple[ClassRecord | None, str
     if not path.is_file():
         return None, "it has not finished"
     try:
-        record = ClassRecord.load(path)
+        record = ClassRecord.load(path, intact=True)
     except RecordError as err:
         return None, f"its class record is unreadable ({err})"
     if record.status != "done":

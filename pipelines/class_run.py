@@ -2,6 +2,7 @@
 
 Layout of ``<run>/classes/<class_index:04d>/``::
 
+    features/             ClassFeatures: the crops' and images' features (any k, any factorization)
     bank/                 ConceptBank (Stage 1), saved as soon as it exists
     renders/concepts/     RenderResult of the k concept visualizations (Stage 2)
     renders/inversions/   RenderResult of the feature inversions (Stage 3)
@@ -32,8 +33,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from concepts import (ConceptBank, ConceptFidelity, LoadedImages, ModelSplit, concept_fidelity, concept_maps,
-                      crop_image, extract_concepts, extract_features, load_images)
+from concepts import (ClassFeatures, ConceptBank, ConceptFidelity, LoadedImages, ModelSplit, NConceptsSweep,
+                      class_features, concept_fidelity, concept_maps, crop_image, extract_concepts, load_images)
 from maco import Objective, RenderResult, RenderSettings, render
 from maco.device import peak_memory_mb, reset_peak_memory, synchronize
 
@@ -130,21 +131,34 @@ class _ClassRun:
         )
 
 
-def _load_stage(run: _ClassRun) -> tuple[LoadedImages, torch.Tensor]:
-    """The class's images, and their pooled features: the one forward pass every later stage reuses."""
+def _load_stage(run: _ClassRun) -> LoadedImages:
+    """The class's images, decoded and resized."""
     config, job = run.config, run.job
     loaded = load_images(
         job.folder, image_size=config.image_size, max_images=config.max_images, num_workers=config.load_workers
     )
     if len(loaded.paths) == 0:
         raise ValueError(f"{run.what}: no readable image in {job.folder} ({len(loaded.skipped)} skipped).")
-    concepts = config.concepts
-    features = extract_features(run.split, loaded.images, batch_size=concepts.batch_size, device=run.device,
-                                amp=concepts.amp, channels_last=concepts.channels_last)
-    return loaded, features
+    return loaded
 
 
-def _concepts_stage(run: _ClassRun, loaded: LoadedImages, features: torch.Tensor) -> ConceptBank:
+def _features_stage(run: _ClassRun, loaded: LoadedImages) -> ClassFeatures:
+    """The crops' and whole images' pooled features, cached (unless ``keep_features`` is off): they depend on
+    the model, the images and the crop grid only, so a rerun with another k or factorization computes none."""
+    concepts = run.config.concepts
+
+    def make() -> ClassFeatures:
+        return class_features(run.split, loaded.images, patch_size=concepts.patch_size,
+                              batch_size=concepts.batch_size, device=run.device, amp=concepts.amp,
+                              channels_last=concepts.channels_last, progress=run.progress)
+
+    folder = run.folder / "features"
+    if not run.config.keep_features and run.stamps.features.check(folder) is not None:
+        return make()
+    return cached(folder, run.stamps.features, ClassFeatures.load, make, f"the features of {run.what}")
+
+
+def _concepts_stage(run: _ClassRun, loaded: LoadedImages, features: ClassFeatures) -> ConceptBank:
     """Stage 1: the concept bank (CRAFT), cached."""
 
     def make() -> ConceptBank:
@@ -154,7 +168,7 @@ def _concepts_stage(run: _ClassRun, loaded: LoadedImages, features: torch.Tensor
             run.job.class_index,
             **asdict(run.config.concepts),
             device=run.device,
-            image_features=features,
+            features=features,
             progress=run.progress,
         )
 
@@ -369,9 +383,12 @@ def run_class(
     run = _ClassRun(job, split, config, folder, device, progress, class_stamps(job, split, config))
     _clear_outputs(folder)
     reset_peak_memory(device)
-    loaded, features = _load_stage(run)
+    loaded = _load_stage(run)
     run.lap("load")
-    bank = _concepts_stage(run, loaded, features)
+    cache = _features_stage(run, loaded)
+    features = cache.images
+    run.lap("features")
+    bank = _concepts_stage(run, loaded, cache)
     run.lap("concepts")
     renders = _visualization_stage(run, bank)
     run.lap("visualizations")
@@ -407,6 +424,7 @@ def run_class(
         importance=f"{bank.importance} on {bank.importance_on}",
         completeness=round(bank.completeness, 4) if math.isfinite(bank.completeness) else None,
         reconstruction_error_images=round(_image_error(bank, features), 5),
+        n_concepts_sweep=None if bank.n_concepts_sweep is None else NConceptsSweep(**bank.n_concepts_sweep),
         clusters=clusters,
         cluster_sprite=sprite,
         cluster_columns=columns,

@@ -197,7 +197,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     )
     viz = _viz_config(args)
     config = RunConfig(
-        concepts=ConceptConfig(n_concepts=args.k, patch_size=args.patch_size, random_state=args.seed,
+        concepts=ConceptConfig(n_concepts=args.n_concepts, patch_size=args.patch_size, random_state=args.seed,
                                importance=args.importance, importance_on=args.importance_on,
                                fit_on=args.fit_on),
         visualization=viz,
@@ -205,6 +205,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         max_images=args.max_images,
         inversions=args.inversions,
         load_workers=args.workers,
+        keep_features=not args.no_feature_cache,
     )
     summary = run_classes(
         jobs, split, config, args.out, device=args.device, progress=not args.quiet, gallery=not args.no_gallery

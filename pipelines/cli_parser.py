@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from concepts import AUTO_CANDIDATES, AUTO_COMPLETENESS
 from concepts.extract import FIT_ON, IMPORTANCE_ON, IMPORTANCES
 from maco import RenderSettings
 
@@ -31,6 +32,18 @@ def _int_at_least(low: int, what: str):
 
 _positive = _int_at_least(1, "a positive integer")
 _non_negative = _int_at_least(0, "an integer >= 0")
+
+
+def _path(text: str) -> Path:
+    """A path argument; an empty one is refused (``Path("")`` is the current folder, never what was meant)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"expected a path, got {text!r}")
+    return Path(text)
+
+
+def _n_concepts(text: str) -> int | str:
+    """``--n-concepts``: a positive integer, or ``auto`` (chosen by completeness)."""
+    return "auto" if text.strip().lower() == "auto" else _int_at_least(1, "a positive integer or 'auto'")(text)
 
 
 def _even(text: str) -> int:
@@ -93,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = sub.add_parser("demo", help="run every stage on the embedded demo world (offline, a few CPU minutes)")
-    demo.add_argument("--out", type=Path, default=Path("outputs/demo"), help="run folder (default: %(default)s)")
+    demo.add_argument("--out", type=_path, default=Path("outputs/demo"), help="run folder (default: %(default)s)")
     demo.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available, else cpu)")
     demo_viz = DEMO_CONFIG.visualization
     demo.add_argument("--steps", type=_positive, default=demo_viz.steps, help="MaCo steps (default: %(default)s)")
@@ -113,14 +126,14 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="explain the classes of a classifier: concepts, visualizations, gallery")
     source = run.add_mutually_exclusive_group(required=True)
     source.add_argument(
-        "--imagenet-root", type=Path, help="folder of <wnid>/ class folders (ImageNet layout, an ImageNet-1k model)"
+        "--imagenet-root", type=_path, help="folder of <wnid>/ class folders (ImageNet layout, an ImageNet-1k model)"
     )
     source.add_argument(
         "--data-root",
-        type=Path,
+        type=_path,
         help="folder of <class name>/ folders of images (ImageFolder layout), each named as a class of the model",
     )
-    source.add_argument("--images", type=Path, help="one folder of images of a single class (with --class-index)")
+    source.add_argument("--images", type=_path, help="one folder of images of a single class (with --class-index)")
     run.add_argument(
         "--classes",
         nargs="+",
@@ -131,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--class-index", default=None, help="with --images: the class index (or exact name) they show")
     run.add_argument(
         "--class-names",
-        type=Path,
+        type=_path,
         default=None,
         metavar="FILE",
         help="with a weights file: its class names, one per line, in the order of its outputs (default: the model's "
@@ -151,10 +164,17 @@ def build_parser() -> argparse.ArgumentParser:
         "to its features so they are non-negative for NMF; the head's bias absorbs it (stated on every page)",
     )
     run.add_argument(
-        "--out", type=Path, default=Path("outputs/run"), help="run folder; rerun to resume (default: %(default)s)"
+        "--out", type=_path, default=Path("outputs/run"), help="run folder; rerun to resume (default: %(default)s)"
     )
     run.add_argument(
-        "--k", type=_positive, default=ConceptConfig.n_concepts, help="concepts per class (default: %(default)s)"
+        "--n-concepts",
+        "--k",
+        dest="n_concepts",
+        type=_n_concepts,
+        default=ConceptConfig.n_concepts,
+        help=f"concepts per class, or 'auto': the smallest of {', '.join(map(str, AUTO_CANDIDATES))} whose "
+        f"concepts carry {AUTO_COMPLETENESS:.0%} of the class evidence (completeness; the curve is on the page) "
+        "(default: %(default)s)",
     )
     run.add_argument(
         "--patch-size", type=_positive, default=ConceptConfig.patch_size, help="crop side in px (default: %(default)s)"
@@ -194,15 +214,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="image decoding processes (default: %(default)s)",
     )
     run.add_argument("--no-gallery", action="store_true", help="do not build the gallery at the end")
+    run.add_argument(
+        "--no-feature-cache",
+        action="store_true",
+        help="do not keep each class's crop features in features/ (saves disk: about 10 MB per 120 images at "
+        "1280 channels; a rerun with another --n-concepts then computes them again)",
+    )
     _add_model_arguments(run)
     _add_budget_arguments(run, RenderSettings())
 
     gallery = sub.add_parser("gallery", help="(re)build the static HTML gallery of a run folder")
-    gallery.add_argument("out", type=Path, help="the run folder (holds classes/)")
+    gallery.add_argument("out", type=_path, help="the run folder (holds classes/)")
 
     spectrum = sub.add_parser("spectrum", help="compute a natural-image magnitude spectrum for MaCo")
-    spectrum.add_argument("--images", type=Path, required=True, help="folder of natural images")
-    spectrum.add_argument("-o", "--output", type=Path, required=True, help=".npy file to write")
+    spectrum.add_argument("--images", type=_path, required=True, help="folder of natural images")
+    spectrum.add_argument("-o", "--output", type=_path, required=True, help=".npy file to write")
     spectrum.add_argument("--size", type=_even, default=512, help="canvas side (default: %(default)s)")
 
     viz = sub.add_parser("visualize", help="visualize one neuron, channel or direction of a model with MaCo")
@@ -212,8 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
     what = viz.add_mutually_exclusive_group(required=True)
     what.add_argument("--neuron", type=int, help="unit index (class index for fc)")
     what.add_argument("--channel", type=int, help="channel index")
-    what.add_argument("--direction", type=Path, help=".npy file with one (C,) or (k, C) direction")
-    viz.add_argument("-o", "--output", type=Path, required=True, help="PNG to write (several targets: NAME_i.png)")
+    what.add_argument("--direction", type=_path, help=".npy file with one (C,) or (k, C) direction")
+    viz.add_argument("-o", "--output", type=_path, required=True, help="PNG to write (several targets: NAME_i.png)")
     _add_model_arguments(viz)
     _add_budget_arguments(viz, RenderSettings())
     return parser

@@ -29,7 +29,7 @@ INVERSION_CROP_SIZE = (0.8, 0.1)
 class ConceptConfig:
     """Keywords of :func:`concepts.extract_concepts` (CRAFT on the penultimate layer)."""
 
-    n_concepts: int = 10
+    n_concepts: int | str = 10  # or "auto": chosen by completeness (concepts.sweep_n_concepts)
     patch_size: int = 64
     solver: str = "hals"
     sobol_designs: int = 32
@@ -39,7 +39,7 @@ class ConceptConfig:
     channels_last: bool | None = None  # likewise
     importance: str = "exact"  # what ranks the concepts: exact, gradient-input or sobol (BENCHMARKS.md)
     importance_on: str = "images"  # measured on the whole images or on the crops
-    fit_on: str = "crops"  # the rows the NMF factorises: crops, or crops+images
+    fit_on: str = "crops+images"  # the NMF factorises the crops and the whole images (completeness; BENCHMARKS.md)
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,7 @@ class RunConfig:
     deletion_fill: str = FILL  # what a deleted pixel becomes (pipelines.deletion)
     fidelity_seeds: int = 8  # random orders of the concept-space curves
     cluster_images: int = 144  # images in the cluster graph (the most confident), with thumbnails on hover
+    keep_features: bool = True  # cache the crops' features (reruns with another k compute none); off: less disk
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -43,6 +43,7 @@ __all__ = [
     "ensure_dir",
     "ensure_writable",
     "full_disk_error",
+    "json_text",
     "load_json",
     "readable",
     "save",
@@ -242,14 +243,19 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"object of type {type(obj).__name__} is not JSON serializable")
 
 
+def json_text(obj: Any) -> str:
+    """The exact text :func:`save` writes for ``obj`` as ``.json`` (keys sorted, indented, NaN refused)."""
+    return json.dumps(obj, sort_keys=True, indent=2, allow_nan=False, default=_json_default) + "\n"
+
+
 def _save_json(obj: Any, path: Path) -> None:
     try:
-        text = json.dumps(obj, sort_keys=True, indent=2, allow_nan=False, default=_json_default)
+        text = json_text(obj)
     except ValueError as err:
         raise ValueError(
             f"cannot save {path.name} as JSON: {err}. Replace NaN/inf values (e.g. with None) before saving."
         ) from err
-    atomic_write_text(path, text + "\n")
+    atomic_write_text(path, text)
 
 
 def to_pil(image: Any, size: int | None = None) -> Image.Image:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
+import json
 import os
 import types
 import typing
@@ -17,10 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from concepts import ConceptFidelity
+from concepts import ConceptFidelity, NConceptsSweep
 
 from .deletion import ImageCurves
-from .io import load_json, save
+from .io import json_text, save
 from .layouts import ImagePoint, LayoutPoint
 
 __all__ = [
@@ -33,7 +35,8 @@ __all__ = [
     "SkippedFile",
 ]
 
-RECORD_SCHEMA = 4  # 4: `insertion`, `fidelity`, random regions; 3: pictures as WebP; 2: `layer`, `feature_transform`
+RECORD_SCHEMA = 5  # 5: `n_concepts_sweep`, `digest`; 4: `insertion`, `fidelity`, random regions; 3: WebP pictures;
+# 2: `layer`, `feature_transform`
 
 
 class RecordError(ValueError):
@@ -98,7 +101,8 @@ class ClassRecord:
     ``deletion`` and ``insertion`` the causal checks of the ranking on those images (:mod:`pipelines.deletion`),
     ``fidelity`` the same in concept space on all the class's images (:mod:`concepts.fidelity`);
     ``completeness`` the share of the class logit above the bias that the concepts carry (mean over the images),
-    ``reconstruction_error_images`` the bank's relative error on the whole images; ``clusters``
+    ``reconstruction_error_images`` the bank's relative error on the whole images, ``n_concepts_sweep`` the
+    completeness curve ``k`` was chosen from (``--n-concepts auto``; None for a given ``k``); ``clusters``
     (with the thumbnails in ``cluster_sprite``, ``cluster_columns`` wide) place the images by their concept
     importances and
     ``concept_layout`` the concepts by their directions (:mod:`pipelines.layouts`).
@@ -133,19 +137,24 @@ class ClassRecord:
     importance: str = "exact on images"
     completeness: float | None = None
     reconstruction_error_images: float | None = None
+    n_concepts_sweep: NConceptsSweep | None = None
     clusters: list[ImagePoint] = field(default_factory=list)
     cluster_sprite: str | None = None
     cluster_columns: int = 0
     concept_layout: list[LayoutPoint] = field(default_factory=list)
     status: str = "done"
     schema: int = RECORD_SCHEMA
+    # SHA-256 of the file as written with this field empty: set by `save`, checked by `load(..., intact=True)`
+    digest: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the record as JSON, atomically."""
-        return save(self.to_dict(), path)
+        """Write the record as JSON, atomically, with the digest of its own text."""
+        data = self.to_dict()
+        data["digest"] = _digest(data)
+        return save(data, path)
 
     @classmethod
     def from_dict(cls, data: Any) -> "ClassRecord":
@@ -157,16 +166,30 @@ class ClassRecord:
         return _build(cls, data, "class.json")
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "ClassRecord":
-        """Read ``class.json``; raises :class:`RecordError` naming the file and the bad field."""
+    def load(cls, path: str | os.PathLike, *, intact: bool = False) -> "ClassRecord":
+        """Read ``class.json``; raises :class:`RecordError` naming the file and the bad field.
+
+        ``intact=True`` (a cache about to be trusted) also requires the file to be, byte for byte, the text
+        :meth:`save` wrote: a flipped byte that still parses (a digit of a score, a letter of a file name) is
+        damage, found by the record's digest and by writing the parsed record back out.
+        """
         try:
-            data = load_json(path)
+            text = Path(path).read_text(encoding="utf-8")
+            data = json.loads(text)
         except (OSError, ValueError) as err:
             raise RecordError(f"cannot read {path}: {err}") from err
         try:
-            return cls.from_dict(data)
+            record = cls.from_dict(data)
+            if intact and (data.get("digest") != _digest(data) or json_text(data) != text):
+                raise RecordError("its text is not the text its digest was made from (damaged or edited)")
+            return record
         except RecordError as err:
             raise RecordError(f"{path}: {err}") from None
+
+
+def _digest(data: dict[str, Any]) -> str:
+    """SHA-256 of the JSON text of ``data`` with an empty ``digest``."""
+    return hashlib.sha256(json_text({**data, "digest": ""}).encode("utf-8")).hexdigest()
 
 
 @functools.cache
@@ -179,6 +202,9 @@ def _build(cls: type, data: Any, where: str) -> Any:
     if not isinstance(data, dict):
         raise RecordError(f"{where} must be an object; got {type(data).__name__}")
     hints = _hints(cls)
+    unknown = sorted(set(data) - set(hints))
+    if unknown:  # a key we never write is damage (one flipped bit of a name), not a field to ignore
+        raise RecordError(f"{where} has unknown field(s) {', '.join(f'`{key}`' for key in unknown)}")
     values = {}
     for f in dataclasses.fields(cls):
         if f.name not in data:

@@ -151,6 +151,33 @@ def test_a_killed_run_resumes_without_redoing_finished_work(images, tmp_path, mo
     assert json.loads((tmp_path / "run.json").read_text())["status"] == "done"
 
 
+def test_a_rerun_with_another_number_of_concepts_computes_no_feature(images, tmp_path, monkeypatch):
+    import concepts.feature_store
+
+    computed = []
+    real = concepts.feature_store.extract_features
+    monkeypatch.setattr(concepts.feature_store, "extract_features",
+                        lambda split, x, **kw: computed.append(len(x)) or real(split, x, **kw))
+    jobs = jobs_for(images, classes=(4,))
+    run_classes(jobs, demo_model(), TINY, tmp_path, progress=False, gallery=False)
+    assert len(computed) == 2 and (tmp_path / "classes/0004/features/features.npz").is_file()  # crops, images
+    computed.clear()
+    auto = replace(TINY, concepts=replace(TINY.concepts, n_concepts="auto"))
+    run_classes(jobs, demo_model(), auto, tmp_path, progress=False)
+    assert computed == []  # the saved features served the new k
+    folder = tmp_path / "classes/0004"
+    record = json.loads((folder / "class.json").read_text())
+    sweep = record["n_concepts_sweep"]
+    assert record["k"] == sweep["chosen"] == len(record["concepts"]) and sweep["k"][0] == 2
+    assert len(sweep["completeness"]) == len(sweep["reconstruction_error"]) == len(sweep["k"])
+    page = (folder / "index.html").read_text()
+    assert 'class="n-concepts-plot"' in page and page.count("<circle") >= len(sweep["k"])
+    # without the feature cache nothing is kept, and the run computes them again
+    run_classes(jobs, demo_model(), replace(TINY, keep_features=False), tmp_path / "b", progress=False,
+                gallery=False)
+    assert len(computed) == 2 and not (tmp_path / "b/classes/0004/features").exists()
+
+
 def test_same_seed_same_outputs(images, tmp_path):
     jobs = jobs_for(images, classes=(3,))
     for name in ("a", "b"):

@@ -82,8 +82,8 @@ def test_a_class_runs_end_to_end_in_bf16_and_channels_last_on_the_cpu(tmp_path, 
     folder, reference = (tmp_path / run / "classes" / "0000" for run in ("bf16", "fp32"))
     record, expected = (json.loads((f / "class.json").read_text()) for f in (folder, reference))
     assert record["peak_memory_mb"] == {}  # the CPU counts no peak memory: missing, not zero
-    stages = {"load", "concepts", "visualizations", "mosaics", "inversions", "maps, deletion and insertion", "layouts",
-              "concept fidelity"}
+    stages = {"load", "features", "concepts", "visualizations", "mosaics", "inversions",
+              "maps, deletion and insertion", "layouts", "concept fidelity"}
     assert set(record["timings"]) == stages
     assert all(Path(folder, name).stat().st_size > 0 for name in record["files"])
     for stage in ("concepts", "inversions"):

@@ -55,9 +55,9 @@ def _count_bookkeeping(tmp_path: Path, monkeypatch, n: int) -> dict[str, int]:
 
     real_load, real_write = ClassRecord.load.__func__, run_module._write_run_json
 
-    def counted_load(cls, path):
+    def counted_load(cls, path, **kwargs):
         counts["loads"] += 1
-        return real_load(cls, path)
+        return real_load(cls, path, **kwargs)
 
     def counted_write(*args, **kwargs):
         counts["run_json"] += 1
