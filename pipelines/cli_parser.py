@@ -173,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_n_concepts,
         default=ConceptConfig.n_concepts,
         help=f"concepts per class, or 'auto': the smallest of {', '.join(map(str, AUTO_CANDIDATES))} whose "
-        f"concepts carry {AUTO_COMPLETENESS:.0%} of the class evidence (completeness; the curve is on the page) "
+        f"concepts carry {AUTO_COMPLETENESS:.0%}% of the class evidence (completeness; the curve is on the page) "
         "(default: %(default)s)",
     )
     run.add_argument(

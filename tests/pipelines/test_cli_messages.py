@@ -95,3 +95,11 @@ def test_a_full_disk_names_the_file(tmp_path, monkeypatch):
     with pytest.raises(OutputNotWritableError, match=f"cannot write {target}: No space left on device"):
         save({"a": 1}, target)
     assert not list((tmp_path / "deep").iterdir())  # no temp file left behind
+
+
+@pytest.mark.parametrize("command", [[], ["demo"], ["run"], ["gallery"], ["spectrum"], ["visualize"]])
+def test_every_help_prints(command, capsys):
+    """argparse formats help strings with %: a literal percent sign in one (80%) broke `run --help`."""
+    with pytest.raises(SystemExit) as exit_info:
+        main([*command, "--help"])
+    assert exit_info.value.code == 0 and "usage:" in capsys.readouterr().out
