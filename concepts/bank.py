@@ -6,6 +6,7 @@ to a temporary name and renamed, so a reader never sees half a file.
 """
 from __future__ import annotations
 
+import html
 import importlib.metadata
 import io
 import json
@@ -26,6 +27,7 @@ __all__ = ["SCHEMA_VERSION", "ConceptBank", "library_versions"]
 
 SCHEMA_VERSION = 3  # 2: importance, importance_on, importance_scores, importance_per_image; 3: n_concepts_sweep
 
+_BAR_PX = 160  # width of the importance bars in a notebook's display
 _ARRAYS = ("W", "U", "crop_boxes", "crop_image_index", "contributions", "residual", "logits", "importance_pct",
            "image_codes", "sobol", "sobol_per_image", "class_weight", "importance_scores", "importance_per_image")
 
@@ -190,6 +192,31 @@ class ConceptBank:
                     break
             result.append(chosen)
         return result
+
+    # ------------------------------------------------------------- display
+    def _repr_html_(self) -> str:
+        """A notebook's summary: what the bank explains, and each concept's signed % of logit as a bar, by rank."""
+        pct = np.asarray(self.importance_pct, dtype=np.float64)
+        scale = max(float(np.abs(pct).max(initial=0.0)), 1e-12)
+        origin = _BAR_PX // 2 if (pct < 0).any() else 0  # the zero line: centred only when a share is negative
+        rows = []
+        for rank, concept in enumerate(self.order):
+            value = float(pct[concept])
+            width = round(abs(value) / scale * (_BAR_PX - origin if value >= 0 else origin))
+            left = origin if value >= 0 else origin - width
+            colour = "#332288" if value >= 0 else "#CC6677"
+            sobol = "" if self.sobol is None else f"{float(self.sobol[concept]):.3f}"
+            rows.append(f"<tr><td>{rank + 1}</td><td>{int(concept)}</td><td style='text-align:right'>{value:.1f}%</td>"
+                        f"<td style='width:{_BAR_PX}px'><div style='margin-left:{left}px;width:{width}px;height:10px;"
+                        f"background:{colour}'></div></td><td>{sobol}</td></tr>")
+        name = html.escape(f"{self.class_name or 'class'} ({self.class_index})")
+        return (f"<div><b>ConceptBank</b> of {name}: {self.k} concepts of {self.W.shape[1]} channels from "
+                f"{len(self.U)} crops of {len(self.image_paths)} images; {html.escape(self.model_id)}, layer "
+                f"{html.escape(self.layer)}; completeness {self.completeness:.2f}, relative reconstruction error "
+                f"{self.relative_reconstruction_error:.3f}; ranked by {html.escape(self.importance)} on "
+                f"{html.escape(self.importance_on)}.<table><thead><tr><th>rank</th><th>concept</th><th>% of logit</th>"
+                f"<th></th><th>{'Sobol' if self.sobol is not None else ''}</th></tr></thead>"
+                f"<tbody>{''.join(rows)}</tbody></table></div>")
 
     # ----------------------------------------------------------------- i/o
     def save(self, directory: str | os.PathLike) -> Path:

@@ -13,6 +13,7 @@ result in both cases.
 
 from __future__ import annotations
 
+import html
 import io
 import json
 from dataclasses import asdict, dataclass, field
@@ -24,10 +25,14 @@ import torch
 from PIL import Image
 
 from ._atomic import atomic_write
+from .plot import data_uri, encode_thumbnail
 
 __all__ = ["SCHEMA_VERSION", "RenderResult"]
 
 SCHEMA_VERSION = 3  # 3: images as WebP files, alphas as 8-bit square-root PNGs over a float32 scale per target
+DISPLAY_SIZE = 256  # px, longest side of the picture a notebook shows for a one-target result
+DISPLAY_THUMB = 128  # px, each target's thumbnail in the HTML display
+DISPLAY_TARGETS = 16  # targets the HTML display shows; the rest are counted
 
 
 @dataclass
@@ -59,6 +64,26 @@ class RenderResult:
         """Crops through the model per second (``steps * T * K / seconds``)."""
         steps, n_targets = self.history.shape
         return steps * n_targets * self.config.get("crops", 1) / max(self.seconds, 1e-9)
+
+    def _repr_png_(self) -> bytes | None:
+        """A notebook's picture of a one-target result (downscaled); None for several (the HTML shows them)."""
+        if self.images.shape[0] != 1:
+            return None
+        return encode_thumbnail(self.images[0], size=DISPLAY_SIZE)
+
+    def _repr_html_(self) -> str:
+        """Each target's thumbnail with its name and final score, and what the run cost: inline, no file."""
+        steps, n_targets = self.history.shape
+        cells = "".join(
+            f'<figure style="display:inline-block;margin:2px;text-align:center">'
+            f'<img src="{data_uri(image, size=DISPLAY_THUMB, format="JPEG")}" alt="{html.escape(name)}">'
+            f'<figcaption style="font-size:11px">{html.escape(name)}<br>score {float(score):.3g}</figcaption></figure>'
+            for image, name, score in zip(self.images[:DISPLAY_TARGETS], self.names, self.history[-1])
+        )
+        more = f"<p>... and {n_targets - DISPLAY_TARGETS} more targets</p>" if n_targets > DISPLAY_TARGETS else ""
+        height, width = self.images.shape[-2:]
+        return (f"<div><b>RenderResult</b>: {n_targets} target(s), {width}x{height} px, {steps} steps, "
+                f"{self.seconds:.1f} s<br>{cells}{more}</div>")
 
     def save(self, directory: str | Path, *, quality: int | None = None, alphas: bool = True) -> Path:
         """Write ``image_NN.webp``, ``alpha_NN.png``, ``tensors.npz`` (alpha scales, history) and ``result.json``.

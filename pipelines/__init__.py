@@ -3,6 +3,7 @@
 The only package of concept-lens that writes files (through :mod:`pipelines.io`).
 """
 
+from .class_result import ClassResult, open_class
 from .class_run import class_dir, run_class, unfinished_reason
 from .config import ConceptConfig, RunConfig
 from .demo_run import DEMO_CONFIG, run_demo
@@ -26,6 +27,7 @@ __all__ = [
     "build_gallery",
     "class_dir",
     "ClassJob",
+    "ClassResult",
     "ClassRecord",
     "concept_mosaic",
     "concept_purity",
@@ -41,6 +43,7 @@ __all__ = [
     "layer_features",
     "load_json",
     "load_model",
+    "open_class",
     "model_meta",
     "ModelMeta",
     "ModelSpec",

@@ -1,0 +1,78 @@
+"""A finished class folder in a notebook: :func:`open_class` gives its record and an inline display.
+
+The display (``_repr_html_``) shows what the class page leads with, from the
+same ``class.json``: the importances chart (:func:`pipelines.plots.plot_importances`),
+each concept's visualization and top crops as small inline thumbnails (data
+URIs: no file links, no network, a few KB each), and the areas of the checks.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image
+
+from maco.plot import data_uri
+
+from .plots import plot_importances
+from .record import ClassRecord
+
+__all__ = ["ClassResult", "open_class"]
+
+THUMB = 72  # px, longest side of a thumbnail in the display
+THUMB_CROPS = 4  # top crops shown per concept
+CHART_DPI = 72
+
+
+@dataclass
+class ClassResult:
+    """A finished class: its folder and its :class:`~pipelines.record.ClassRecord` (``class.json``)."""
+
+    folder: Path
+    record: ClassRecord
+
+    def _thumbnail(self, rel: str) -> str:
+        path = self.folder / rel
+        if not path.is_file():
+            return f"<span>missing {html.escape(rel)}</span>"
+        with Image.open(path) as image:
+            return f'<img src="{data_uri(image, size=THUMB, format="JPEG")}" alt="{html.escape(rel)}">'
+
+    def _chart(self) -> str:
+        from matplotlib.figure import Figure  # not pyplot: the display must not leave a figure for the notebook
+
+        fig = Figure(figsize=(5, 0.5 + 0.35 * max(len(self.record.concepts), 1)), dpi=CHART_DPI)
+        plot_importances(self.record, ax=fig.subplots())
+        fig.tight_layout()
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png")
+        with Image.open(buffer) as image:
+            return f'<img src="{data_uri(image, size=max(image.size))}" alt="importances">'
+
+    def _repr_html_(self) -> str:
+        r = self.record
+        rows = "".join(
+            f"<tr><td style='border-left:6px solid {html.escape(c.colour)}'>{c.rank + 1}</td>"
+            f"<td>{c.importance_pct:.1f}%</td><td>{self._thumbnail(c.visualization)}</td>"
+            f"<td>{''.join(self._thumbnail(rel) for rel in c.top_crops[:THUMB_CROPS])}</td></tr>"
+            for c in sorted(r.concepts, key=lambda concept: concept.rank)
+        )
+        completeness = "" if r.completeness is None else f", completeness {r.completeness:.2f}"
+        checks = "".join(
+            f"; {name} area {curves.auc_ranking:.3f} (random order {curves.auc_random_order:.3f})"
+            for name, curves in (("deletion", r.deletion), ("insertion", r.insertion)) if curves is not None
+        )
+        return (f"<div><b>{html.escape(r.class_name)} ({r.class_index})</b>: {r.k} concepts from {r.n_images} "
+                f"images, {html.escape(r.model_id)} layer {html.escape(r.layer)}{completeness}{checks}.<br>"
+                f"{self._chart()}<table><thead><tr><th>rank</th><th>% of logit</th><th>visualization</th>"
+                f"<th>top crops</th></tr></thead><tbody>{rows}</tbody></table></div>")
+
+
+def open_class(folder: str | os.PathLike) -> ClassResult:
+    """The finished class in ``folder`` (``<run>/classes/<index:04d>``); raises RecordError for a bad class.json."""
+    folder = Path(folder)
+    return ClassResult(folder, ClassRecord.load(folder / "class.json"))
