@@ -28,12 +28,16 @@ THUMB_CROPS = 4  # top crops shown per concept
 CHART_DPI = 72
 
 
-@dataclass
+@dataclass(repr=False)
 class ClassResult:
     """A finished class: its folder and its :class:`~pipelines.record.ClassRecord` (``class.json``)."""
 
     folder: Path
     record: ClassRecord
+
+    def __repr__(self) -> str:  # the record's own repr runs to pages
+        return (f"ClassResult({self.record.class_name!r} ({self.record.class_index}), k={self.record.k}, "
+                f"folder={str(self.folder)!r})")
 
     def _thumbnail(self, rel: str) -> str:
         path = self.folder / rel

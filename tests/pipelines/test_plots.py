@@ -154,6 +154,7 @@ def test_a_finished_class_displays_inline_in_a_notebook(demo_class):
     folder, record = demo_class
     result = open_class(folder)
     assert result.record == record and result.folder == folder
+    assert repr(result) == f"ClassResult('lamp' (0), k={record.k}, folder={str(folder)!r})"  # not the whole record
     page = result._repr_html_()
     sources = re.findall(r'<img src="([^"]+)"', page)
     expected = 1 + sum(1 + min(len(c.top_crops), 4) for c in record.concepts)  # the chart, visualizations, crops
