@@ -173,7 +173,8 @@ def plot_clusters(record: ClassRecord, *, ax=None):
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_title(f"{len(points)} images by their concept contributions")
-    ax.legend(fontsize=8, loc="best")
+    if points:  # a run with cluster_images=0 places none
+        ax.legend(fontsize=8, loc="best")
     return ax
 
 

@@ -122,6 +122,7 @@ def test_cluster_graph_places_and_colours_the_records_images(demo_class):
     assert np.allclose(points.get_offsets(), [(p.x, p.y) for p in record.clusters])
     colours = {c.rank: matplotlib.colors.to_rgba(c.colour) for c in record.concepts}
     assert np.allclose(points.get_facecolors(), [colours[p.rank] for p in record.clusters])
+    assert plots.plot_clusters(replace(record, clusters=[]), ax=plt.figure().subplots()).get_legend() is None
 
 
 def test_k_sweep_draws_the_curve_the_threshold_and_the_chosen_k(demo_class):
@@ -161,6 +162,9 @@ def test_a_finished_class_displays_inline_in_a_notebook(demo_class):
     assert len(sources) == expected and all(src.startswith("data:image/") for src in sources)
     assert all(f"{c.importance_pct:.1f}%" in page for c in record.concepts)
     assert len(page) < 200_000 and not plt.get_fignums()  # small, and no figure left for the notebook to show
+    lost = replace(result, record=replace(record, concepts=[replace(c, visualization="gone.webp")
+                                                            for c in record.concepts]))
+    assert lost._repr_html_().count("missing gone.webp") == record.k  # a missing picture is named, not fatal
 
 
 def test_bank_and_render_result_display_inline(demo_class):
