@@ -1,9 +1,11 @@
 """CRAFT-style concept extraction: which concepts a model uses for a class, and how much each matters.
 
-Works on any model split into ``g`` (images -> non-negative spatial features)
-and ``h`` (pooled features -> logits, linear). Uses torch, never ``maco`` or
+Works on any model split into ``g`` (images -> spatial features, or a ViT's
+tokens) and ``h`` (pooled features -> logits: exact contributions through a
+linear head, gradient x input through any other). Uses torch, never ``maco`` or
 ``pipelines``; writes files only through :meth:`ConceptBank.save`.
 """
+from .alignment import ALIGNED_BY, class_directions
 from .bank import SCHEMA_VERSION, ConceptBank, library_versions
 from .feature_store import ClassFeatures, class_features
 from .crops import Crops, extract_crops, grid_boxes
@@ -14,16 +16,19 @@ from .features import ModelSplit, extract_features
 from .split import load_resnet50, resnet50_split, split_model
 from .imagenet import ImageNetClasses, imagenet_classes, imagenet_root_folders
 from .fidelity import ConceptCurves, ConceptFidelity, concept_fidelity, curve_area
-from .importance import (Importance, completeness, gradient_x_input, linear_contributions, percent_of_logit,
-                         sobol_total_indices)
+from .importance import (Importance, completeness, gradient_contributions, gradient_x_input, linear_contributions,
+                         percent_of_logit, sobol_total_indices)
 from .maps import concept_maps
-from .n_concepts import AUTO_CANDIDATES, AUTO_COMPLETENESS, NConceptsSweep, sweep_n_concepts
+from .n_concepts import AUTO_CANDIDATES, AUTO_COMPLETENESS, FACTORIZATIONS, NConceptsSweep, sweep_n_concepts
 from .nmf import NMF, nnls_codes
 from .seminmf import SemiNMF
+from .tokens import PooledView, TokenLayout
 
 __all__ = [
+    "ALIGNED_BY",
     "AUTO_CANDIDATES",
     "AUTO_COMPLETENESS",
+    "FACTORIZATIONS",
     "IMAGE_EXTENSIONS",
     "NMF",
     "SCHEMA_VERSION",
@@ -37,7 +42,10 @@ __all__ = [
     "Importance",
     "LoadedImages",
     "NConceptsSweep",
+    "PooledView",
+    "TokenLayout",
     "ModelSplit",
+    "class_directions",
     "class_features",
     "completeness",
     "concept_fidelity",
@@ -47,6 +55,7 @@ __all__ = [
     "extract_concepts",
     "extract_crops",
     "extract_features",
+    "gradient_contributions",
     "gradient_x_input",
     "grid_boxes",
     "imagenet_class_folders",

@@ -25,7 +25,8 @@ from .importance import completeness
 
 __all__ = ["SCHEMA_VERSION", "ConceptBank", "library_versions"]
 
-SCHEMA_VERSION = 3  # 2: importance, importance_on, importance_scores, importance_per_image; 3: n_concepts_sweep
+# 2: importance, importance_on, importance_scores, importance_per_image; 3: n_concepts_sweep; 4: factorization
+SCHEMA_VERSION = 4
 
 _BAR_PX = 160  # width of the importance bars in a notebook's display
 _ARRAYS = ("W", "U", "crop_boxes", "crop_image_index", "contributions", "residual", "logits", "importance_pct",
@@ -52,7 +53,7 @@ class ConceptBank:
     Attributes
     ----------
     W : ndarray, shape (k, C)
-        The concept bank (NMF components), float32.
+        The concept bank (NMF components; signed for Semi-NMF), float32.
     U : ndarray, shape (n, k)
         Coefficients of the crops (NMF codes).
     crop_boxes : ndarray, shape (n, 4), int64
@@ -62,9 +63,10 @@ class ConceptBank:
     image_paths : list of str
         Source file of each image (``"<tensor>:i"`` for images passed as a tensor).
     contributions : ndarray, shape (N, k)
-        Exact contribution of each concept to each image's class logit.
+        Contribution of each concept to each image's class logit: exact through a linear head, gradient x
+        input through another (:func:`concepts.gradient_contributions`).
     residual : ndarray, shape (N,)
-        Logit part the reconstruction misses (``(a - uW) . w_c``).
+        Logit part the concepts do not carry (``(a - uW) . w_c`` for a linear head).
     logits : ndarray, shape (N,)
         Class logit of each image (contributions + residual + bias).
     importance_pct : ndarray, shape (k,)
@@ -72,9 +74,10 @@ class ConceptBank:
     image_codes : ndarray, shape (N, k)
         Concept coefficients of the whole images.
     bias : float
-        Head bias of the class.
+        Head bias of the class (a head that is not linear: its logit of all-zero features).
     class_weight : ndarray, shape (C,)
-        Head weights of the class.
+        Head weights of the class (a head that is not linear: the gradient of its logit with respect to the
+        pooled features, mean over the images).
     sobol, sobol_per_image : ndarray, shape (k,) and (N, k), or None
         Sobol total-order indices (mean over images, per image).
     importance, importance_on : str
@@ -82,6 +85,8 @@ class ConceptBank:
         (``images``, ``crops``): see :func:`concepts.extract_concepts`.
     fit_on : str
         The rows the NMF factorised: ``crops`` or ``crops+images``.
+    factorization : str
+        ``nmf`` (non-negative features and bank) or ``semi-nmf`` (signed features and bank, codes >= 0).
     importance_scores : ndarray, shape (k,), or None
         The class-level scores that rank the concepts (:attr:`order`); None: ``importance_pct``.
     importance_per_image : ndarray, shape (N, k), or None
@@ -133,6 +138,7 @@ class ConceptBank:
     importance_scores: np.ndarray | None = None
     importance_per_image: np.ndarray | None = None
     n_concepts_sweep: dict[str, Any] | None = None
+    factorization: str = "nmf"
     skipped: list[tuple[str, str]] = field(default_factory=list)
     versions: dict[str, str] = field(default_factory=library_versions)
 

@@ -2,7 +2,8 @@
 
 Stages (one progress bar each): crop and whole-image features (or the
 :class:`ClassFeatures` given) -> the k sweep when ``n_concepts="auto"`` -> NMF
-and codes -> exact contributions -> Sobol indices.
+(Semi-NMF for signed features) and codes -> contributions (exact through a
+linear head, gradient x input through another) -> Sobol indices.
 """
 from __future__ import annotations
 
@@ -18,13 +19,15 @@ from .feature_store import ClassFeatures, class_features
 from .crops import extract_crops
 from .data import LoadedImages
 from .features import ModelSplit
-from .importance import gradient_x_input, linear_contributions, percent_of_logit, sobol_total_indices
-from .n_concepts import factorize, sweep_n_concepts
+from .importance import gradient_x_input, percent_of_logit, sobol_total_indices
+from .n_concepts import FACTORIZATIONS, contributions, factorize, sweep_n_concepts
 from ._solvers import squared_error
 
-__all__ = ["FIT_ON", "IMPORTANCES", "IMPORTANCE_ON", "crop_image", "extract_concepts"]
+__all__ = ["FACTORIZATION", "FIT_ON", "IMPORTANCES", "IMPORTANCE_ON", "crop_image", "extract_concepts"]
 
-IMPORTANCES = ("exact", "gradient-input", "sobol")  # how a concept's importance is measured
+# how a concept's importance is measured; auto: exact through a linear head, gradient-input through another
+IMPORTANCES = ("auto", "exact", "gradient-input", "sobol")
+FACTORIZATION = ("auto", *FACTORIZATIONS)  # auto: semi-nmf when a feature is negative, nmf otherwise
 IMPORTANCE_ON = ("images", "crops")  # on what it is measured
 FIT_ON = ("crops", "crops+images")  # the rows the NMF factorises
 SOBOL_CROPS = 512  # crops (evenly spaced) that Sobol indices measured on crops use: n_designs * (k + 2) passes each
@@ -40,15 +43,15 @@ def extract_concepts(split: ModelSplit, images: LoadedImages | torch.Tensor, cla
                      n_concepts: int | str = 10, patch_size: int = 64, solver: str = "hals", sobol_designs: int = 32,
                      batch_size: int = 64, device: torch.device | str | None = None, random_state: int = 0,
                      features: ClassFeatures | None = None, amp: bool | None = None,
-                     channels_last: bool | None = None, importance: str = "exact", importance_on: str = "images",
-                     fit_on: str = "crops+images", progress: bool = True) -> ConceptBank:
+                     channels_last: bool | None = None, importance: str = "auto", importance_on: str = "images",
+                     fit_on: str = "crops+images", factorization: str = "auto", progress: bool = True) -> ConceptBank:
     """Find the concepts a model uses for one class, and how much each matters.
 
     Parameters
     ----------
     split : ModelSplit
-        ``g`` (non-negative spatial features) and a linear ``h`` with
-        ``head_weight`` / ``head_bias``.
+        ``g`` (spatial features or tokens) and ``h``: a linear head (``head_weight``) gives exact
+        contributions, any other head gradient x input ones.
     images : LoadedImages or Tensor, shape (N, 3, S, S)
         Images of the class in [0, 1].
     class_index : int
@@ -59,7 +62,7 @@ def extract_concepts(split: ModelSplit, images: LoadedImages | torch.Tensor, cla
     patch_size : int, default 64
         Crop side in image pixels (stride ``int(0.8 p)``).
     solver : {"hals", "mu", "sklearn"}, default "hals"
-        NMF solver (:class:`concepts.NMF`).
+        NMF solver (:class:`concepts.NMF`; Semi-NMF: ``"hals"`` or ``"mu"``).
     sobol_designs : int, default 32
         Sobol points per sample matrix; 0 skips the Sobol indices.
     batch_size : int, default 64
@@ -73,9 +76,12 @@ def extract_concepts(split: ModelSplit, images: LoadedImages | torch.Tensor, cla
         caller has them already: no feature is computed again.
     amp, channels_last : bool, optional
         bf16 autocast and channels_last for the forward passes; None: on CUDA only.
-    importance : {"exact", "gradient-input", "sobol"}, default "exact"
-        What ranks the concepts (:mod:`concepts.importance`): the exact share of the logit, gradient x
-        input on the concept coefficients (equal to it on a linear head), or CRAFT's Sobol total index.
+    importance : {"auto", "exact", "gradient-input", "sobol"}, default "auto"
+        What ranks the concepts (:mod:`concepts.importance`): the exact share of the logit (a linear head
+        only), gradient x input on the concept coefficients through the real head (equal to it on a linear
+        head), or CRAFT's Sobol total index through the real head; ``"auto"``: exact for a linear head,
+        gradient-input for another. The bank's ``contributions`` (and so completeness) are exact for a
+        linear head and gradient x input for another, whatever ranks.
     importance_on : {"images", "crops"}, default "images"
         Measure it on the whole images or on the crops the bank was fitted on.
     fit_on : {"crops", "crops+images"}, default "crops+images"
@@ -83,6 +89,10 @@ def extract_concepts(split: ModelSplit, images: LoadedImages | torch.Tensor, cla
         features appended, which lets the bank rebuild what the head reads of a whole image: on imagenette-val
         with EfficientNet-Lite0 it takes the completeness at k = 10 from 0.36-0.76 to 0.80-0.96 and leaves
         the crops' reconstruction error as it was (BENCHMARKS.md).
+    factorization : {"auto", "nmf", "semi-nmf"}, default "auto"
+        :class:`concepts.NMF` for non-negative features, :class:`concepts.SemiNMF` (signed bank, non-negative
+        codes) for features of any sign (ViTs, ConvNeXt, Hardswish or GELU layers); ``"auto"``: Semi-NMF when
+        a crop or image feature is negative, NMF otherwise. The bank records the one used.
     progress : bool, default True
         One tqdm bar per stage.
 
@@ -109,21 +119,20 @@ def extract_concepts(split: ModelSplit, images: LoadedImages | torch.Tensor, cla
     if designs == 1:
         raise ValueError("`sobol_designs` of `extract_concepts` must be 0 (no Sobol) or >= 2; got 1.")
     _check_int(batch_size, "batch_size", 1)
-    for name, value, options in (("importance", importance, IMPORTANCES),
-                                 ("importance_on", importance_on, IMPORTANCE_ON), ("fit_on", fit_on, FIT_ON)):
+    for name, value, options in (("importance", importance, IMPORTANCES), ("importance_on", importance_on,
+                                 IMPORTANCE_ON), ("fit_on", fit_on, FIT_ON), ("factorization", factorization,
+                                                                               FACTORIZATION)):
         if value not in options:
             raise ValueError(f"`{name}` of `extract_concepts` must be one of {', '.join(options)}; got {value!r}.")
     if importance == "sobol" and designs == 0:
         raise ValueError("`sobol_designs` of `extract_concepts` must be >= 2 when importance='sobol'; got 0.")
-    if split.head_weight is None or split.head_bias is None:
-        raise ValueError("`split` of `extract_concepts` must have `head_weight` and `head_bias` (a linear head) for "
-                         "the exact contributions; got None. Build the split from a model with an `fc` nn.Linear.")
-    n_classes = split.head_weight.shape[0]
-    if isinstance(class_index, bool) or not isinstance(class_index, numbers.Integral) \
-            or not 0 <= class_index < n_classes:
-        raise ValueError(f"`class_index` of `extract_concepts` must be an int in [0, {n_classes - 1}]; got "
-                         f"{class_index!r}. Use resolve_class(name, categories) for a class name.")
-    class_index = int(class_index)
+    if importance == "auto":
+        importance = "exact" if split.head_weight is not None else "gradient-input"
+    if importance == "exact" and split.head_weight is None:
+        raise ValueError("`importance` of `extract_concepts` is 'exact', which needs a linear head (`head_weight`); "
+                         "the head of this split is not one linear layer. Use 'gradient-input' (or 'auto') or 'sobol'.")
+    if split.head_weight is not None:
+        _check_class(class_index, split.head_weight.shape[0])
     n_crops = len(extract_crops(tensor, patch_size=patch_size))  # boxes only: checks patch_size, cuts no pixel
     if k is not None and n_crops < k:
         per_image = n_crops // len(tensor)
@@ -142,20 +151,26 @@ def extract_concepts(split: ModelSplit, images: LoadedImages | torch.Tensor, cla
             features = class_features(split, tensor, patch_size=patch_size, batch_size=batch_size, device=dev,
                                       amp=amp, channels_last=channels_last, progress=progress)
         A, pooled = features.crops, features.images
+        if split.head_weight is None:
+            with torch.no_grad():
+                _check_class(class_index, split.h(pooled[:1].to(dev)).shape[1])
+        class_index = int(class_index)
+        factorization = _factorization(factorization, A, pooled)
         sweep = None
         if k is None:
             sweep = sweep_n_concepts(split, features, class_index, solver=solver, fit_on=fit_on,
-                                     random_state=random_state, device=dev, progress=progress)
+                                     factorization=factorization, random_state=random_state, device=dev,
+                                     progress=progress)
             k = sweep.chosen
-        with tqdm(total=1, desc=f"NMF ({solver}, k={k}, on {fit_on})", disable=not progress) as bar:
-            W, U, codes = factorize(A, pooled, k, solver=solver, fit_on=fit_on, random_state=random_state,
-                                    device=dev)
+        with tqdm(total=1, desc=f"{factorization} ({solver}, k={k}, on {fit_on})", disable=not progress) as bar:
+            W, U, codes = factorize(A, pooled, k, solver=solver, fit_on=fit_on, factorization=factorization,
+                                    random_state=random_state, device=dev)
             bar.update()
         # the crops' own error, whatever rows were fitted (chunked, float64 sums: no (n, C) float64 copy of A)
         crop_error = squared_error(A, U.to(A), W.to(A)) ** 0.5
-        weight = split.head_weight[class_index].detach().float().cpu()
-        bias = float(split.head_bias[class_index])
-        imp = linear_contributions(pooled, codes, W, weight, bias)
+        imp = contributions(split, pooled, codes, W, class_index, device=dev)
+        weight = split.head_weight[class_index].detach().float().cpu() if split.head_weight is not None \
+            else _mean_gradient(split, pooled, class_index, dev)
         sobol = sobol_per_image = None
         if designs:
             with tqdm(total=len(tensor), desc="Sobol indices", unit="img", disable=not progress) as bar:
@@ -172,7 +187,7 @@ def extract_concepts(split: ModelSplit, images: LoadedImages | torch.Tensor, cla
         W=W.numpy(), U=U.float().cpu().numpy(), crop_boxes=features.boxes.numpy(),
         crop_image_index=features.image_index.numpy(), image_paths=paths,
         contributions=imp.contributions.numpy(), residual=imp.residual.numpy(), logits=imp.logits.numpy(),
-        importance_pct=imp.percent.numpy(), image_codes=codes.numpy(), bias=bias, class_weight=weight.numpy(),
+        importance_pct=imp.percent.numpy(), image_codes=codes.numpy(), bias=imp.bias, class_weight=weight.numpy(),
         model_id=split.model_id, layer=split.layer, class_index=class_index,
         class_name=categories[class_index] if categories is not None and class_index < len(categories) else None,
         seed=int(random_state), image_size=int(tensor.shape[-1]), patch_size=int(patch_size), solver=solver,
@@ -181,10 +196,39 @@ def extract_concepts(split: ModelSplit, images: LoadedImages | torch.Tensor, cla
         sobol=sobol, sobol_per_image=sobol_per_image, skipped=skipped, versions=library_versions(),
         importance=importance, importance_on=importance_on, fit_on=fit_on, importance_scores=scores.numpy(),
         importance_per_image=per_image.numpy(), n_concepts_sweep=None if sweep is None else sweep.to_dict(),
+        factorization=factorization,
     )
 
 
-def _ranking_importance(method: str, on: str, split: ModelSplit, class_index: int, contributions: torch.Tensor,
+def _check_class(class_index: object, n_classes: int) -> None:
+    if isinstance(class_index, bool) or not isinstance(class_index, numbers.Integral) \
+            or not 0 <= class_index < n_classes:
+        raise ValueError(f"`class_index` of `extract_concepts` must be an int in [0, {n_classes - 1}]; got "
+                         f"{class_index!r}. Use resolve_class(name, categories) for a class name.")
+
+
+def _factorization(name: str, crops: torch.Tensor, images: torch.Tensor) -> str:
+    """``name`` with ``"auto"`` resolved by the features' signs; NMF on negative features is refused."""
+    signed = bool(crops.min() < 0) or bool(images.min() < 0)
+    if name == "auto":
+        return "semi-nmf" if signed else "nmf"
+    if name == "nmf" and signed:
+        low = min(float(crops.min()), float(images.min()))
+        raise ValueError(f"`factorization` of `extract_concepts` is 'nmf', but the features go negative (minimum "
+                         f"{low:.4g}); use 'semi-nmf' (or 'auto'), or cut the model after a ReLU.")
+    return name
+
+
+def _mean_gradient(split: ModelSplit, pooled: torch.Tensor, class_index: int, device: torch.device) -> torch.Tensor:
+    """``(C,)`` gradient of the class logit with respect to the pooled features, mean over the images: the class's
+    direction for a head that is not linear (its weights for a linear one)."""
+    a = pooled.float().to(device).requires_grad_(True)
+    with torch.enable_grad():
+        (grad,) = torch.autograd.grad(split.h(a)[:, class_index].sum(), a)
+    return (grad.double().mean(0)).float().cpu()
+
+
+def _ranking_importance(method: str, on: str, split: ModelSplit, class_index: int, exact: torch.Tensor,
                         pooled: torch.Tensor, codes: torch.Tensor, W: torch.Tensor, *,
                         crops: tuple[torch.Tensor, torch.Tensor], sobol_per_image: np.ndarray | None, designs: int,
                         batch_size: int, seed: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -193,12 +237,10 @@ def _ranking_importance(method: str, on: str, split: ModelSplit, class_index: in
     The scores are % of the logit for ``exact`` and ``gradient-input`` (mean over images or crops), and the
     mean total index for ``sobol``; on ``crops`` they are measured on the crops' own features and codes.
     """
-    weight = split.head_weight[class_index].detach().float().cpu()
-
     def measure(features: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         if method == "exact":
-            return linear_contributions(features, u, W, weight).contributions
-        return gradient_x_input(features, u, W, split.h, class_index)
+            return contributions(split, features, u, W, class_index).contributions
+        return gradient_x_input(features, u, W, split.h, class_index, device=device)
 
     if method == "sobol":
         per_image = torch.as_tensor(sobol_per_image, dtype=torch.float64)
@@ -208,7 +250,7 @@ def _ranking_importance(method: str, on: str, split: ModelSplit, class_index: in
         on_crops = sobol_total_indices(crop_codes, W, split.h, class_index, n_designs=designs,
                                        batch_size=max(batch_size, 16) * 16, seed=seed, device=device)
         return per_image, on_crops.double().mean(0)
-    per_image = contributions if method == "exact" else measure(pooled, codes)
+    per_image = exact if method == "exact" else measure(pooled, codes)
     on_what = per_image if on == "images" else measure(*crops)
     return per_image, percent_of_logit(on_what)
 

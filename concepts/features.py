@@ -1,9 +1,10 @@
 """The model split ``g`` / ``h`` and batched feature extraction.
 
 ``g``: normalised images ``(N, 3, S, S)`` -> spatial features ``(N, C, h, w)``
-before global pooling, non-negative (post-ReLU). ``h``: pooled features
-``(N, C)`` -> logits ``(N, num_classes)``. A :class:`ModelSplit` takes images
-in [0, 1] and applies the model's own normalisation (``mean``/``std``) itself.
+before global pooling (or a transformer's tokens ``(N, T, C)``, see
+:mod:`concepts.tokens`). ``h``: pooled features ``(N, C)`` -> logits
+``(N, num_classes)``. A :class:`ModelSplit` takes images in [0, 1] and applies
+the model's own normalisation (``mean``/``std``) itself.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .crops import Crops
+from .tokens import TokenLayout
 
 __all__ = ["ModelSplit", "extract_features"]
 
@@ -32,9 +34,9 @@ class ModelSplit:
     Attributes
     ----------
     g : callable
-        Normalised images ``(N, 3, S, S)`` -> features ``(N, C, h, w)``, >= 0.
+        Normalised images ``(N, 3, S, S)`` -> features ``(N, C, h, w)`` (tokens ``(N, T, C)`` with ``tokens``).
     h : callable
-        Pooled features ``(N, C)`` -> logits ``(N, num_classes)``.
+        Pooled features ``(N, C)`` -> logits ``(N, num_classes)``; any differentiable head.
     mean, std : tuple of 3 floats
         Input normalisation, applied to images in [0, 1].
     input_size : int
@@ -42,7 +44,7 @@ class ModelSplit:
     categories : list of str or None
         Class names, indexed by class.
     head_weight : Tensor, shape (num_classes, C), or None
-        Linear head weights (for exact contributions).
+        Linear head weights (for exact contributions); None when the head is not one linear layer.
     head_bias : Tensor, shape (num_classes,), or None
     model_id : str
     layer : str
@@ -53,6 +55,9 @@ class ModelSplit:
     pooled_layer : str or None
         The module of ``model`` whose output is the pooled features (``avgpool``
         for a ResNet): concept directions live there.
+    tokens : TokenLayout or None
+        For a transformer: how ``g``'s tokens give the spatial grid and the pooled features
+        (:mod:`concepts.tokens`); None: ``g`` gives a map, pooled by its spatial mean.
     """
 
     g: Callable[[torch.Tensor], torch.Tensor]
@@ -67,6 +72,15 @@ class ModelSplit:
     layer: str = "features"
     model: nn.Module | None = None
     pooled_layer: str | None = None
+    tokens: TokenLayout | None = None
+
+    def spatial(self, features: torch.Tensor) -> torch.Tensor:
+        """Features of ``g`` -> the spatial map ``(N, C, h, w)`` (a transformer's patch tokens as a grid)."""
+        return features if self.tokens is None else self.tokens.grid(features)
+
+    def pool(self, features: torch.Tensor) -> torch.Tensor:
+        """Features of ``g`` -> what the head reads ``(N, C)``: the spatial mean, or the tokens' pooling."""
+        return features.mean((2, 3)) if self.tokens is None else self.tokens.pooled(features)
 
     def modules(self) -> Iterator[nn.Module]:
         """The distinct ``nn.Module`` parts: the whole model if known, else those of ``g`` and ``h``."""
@@ -225,7 +239,7 @@ def extract_features(split: ModelSplit, images: torch.Tensor | Crops, *, batch_s
     device : torch.device or str, optional
         Default: the device of the model's parameters.
     pooled : bool, default True
-        Return spatially averaged features ``(N, C)`` instead of ``(N, C, h, w)``.
+        Return pooled features ``(N, C)`` (what the head reads) instead of the spatial map ``(N, C, h, w)``.
     progress : callable, optional
         Called with the number of items done after each batch.
     amp, channels_last : bool, optional
@@ -240,14 +254,11 @@ def extract_features(split: ModelSplit, images: torch.Tensor | Crops, *, batch_s
 
     def features(x: torch.Tensor) -> torch.Tensor:
         f = split.g(x)
-        if f.ndim != 4:
-            raise ValueError(f"`g` of layer `{split.layer}` must return spatial features (N, C, h, w); got shape "
-                             f"{tuple(f.shape)}. Cut the model before its global pooling.")
-        low = float(f.min())
-        if low < 0:
-            raise ValueError(f"features of layer `{split.layer}` must be non-negative for NMF; got a minimum of "
-                             f"{low:.4g}. Cut the model after a ReLU (e.g. ResNet `layer4`) or add one to `g`.")
-        return f.float().mean((2, 3)) if pooled else f.float()
+        if f.ndim != (4 if split.tokens is None else 3):
+            want = "spatial features (N, C, h, w)" if split.tokens is None else "tokens (N, T, C)"
+            raise ValueError(f"`g` of layer `{split.layer}` must return {want}; got shape {tuple(f.shape)}. Cut the "
+                             "model before its global pooling.")
+        return split.pool(f.float()) if pooled else split.spatial(f.float())
 
     return split.map_batches(images, features, batch_size=batch_size, device=device, progress=progress, amp=amp,
                              channels_last=channels_last)

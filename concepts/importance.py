@@ -28,7 +28,11 @@ For a linear head ``ST_k = a_k^2 / sum_j a_j^2`` with ``a_k`` the contribution.
 
 **Gradient x input** (for any head): ``u_k * d logit / d u_k`` at the image's own
 features ``u W + r`` (the residual ``r = a - u W`` held constant). For a linear
-head the gradient is ``W_k . w_c``, so it equals the exact contributions.
+head the gradient is ``W_k . w_c``, so it equals the exact contributions. For a
+head that is not linear (a norm, an MLP) these are the contributions
+(:func:`gradient_contributions`): the bias is then the logit of all-zero
+features and the residual what the concepts' first-order terms leave of the
+logit, so completeness is the share the gradient x input sums carry.
 """
 from __future__ import annotations
 
@@ -38,8 +42,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-__all__ = ["Importance", "completeness", "gradient_x_input", "linear_contributions", "percent_of_logit",
-           "sobol_total_indices"]
+__all__ = ["Importance", "completeness", "gradient_contributions", "gradient_x_input", "linear_contributions",
+           "percent_of_logit", "sobol_total_indices"]
 
 
 @dataclass(eq=False)
@@ -49,11 +53,12 @@ class Importance:
     Attributes
     ----------
     contributions : Tensor, shape (N, k)
-        Exact signed contribution of each concept to each image's logit.
+        Signed contribution of each concept to each image's logit: exact for a linear head, gradient x input
+        for another.
     residual : Tensor, shape (N,)
         Part of the logit the NMF reconstruction misses.
     bias : float
-        Head bias of the class.
+        Head bias of the class (for a head that is not linear: its logit of all-zero features).
     logits : Tensor, shape (N,)
         ``contributions.sum(1) + residual + bias``.
     percent : Tensor, shape (k,)
@@ -238,7 +243,7 @@ def sobol_total_indices(codes: torch.Tensor, components: torch.Tensor,
 
 def gradient_x_input(activations: torch.Tensor, codes: torch.Tensor, components: torch.Tensor,
                      h: Callable[[torch.Tensor], torch.Tensor], class_index: int, *,
-                     batch_size: int = 1024) -> torch.Tensor:
+                     batch_size: int = 1024, device: torch.device | str | None = None) -> torch.Tensor:
     """Per-image ``u_k * d logit_c / d u_k``, shape (N, k), float64 on the CPU.
 
     Parameters
@@ -252,12 +257,14 @@ def gradient_x_input(activations: torch.Tensor, codes: torch.Tensor, components:
         Pooled features ``(M, C)`` -> logits ``(M, classes)``, differentiable.
     class_index : int
     batch_size : int, default 1024
+    device : torch.device or str, optional
+        Where ``h`` runs; default: the device of ``components``.
     """
     caller = "gradient_x_input"
     _check_2d(activations, "activations", caller)
     _check_2d(components, "components", caller, activations.shape[1])
     _check_2d(codes, "codes", caller, components.shape[0])
-    W = components.detach().float()
+    W = components.detach().float().to(device if device is not None else components.device)
     result = []
     for start in range(0, codes.shape[0], batch_size):
         a = activations[start:start + batch_size].detach().float().to(W.device)
@@ -267,3 +274,22 @@ def gradient_x_input(activations: torch.Tensor, codes: torch.Tensor, components:
             (grad,) = torch.autograd.grad(h(rebuilt)[:, class_index].sum(), u)
         result.append((u.detach().double() * grad.double()).cpu())
     return torch.cat(result)
+
+
+def gradient_contributions(activations: torch.Tensor, codes: torch.Tensor, components: torch.Tensor,
+                           h: Callable[[torch.Tensor], torch.Tensor], class_index: int, *,
+                           device: torch.device | str | None = None) -> Importance:
+    """Gradient x input contributions through any head, as :func:`linear_contributions` gives exact ones.
+
+    ``contributions`` from :func:`gradient_x_input`; ``bias`` the class logit of all-zero features (the bias of
+    a linear head); ``residual = logits - bias - contributions.sum(1)``: the identity contributions + residual +
+    bias == logit holds, and on a linear head every term equals the exact one. Arguments as in
+    :func:`gradient_x_input`; float64 on the CPU.
+    """
+    contributions = gradient_x_input(activations, codes, components, h, class_index, device=device)
+    dev = device if device is not None else components.device
+    with torch.no_grad():
+        logits = h(activations.detach().float().to(dev))[:, class_index].double().cpu()
+        bias = float(h(activations.new_zeros(1, activations.shape[1], dtype=torch.float32, device=dev))[0, class_index])
+    return Importance(contributions=contributions, residual=logits - bias - contributions.sum(1), bias=bias,
+                      logits=logits, percent=percent_of_logit(contributions))

@@ -1,9 +1,12 @@
 """Concept maps: where each concept is in an image.
 
 The spatial features ``(N, C, h, w)`` of the whole images are decomposed
-position by position on the fixed bank (non-negative least squares), giving
-codes ``(N, k, h, w)``, then upsampled bilinearly to the image size. These are
-CRAFT's "upsampled U" maps (not the paper's implicit-differentiation maps).
+position by position on the fixed bank (non-negative least squares; signed
+features and bank for a Semi-NMF bank), giving codes ``(N, k, h, w)``, then
+upsampled bilinearly to the image size. These are CRAFT's "upsampled U" maps
+(not the paper's implicit-differentiation maps). For a ViT the positions are
+its patch tokens (:mod:`concepts.tokens`): a map is the patch tokens projected
+on the concept directions, also where the head reads the class token.
 """
 from __future__ import annotations
 
@@ -48,7 +51,7 @@ def concept_maps(split: ModelSplit, bank: ConceptBank, images: torch.Tensor, *, 
                          f"({c} channels); got a bank with {bank.W.shape[1]}. Use the split it was extracted with.")
     dev = split.device() if device is None else torch.device(device)
     rows = feats.permute(0, 2, 3, 1).reshape(-1, c).to(dev)
-    codes = nnls_codes(rows, torch.as_tensor(bank.W), solver="hals")
+    codes = nnls_codes(rows, torch.as_tensor(bank.W), solver="hals", signed=bank.factorization == "semi-nmf")
     maps = codes.reshape(n, h, w, -1).permute(0, 3, 1, 2).contiguous()
     if upsample:
         maps = F.interpolate(maps, size=images.shape[-2:], mode="bilinear", align_corners=False).clamp_min_(0)

@@ -19,10 +19,14 @@ from tqdm.auto import tqdm
 from ._solvers import squared_error
 from .feature_store import ClassFeatures
 from .features import ModelSplit
-from .importance import linear_contributions
+from .importance import Importance, gradient_contributions, linear_contributions
 from .nmf import NMF
+from .seminmf import SemiNMF
 
-__all__ = ["AUTO_CANDIDATES", "AUTO_COMPLETENESS", "NConceptsSweep", "factorize", "sweep_n_concepts"]
+__all__ = ["AUTO_CANDIDATES", "AUTO_COMPLETENESS", "FACTORIZATIONS", "NConceptsSweep", "factorize",
+           "sweep_n_concepts"]
+
+FACTORIZATIONS = {"nmf": NMF, "semi-nmf": SemiNMF}  # name -> estimator: non-negative or signed features
 
 AUTO_CANDIDATES = (2, 4, 6, 8, 10, 12, 16, 20, 24)
 AUTO_COMPLETENESS = 0.8
@@ -49,14 +53,15 @@ class NConceptsSweep:
 
 
 def factorize(crops: torch.Tensor, images: torch.Tensor, k: int, *, solver: str = "hals", fit_on: str = "crops+images",
-              random_state: int = 0, device: torch.device | str | None = None
+              factorization: str = "nmf", random_state: int = 0, device: torch.device | str | None = None
               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The bank ``W`` (k, C), the crops' codes ``U`` (n, k) and the images' codes (N, k), float32 on the CPU.
 
     ``fit_on="crops+images"`` appends the whole images' rows to the crops' before fitting; the crops' codes
-    are the first rows either way.
+    are the first rows either way. ``factorization``: a key of :data:`FACTORIZATIONS` (``"semi-nmf"`` for
+    features of any sign: the bank is then signed, the codes still non-negative).
     """
-    nmf = NMF(k, solver=solver, random_state=random_state, device=device)
+    nmf = FACTORIZATIONS[factorization](k, solver=solver, random_state=random_state, device=device)
     rows = crops if fit_on == "crops" else torch.cat([crops, images.to(crops)])
     U = nmf.fit_transform(rows.to(device))[: len(crops)]
     W = torch.as_tensor(nmf.components_).float().cpu()
@@ -69,29 +74,38 @@ def _relative_error(A: torch.Tensor, U: torch.Tensor, W: torch.Tensor) -> float:
                                                                  1e-12))
 
 
+def contributions(split: ModelSplit, pooled: torch.Tensor, codes: torch.Tensor, W: torch.Tensor, class_index: int,
+                  *, device: torch.device | str | None = None) -> Importance:
+    """The concepts' contributions to the class logit: exact through a linear head (``split.head_weight``),
+    gradient x input through any other (:func:`concepts.gradient_contributions`)."""
+    if split.head_weight is not None:
+        bias = float(split.head_bias[class_index]) if split.head_bias is not None else 0.0
+        return linear_contributions(pooled, codes, W, split.head_weight[class_index].detach().float().cpu(), bias)
+    return gradient_contributions(pooled, codes, W, split.h, class_index, device=device)
+
+
 def sweep_n_concepts(split: ModelSplit, features: ClassFeatures, class_index: int, *,
                      candidates: tuple[int, ...] = AUTO_CANDIDATES, threshold: float = AUTO_COMPLETENESS,
-                     solver: str = "hals", fit_on: str = "crops+images", random_state: int = 0,
-                     device: torch.device | str | None = None, progress: bool = True) -> NConceptsSweep:
+                     solver: str = "hals", fit_on: str = "crops+images", factorization: str = "nmf",
+                     random_state: int = 0, device: torch.device | str | None = None,
+                     progress: bool = True) -> NConceptsSweep:
     """Fit one bank per candidate ``k`` on the same features; the smallest ``k`` with completeness >= threshold.
 
-    Candidates larger than the number of crops or of channels are left out. Needs a linear head
-    (``split.head_weight``): completeness is measured with the exact contributions.
+    Candidates larger than the number of crops or of channels are left out. Completeness is measured with the
+    contributions of :func:`contributions` (exact for a linear head, gradient x input for another).
     """
-    if split.head_weight is None or split.head_bias is None:
-        raise ValueError("`split` of `sweep_n_concepts` must have a linear head (`head_weight`, `head_bias`); got "
-                         "None. Pass n_concepts as an int instead of 'auto'.")
+    if factorization not in FACTORIZATIONS:
+        raise ValueError(f"`factorization` of `sweep_n_concepts` must be one of {', '.join(FACTORIZATIONS)}; got "
+                         f"{factorization!r}.")
     ks = sorted({int(k) for k in candidates if 1 <= k <= min(features.crops.shape)})
     if not ks:
         raise ValueError(f"`candidates` of `sweep_n_concepts` must hold a k in [1, {min(features.crops.shape)}] "
                          f"(crops and channels); got {candidates!r}.")
-    weight = split.head_weight[class_index].detach().float().cpu()
-    bias = float(split.head_bias[class_index])
     curve, errors, image_errors = [], [], []
     for k in tqdm(ks, desc="k sweep", disable=not progress):
         W, U, codes = factorize(features.crops, features.images, k, solver=solver, fit_on=fit_on,
-                                random_state=random_state, device=device)
-        carried = linear_contributions(features.images, codes, W, weight, bias).completeness
+                                factorization=factorization, random_state=random_state, device=device)
+        carried = contributions(split, features.images, codes, W, class_index, device=device).completeness
         curve.append(round(carried, 6) if math.isfinite(carried) else None)
         errors.append(round(_relative_error(features.crops, U, W), 6))
         image_errors.append(round(_relative_error(features.images, codes, W), 6))

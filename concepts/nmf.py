@@ -31,6 +31,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import Tags
 from sklearn.utils.validation import check_array, check_is_fitted, check_non_negative, check_random_state, validate_data
 
+from ._semi_solvers import SEMI_SOLVERS
 from ._solvers import SOLVERS, init_factors, nnls, squared_error
 
 __all__ = ["NMF", "nnls_codes"]
@@ -316,7 +317,7 @@ def _check_tensor(A: torch.Tensor, whom: str, *, non_negative: bool = True) -> t
 
 
 def nnls_codes(A: torch.Tensor, components: torch.Tensor, *, solver: str = "hals", max_iter: int = 500,
-               tol: float = 1e-6, batch_size: int = 65536) -> torch.Tensor:
+               tol: float = 1e-6, batch_size: int = 65536, signed: bool = False) -> torch.Tensor:
     """Non-negative codes ``U`` minimising ``||A - U @ components||`` with the bank fixed.
 
     Parameters
@@ -330,6 +331,8 @@ def nnls_codes(A: torch.Tensor, components: torch.Tensor, *, solver: str = "hals
     tol : float, default 1e-6
     batch_size : int, default 65536
         Rows solved at once.
+    signed : bool, default False
+        ``A`` and the bank may be of any sign (a :class:`concepts.SemiNMF` bank): its solvers, codes still >= 0.
 
     Returns
     -------
@@ -345,7 +348,8 @@ def nnls_codes(A: torch.Tensor, components: torch.Tensor, *, solver: str = "hals
                          f"{getattr(components, 'shape', type(components).__name__)}.")
     dtype = torch.float64 if A.device.type == "cpu" else torch.float32
     W = components.to(A.device, dtype)
-    out = [nnls(A[s:s + batch_size].to(dtype), W, solver, max_iter, tol)
+    solvers = SEMI_SOLVERS if signed else None
+    out = [nnls(A[s:s + batch_size].to(dtype), W, solver, max_iter, tol, solvers=solvers)
            for s in range(0, A.shape[0], batch_size)]
     if not out:
         return A.new_zeros(0, W.shape[0], dtype=torch.float32)

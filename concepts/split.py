@@ -18,8 +18,12 @@ from torch import nn
 from torchvision.models import ResNet50_Weights
 
 from .features import ModelSplit
+from .tokens import PooledView, TokenLayout
 
 __all__ = ["load_resnet50", "resnet50_split", "split_model"]
+
+_TV_VIT = ("conv_proj", "class_token", "encoder", "heads")  # torchvision.models.VisionTransformer
+_TIMM_VIT = ("patch_embed", "blocks", "norm", "head", "num_prefix_tokens", "global_pool")  # timm VisionTransformer
 
 
 def _as_triple(value: object, name: str, caller: str) -> tuple[float, float, float]:
@@ -84,6 +88,68 @@ def _nonlinear_head(head: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
     return h
 
 
+def _tokens_at(run: Callable[[torch.Tensor], torch.Tensor], module: nn.Module
+               ) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Images -> the output of ``module`` (tokens) while ``run`` goes through it."""
+
+    def g(x: torch.Tensor) -> torch.Tensor:
+        seen: list[torch.Tensor] = []
+        handle = module.register_forward_hook(lambda _m, _i, out: seen.append(out))
+        try:
+            run(x)
+        finally:
+            handle.remove()
+        return seen[0]
+
+    return g
+
+
+def _vit(model: nn.Module, input_size: int, layer: str | None
+         ) -> tuple[Callable, Callable, TokenLayout, str] | None:
+    """A torchvision or timm ViT as ``(g, head, tokens, layer)``; None for another model.
+
+    ``g`` gives the tokens after the final norm (``layer`` None, ``encoder`` / ``norm``) or at the module
+    ``layer`` (a block: the head then starts with the final norm, which acts on each token alone).
+    """
+    if all(hasattr(model, name) for name in _TV_VIT):
+        def run(x: torch.Tensor) -> torch.Tensor:
+            x = model._process_input(x)
+            return model.encoder(torch.cat([model.class_token.expand(len(x), -1, -1), x], dim=1))
+
+        tokens, head, norm = TokenLayout(1, "token"), model.heads, model.encoder.ln
+        default, size = "encoder", int(model.image_size)
+    elif all(hasattr(model, name) for name in _TIMM_VIT):
+        pool, prefix = model.global_pool, int(model.num_prefix_tokens)
+        if pool not in ("token", "avg") or getattr(model, "attn_pool", None) is not None \
+                or getattr(model, "pool_include_prefix", False) or hasattr(model, "head_dist"):
+            why = "it has a distillation head (two tokens read)" if hasattr(model, "head_dist") else \
+                f"its global_pool is {pool!r}{' with attention pooling' if getattr(model, 'attn_pool', None) else ''}"
+            raise ValueError(f"`model` of `split_model` must be a timm ViT whose head reads the class token or the "
+                             f"mean of the patch tokens (global_pool 'token' or 'avg'); {why}. Build one with "
+                             "global_pool='token' or 'avg', or a ModelSplit(g=..., h=...) yourself.")
+        run = model.forward_features
+        tokens, norm = TokenLayout(prefix, pool), model.norm
+
+        def head(pooled: torch.Tensor) -> torch.Tensor:
+            return model.head(model.head_drop(model.fc_norm(pooled)))
+
+        if isinstance(model.fc_norm, _INFERENCE_IDENTITY):
+            head = model.head
+        default, size = "norm", int(model.patch_embed.img_size[0])
+    else:
+        return None
+    if input_size != size:
+        raise ValueError(f"`input_size` of `split_model` must be the ViT's own image size {size} (its position "
+                         f"embeddings are fixed); got {input_size}. Pass input_size={size}.")
+    if layer in (None, default, "encoder.ln"):
+        return run, head, tokens, default
+    modules = dict(model.named_modules())
+    if layer not in modules:
+        raise ValueError(f"`layer` of `split_model` must be a module of {type(model).__name__} (a block, e.g. "
+                         f"{'blocks.11' if default == 'norm' else 'encoder.layers.encoder_layer_11'}); got {layer!r}.")
+    return _tokens_at(run, modules[layer]), lambda pooled: head(norm(pooled)), tokens, layer
+
+
 def split_model(model: nn.Module, *, mean: tuple[float, float, float], std: tuple[float, float, float],
                 input_size: int, categories: list[str] | None = None, model_id: str | None = None,
                 layer: str | None = None, pooled_layer: str | None = None) -> ModelSplit:
@@ -104,7 +170,16 @@ def split_model(model: nn.Module, *, mean: tuple[float, float, float], std: tupl
       RegNets (``stem``, ``trunk_output``, ``avgpool``, ``fc``);
     - torchvision EfficientNets, MobileNets and ConvNeXts (``features``,
       ``avgpool``, ``classifier``): the linear head is ``classifier[-1]`` when
-      the layers before it are dropout only.
+      the layers before it are dropout only;
+    - vision transformers: torchvision's ``VisionTransformer`` (``vit_b_16``:
+      ``conv_proj``, ``class_token``, ``encoder``, ``heads``) and timm's
+      (``patch_embed``, ``blocks``, ``norm``, ``head``; ``global_pool``
+      ``"token"`` or ``"avg"``, class and register tokens skipped). ``g`` gives
+      tokens (``tokens`` of the split, :mod:`concepts.tokens`): the patch
+      tokens are the spatial grid and the pooled features are what the head
+      reads (the class token, or the patch tokens' mean). ``model`` of the
+      split is a :class:`~concepts.tokens.PooledView` of the ViT whose module
+      ``pooled`` outputs them. ``input_size`` must be the ViT's own.
 
     ``head_weight`` / ``head_bias`` (exact contributions, concept-to-class
     alignment) are set only when pooled features -> logits is that one linear
@@ -127,7 +202,10 @@ def split_model(model: nn.Module, *, mean: tuple[float, float, float], std: tupl
     layer : str, optional
         Name of the last spatial layer, for records and messages; defaults to
         ``"layer4"`` (ResNet), ``"trunk_output"`` (RegNet), ``"features"``
-        (EfficientNet, MobileNet, ConvNeXt) or ``"forward_features"``.
+        (EfficientNet, MobileNet, ConvNeXt) or ``"forward_features"``. For a
+        ViT it picks the tokens: ``"encoder"`` / ``"norm"`` (default: after the
+        final norm, read by the head) or a block (``"encoder.layers.encoder_layer_11"``,
+        ``"blocks.11"``), whose head then starts with the final norm.
     pooled_layer : str, optional
         The module whose output is the pooled features (where concept
         directions live for feature visualization); defaults to ``"avgpool"``
@@ -140,6 +218,17 @@ def split_model(model: nn.Module, *, mean: tuple[float, float, float], std: tupl
     mean, std = _as_triple(mean, "mean", "split_model"), _as_triple(std, "std", "split_model")
     if isinstance(input_size, bool) or not isinstance(input_size, int) or input_size < 1:
         raise ValueError(f"`input_size` of `split_model` must be a positive int; got {input_size!r}.")
+    vit = _vit(model, input_size, layer)
+    if vit is not None:
+        g, head, tokens, layer = vit
+        linear = _linear_layer(head) if isinstance(head, nn.Module) else None
+        h = linear if linear is not None else head
+        view = PooledView(model, g, tokens.pooled, h)
+        return ModelSplit(g=g, h=h, mean=mean, std=std, input_size=input_size, categories=categories,
+                          head_weight=None if linear is None else linear.weight.detach(),
+                          head_bias=None if linear is None or linear.bias is None else linear.bias.detach(),
+                          model_id=model_id or type(model).__name__, layer=layer, model=view, pooled_layer="pooled",
+                          tokens=tokens)
     head_name = next((name for name in ("fc", "classifier") if isinstance(getattr(model, name, None), nn.Module)),
                      None)
     head = getattr(model, head_name) if head_name is not None else None
@@ -162,6 +251,11 @@ def split_model(model: nn.Module, *, mean: tuple[float, float, float], std: tupl
     linear = _linear_layer(head) if head is not None else None
     if linear is None and callable(getattr(model, "get_classifier", None)):
         linear = _linear_layer(model.get_classifier())  # timm's final linear layer (`classifier`, `head.fc`, ...)
+        container = getattr(model, "head", None)
+        if isinstance(container, nn.Module) and not all(
+                m is linear or isinstance(m, (*_INFERENCE_IDENTITY, nn.AdaptiveAvgPool2d))
+                for m in container.modules() if next(m.children(), None) is None):
+            linear = None  # a head that also normalises (timm's ConvNeXt: NormMlpClassifierHead) is not linear
     if linear is not None:
         h: Callable[[torch.Tensor], torch.Tensor] = linear
         weight, bias = linear.weight.detach(), linear.bias.detach() if linear.bias is not None else None

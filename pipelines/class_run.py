@@ -34,7 +34,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 from concepts import (ClassFeatures, ConceptBank, ConceptFidelity, LoadedImages, ModelSplit, NConceptsSweep,
-                      class_features, concept_fidelity, concept_maps, crop_image, extract_concepts, load_images)
+                      class_directions, class_features, concept_fidelity, concept_maps, crop_image, extract_concepts,
+                      load_images)
 from maco import Objective, RenderResult, RenderSettings, render
 from maco.device import peak_memory_mb, reset_peak_memory, synchronize
 
@@ -189,20 +190,20 @@ def _visualization_stage(run: _ClassRun, bank: ConceptBank) -> RenderResult:
     )
 
 
-def _aligned_classes(split: ModelSplit, direction: torch.Tensor, n: int) -> list[AlignedClass]:
-    """The ``n`` classes whose head weights are closest (cosine) to a concept direction, as on the Lens site."""
-    if split.head_weight is None:
-        return []
-    cos = F.cosine_similarity(split.head_weight.detach().float().cpu(), direction[None].float(), dim=1)
+def _aligned_classes(split: ModelSplit, classes: torch.Tensor, direction: torch.Tensor, n: int) -> list[AlignedClass]:
+    """The ``n`` classes whose directions ``classes`` (:func:`concepts.class_directions`) are closest (cosine) to a
+    concept direction, as on the Lens site."""
+    cos = F.cosine_similarity(classes, direction[None].float(), dim=1)
     top = cos.topk(min(n, len(cos)))
     names = split.categories or [str(i) for i in range(len(cos))]
     return [AlignedClass(int(i), names[int(i)], round(float(c), 4)) for c, i in zip(top.values, top.indices)]
 
 
 def _mosaics_stage(
-    run: _ClassRun, loaded: LoadedImages, bank: ConceptBank, renders: RenderResult
+    run: _ClassRun, loaded: LoadedImages, bank: ConceptBank, renders: RenderResult, classes: torch.Tensor
 ) -> list[ConceptEntry]:
-    """Stage 3a: per concept, its visualization, alpha view, top crops and mosaic, as files."""
+    """Stage 3a: per concept, its visualization, alpha view, top crops and mosaic, as files; ``classes`` are the
+    class directions its aligned classes are found with."""
     order = [int(c) for c in bank.order]
     top_crops = bank.top_crops(run.config.top_crops)
     most_important = np.bincount(np.asarray(bank.contributions).argmax(1), minlength=bank.k)
@@ -230,7 +231,7 @@ def _mosaics_stage(
                     _display(concept_mosaic(image, alpha, patches, title=title), MOSAIC_WIDTH), f"{stem}_mosaic.webp"
                 ),
                 aligned_classes=_aligned_classes(
-                    run.split, torch.as_tensor(bank.W[concept]), run.config.aligned_classes
+                    run.split, classes, torch.as_tensor(bank.W[concept]), run.config.aligned_classes
                 ),
                 colour=concept_colour(position),
                 most_important_for=int(most_important[concept]),
@@ -392,7 +393,8 @@ def run_class(
     run.lap("concepts")
     renders = _visualization_stage(run, bank)
     run.lap("visualizations")
-    concepts = _mosaics_stage(run, loaded, bank, renders)
+    classes, aligned_by = class_directions(split, features, device=device)
+    concepts = _mosaics_stage(run, loaded, bank, renders, classes)
     run.lap("mosaics")
     probs = split.logits(features).softmax(1)[:, job.class_index]
     inversions = _inversions_stage(run, loaded, features, probs)
@@ -429,6 +431,10 @@ def run_class(
         cluster_sprite=sprite,
         cluster_columns=columns,
         concept_layout=concept_layout,
+        factorization=bank.factorization,
+        importance_method=bank.importance,
+        contributions="exact" if split.head_weight is not None else "gradient-input",
+        aligned_by=aligned_by,
         timings=run.timings,
         peak_memory_mb=run.peak_memory_mb,
         device=str(device),

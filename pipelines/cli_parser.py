@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from concepts import AUTO_CANDIDATES, AUTO_COMPLETENESS
-from concepts.extract import FIT_ON, IMPORTANCE_ON, IMPORTANCES
+from concepts.extract import FACTORIZATION, FIT_ON, IMPORTANCE_ON, IMPORTANCES
 from maco import RenderSettings
 
 from .config import ConceptConfig, RunConfig
@@ -154,14 +154,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--layer",
         default=None,
         metavar="MODULE",
-        help="where concepts live: a module whose output the head reads linearly after pooling "
-        "(default: the model's last spatial layer: layer4, trunk_output, features, ...)",
+        help="where concepts live: a module whose output the head reads after pooling; for a ViT, its last block "
+        "(encoder.layers.encoder_layer_11, blocks.11) "
+        "(default: the model's last spatial layer: layer4, trunk_output, features, encoder, norm, ...)",
     )
     run.add_argument(
         "--shift-features",
         action="store_true",
-        help="when the layer ends in an activation bounded below (SiLU, Hardswish, GELU, Mish): add that bound "
-        "to its features so they are non-negative for NMF; the head's bias absorbs it (stated on every page)",
+        help="when the layer ends in an activation bounded below (SiLU, Hardswish, GELU, Mish) and the head is "
+        "linear: add that bound to its features so they are non-negative for NMF (instead of Semi-NMF); the head's "
+        "bias absorbs it (stated on every page)",
     )
     run.add_argument(
         "--out", type=_path, default=Path("outputs/run"), help="run folder; rerun to resume (default: %(default)s)"
@@ -184,8 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--importance",
         choices=IMPORTANCES,
         default=ConceptConfig.importance,
-        help="what ranks the concepts: their exact share of the class logit, gradient x input, or CRAFT's Sobol "
-        "total index (default: %(default)s, the best by concept-space fidelity on imagenette-val; BENCHMARKS.md)",
+        help="what ranks the concepts: their exact share of the class logit (a linear head), gradient x input through "
+        "the head, or CRAFT's Sobol total index through the head; auto: exact for a linear head (the best by "
+        "concept-space fidelity on imagenette-val; BENCHMARKS.md), gradient-input for another (default: %(default)s)",
     )
     run.add_argument(
         "--importance-on",
@@ -200,6 +203,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=ConceptConfig.fit_on,
         help="what the NMF factorises: the crops (CRAFT), or the crops and the whole images, so the concepts "
         "carry more of the class logit (default: %(default)s)",
+    )
+    run.add_argument(
+        "--factorization",
+        choices=FACTORIZATION,
+        default=ConceptConfig.factorization,
+        help="how the features become concepts: NMF (non-negative features), or Semi-NMF (features of any sign: "
+        "ViTs, ConvNeXt, Hardswish or SiLU layers; a signed bank, non-negative coefficients); auto: Semi-NMF "
+        "where the layer's features can be negative, NMF otherwise (default: %(default)s)",
     )
     run.add_argument(
         "--inversions",

@@ -1,18 +1,23 @@
-"""Where the concepts of a model can live: checked before any work, and a shift that makes them possible.
+"""Where the concepts of a model can live: checked before any work, and how their features are factorised.
 
-The concept stage needs non-negative features at the layer (NMF) that the
-head reads linearly after pooling (exact contributions).
-:func:`concept_split` checks both on a probe batch, on the architecture before
-any weights are loaded, and stops with the choices: another layer
-(``--layer``), or ``--shift-features``, which adds the lower bound of the
-layer's last activation to its features (SiLU, Hardswish, GELU, Mish: their
-outputs are bounded below) and subtracts it again through the head's bias, so
-logits and contributions are unchanged; every class page states the shift
-(:func:`feature_transform`).
+The concept stage needs, at the layer, spatial features (or a ViT's tokens)
+whose pooling the head reads: the split's head on the pooled features must
+give the model's logits. :func:`concept_split` checks it on a probe image, on
+the architecture before any weights are loaded, and stops with the reason and
+the choices (the ``--layer`` modules that would do). Any head will do (a
+linear one gives exact contributions, another gradient x input ones) and so
+will features of any sign: :func:`resolve_factorization` picks Semi-NMF for
+a layer whose features can be negative (``--factorization auto``) and says so.
+``--shift-features`` remains for a linear head: it adds the lower bound of
+the layer's last activation to its features (SiLU, Hardswish, GELU, Mish:
+their outputs are bounded below) and subtracts it again through the head's
+bias, so logits and contributions are unchanged and NMF applies; every class
+page states the shift (:func:`feature_transform`).
 """
 
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict
 from dataclasses import dataclass, replace
 from typing import Callable
@@ -20,10 +25,13 @@ from typing import Callable
 import torch
 from torch import nn
 
-from concepts import ModelSplit
+from concepts import ModelSplit, PooledView, split_model
 from maco import forward_to_layers, resolve_layer
 
-__all__ = ["FeatureShift", "check_concept_split", "concept_split", "feature_transform"]
+__all__ = ["FeatureShift", "check_concept_split", "concept_split", "feature_transform", "resolve_factorization",
+           "signed_features"]
+
+_logger = logging.getLogger(__name__)
 
 
 class FeatureShift(nn.Module):
@@ -103,8 +111,9 @@ class _Probe:
     last_leaf : str
         Class name of the last leaf module of the model that ran (the final activation of a layer, usually).
     maps : dict
-        Module name -> (a copy of its first output, the last leaf that had run then), for the spatial maps with
-        ``channels`` channels (copies: in-place additions and activations later overwrite the outputs).
+        Module name -> (a copy of its first output, the last leaf that had run then), for the outputs shaped
+        like the split's features, spatial maps or a ViT's tokens, when asked for (copies: in-place additions and
+        activations later overwrite the outputs).
     """
 
     output: torch.Tensor
@@ -112,21 +121,21 @@ class _Probe:
     maps: dict[str, tuple[torch.Tensor, str]]
 
 
-def _probe(split: ModelSplit, fn: Callable[[torch.Tensor], torch.Tensor], channels: int | None = None) -> _Probe:
-    """``fn`` on one seeded random image, watched by hooks on every module of ``split.model``.
+def _probe(split: ModelSplit, fn: Callable[[torch.Tensor], torch.Tensor], maps: bool = False) -> _Probe:
+    """``fn`` on one seeded random image, watched by hooks on every module of ``split.model`` (with ``maps``: their
+    outputs shaped like features are kept, for the ``--layer`` choices).
 
     The checks are about the architecture (its activations and head), not the data, so one image will do.
     """
     ran: list[str] = []
-    maps: dict[str, tuple[torch.Tensor, str]] = {}
+    outputs: dict[str, tuple[torch.Tensor, str]] = {}
 
     def hook(name: str, leaf: bool) -> Callable[[nn.Module, tuple, object], None]:
         def record(module: nn.Module, inputs: tuple, output: object) -> None:
             if leaf:
                 ran.append(type(module).__name__)
-            if channels is not None and name not in maps and isinstance(output, torch.Tensor) and output.ndim == 4 \
-                    and output.shape[1] == channels and output.shape[-2:].numel() > 1:
-                maps[name] = output.detach().clone(), ran[-1] if ran else ""
+            if maps and name not in outputs and _like_features(split, output):
+                outputs[name] = output.detach().clone(), ran[-1] if ran else ""
         return record
 
     handles = [module.register_forward_hook(hook(name, not any(True for _ in module.children())))
@@ -138,25 +147,32 @@ def _probe(split: ModelSplit, fn: Callable[[torch.Tensor], torch.Tensor], channe
     finally:
         for handle in handles:
             handle.remove()
-    return _Probe(output, ran[-1] if ran else "", maps)
+    return _Probe(output, ran[-1] if ran else "", outputs)
+
+
+def _like_features(split: ModelSplit, output: object) -> bool:
+    """Whether ``output`` has the shape of the split's features: a map ``(N, C, h, w)`` larger than 1 x 1, or a
+    ViT's tokens ``(N, T, C)``."""
+    if not isinstance(output, torch.Tensor):
+        return False
+    if split.tokens is not None:
+        return output.ndim == 3 and output.shape[1] > split.tokens.prefix
+    return output.ndim == 4 and output.shape[-2:].numel() > 1
 
 
 def _faithful(split: ModelSplit, features: torch.Tensor, logits: torch.Tensor) -> bool:
     """Whether the split's head on the pooled ``features`` gives the model's ``logits``."""
-    if features.ndim != 4 or split.head_weight is None or features.shape[1] != split.head_weight.shape[1]:
+    try:
+        pooled = split.h(split.pool(features))
+    except (RuntimeError, ValueError):  # a width or a token count the head cannot take: not what it reads
         return False
-    return bool(torch.allclose(split.h(features.mean((2, 3))), logits, rtol=1e-3,
-                               atol=1e-3 * (1 + float(logits.abs().max()))))
-
-
-def _non_negative(features: torch.Tensor, last_leaf: str) -> bool:
-    return last_leaf not in _MINIMA and float(features.min()) >= 0
+    return pooled.shape == logits.shape and bool(torch.allclose(pooled, logits, rtol=1e-3,
+                                                                atol=1e-3 * (1 + float(logits.abs().max()))))
 
 
 def _valid_layers(split: ModelSplit, probe: _Probe) -> list[str]:
-    """Modules whose output is non-negative and read linearly by the head after pooling: the ``--layer`` choices."""
-    return [name for name, (out, last_leaf) in probe.maps.items()
-            if _faithful(split, out, probe.output) and _non_negative(out, last_leaf)]
+    """Modules whose pooled output the head reads: the ``--layer`` choices."""
+    return [name for name, (out, _) in probe.maps.items() if _faithful(split, out, probe.output)]
 
 
 def _head_text(model: nn.Module) -> str:
@@ -167,44 +183,57 @@ def _head_text(model: nn.Module) -> str:
 
 
 def check_concept_split(split: ModelSplit) -> None:
-    """Raise a ``ValueError`` naming the layer and the choices when the concept stage cannot run on ``split``.
+    """Raise a ``ValueError`` naming the layer, why and the choices when the concept stage cannot run on ``split``.
 
-    It needs, at ``split.layer``, spatial features ``(N, C, h, w)`` that are non-negative (NMF), and a head that
-    reads them linearly after global average pooling (exact contributions, concept-to-class alignment). ``g``
-    and the model run on one seeded random image to check both, and to list the modules that would do (the
-    ``--layer`` choices) and whether ``--shift-features`` would.
+    It needs, at ``split.layer``, spatial features ``(N, C, h, w)`` (a ViT: tokens) whose pooling the split's head
+    reads: ``h`` on them must give the model's logits (any head; features of any sign). ``g`` and the model run on
+    one seeded random image to check it, and to list the modules that would do (the ``--layer`` choices).
     """
     if split.model is None:
         raise ValueError(f"`split` of check_concept_split must have its `model` ({split.model_id} has none): the "
                          "check compares the split with the model's own logits. Build it with split_model.")
-    g = _probe(split, split.g)
-    features, last_leaf = g.output, g.last_leaf
-    probe = _probe(split, split.model, None if split.head_weight is None else split.head_weight.shape[1])
-    faithful = _faithful(split, features, probe.output)
-    problems = []
-    if features.ndim != 4:
-        problems.append(f"its output has shape {tuple(features.shape)}, not a spatial map (N, C, h, w)")
-    elif not _non_negative(features, last_leaf):
-        why = f"it ends in {last_leaf}, whose outputs reach {_MINIMA[last_leaf]}" if last_leaf in _MINIMA \
-            else f"minimum {float(features.min()):.3g} on a probe batch"
-        problems.append(f"its features go negative ({why}) and NMF needs non-negative features")
-    if split.head_weight is None:
-        problems.append(f"the head after pooling is not one linear layer{_head_text(split.model)}, so a concept's "
-                        "share of a logit has no exact value")
-    elif features.ndim == 4 and not faithful:
-        problems.append("the model's logits are not its linear head applied to the pooled output of this layer")
-    if not problems:
+    features = _probe(split, split.g).output
+    logits = _probe(split, split.model).output
+    if not _like_features(split, features):
+        want = "tokens (N, T, C)" if split.tokens is not None else "a spatial map (N, C, h, w)"
+        problem = f"its output has shape {tuple(features.shape)}, not {want} that the head pools"
+    elif not _faithful(split, features, logits):
+        problem = (f"the model's logits are not its head{_head_text(split.model)} applied to the pooled output of "
+                   "this layer (the model does more between them than pooling)")
+    else:
         return
-    layers = _valid_layers(split, probe)
-    choices = [f"pick a layer that is non-negative and read linearly by the head with --layer: {', '.join(layers)}"
-               if layers else "no layer of this model is both non-negative and read linearly by its head"]
-    if last_leaf in _MINIMA and faithful:
-        choices.append(f"or add --shift-features: it adds {-_MINIMA[last_leaf] * _MARGIN:.4g} (the lowest output of "
-                       f"{last_leaf}, +1 %) to every feature and subtracts it through the head's bias, so logits and "
-                       "contributions stay exact; every class page states it")
-    raise ValueError(f"the concept stage cannot explain {split.model_id} at layer `{split.layer}`: "
-                     f"{'; '.join(problems)}. Choices: {'; '.join(choices)}. Feature visualization "
-                     "(concept-lens visualize) works on any model.")
+    layers = _valid_layers(split, _probe(split, split.model, maps=True))
+    choice = f"pick a layer whose pooled output the head reads with --layer: {', '.join(layers)}" if layers \
+        else "no layer of this model gives features that its head reads after pooling"
+    raise ValueError(f"the concept stage cannot explain {split.model_id} at layer `{split.layer}`: {problem}. "
+                     f"Choices: {choice}. Feature visualization (concept-lens visualize) works on any model.")
+
+
+def signed_features(split: ModelSplit) -> str | None:
+    """Why the features of ``split.layer`` can be negative (its last activation's bound, or a negative value on a
+    probe image), or None when they cannot: what ``--factorization auto`` decides by."""
+    probe = _probe(split, split.g)
+    if probe.last_leaf in _MINIMA:
+        return f"it ends in {probe.last_leaf}, whose outputs reach {_MINIMA[probe.last_leaf]}"
+    low = float(probe.output.min())
+    return f"they reach {low:.3g} on a probe image (it ends in {probe.last_leaf or 'no module'})" if low < 0 else None
+
+
+def resolve_factorization(split: ModelSplit, factorization: str) -> str:
+    """``--factorization`` for ``split``: ``auto`` is ``semi-nmf`` where the features can be negative (logged,
+    naming the layer and why), ``nmf`` otherwise; ``nmf`` on such features is refused with the choices."""
+    why = signed_features(split)
+    if factorization == "nmf" and why is not None:
+        raise ValueError(f"`--factorization nmf`: the features of layer `{split.layer}` of {split.model_id} can be "
+                         f"negative ({why}) and NMF needs non-negative ones. Use --factorization semi-nmf (or auto), "
+                         "or --shift-features where the head is linear.")
+    if factorization != "auto":
+        return factorization
+    if why is None:
+        return "nmf"
+    _logger.info("layer `%s` of %s: the features can be negative (%s), so concepts are found by Semi-NMF (a "
+                 "signed bank, non-negative coefficients)", split.layer, split.model_id, why)
+    return "semi-nmf"
 
 
 def concept_split(split: ModelSplit, *, layer: str | None = None, shift_features: bool = False) -> ModelSplit:
@@ -225,7 +254,13 @@ def concept_split(split: ModelSplit, *, layer: str | None = None, shift_features
     ValueError
         From :func:`check_concept_split`, or for a ``layer`` that is not a module or a shift with no known bound.
     """
-    if layer is not None:
+    if layer is not None and isinstance(split.model, PooledView):  # a ViT: the head of a block starts with the norm
+        try:
+            split = split_model(split.model.source, mean=split.mean, std=split.std, input_size=split.input_size,
+                                categories=split.categories, model_id=split.model_id, layer=layer)
+        except ValueError as err:
+            raise ValueError(f"`--layer`: {err}") from None
+    elif layer is not None:
         try:
             name = resolve_layer(split.model, layer)
         except ValueError as err:

@@ -37,9 +37,10 @@ class ConceptConfig:
     random_state: int = 0
     amp: bool | None = None  # bf16 autocast for the concept stage's forward passes; None: on CUDA only
     channels_last: bool | None = None  # likewise
-    importance: str = "exact"  # what ranks the concepts: exact, gradient-input or sobol (BENCHMARKS.md)
+    importance: str = "auto"  # exact, gradient-input or sobol; auto: exact for a linear head, else gradient-input
     importance_on: str = "images"  # measured on the whole images or on the crops
     fit_on: str = "crops+images"  # the NMF factorises the crops and the whole images (completeness; BENCHMARKS.md)
+    factorization: str = "auto"  # nmf, or semi-nmf for signed features (auto: semi-nmf where a feature is negative)
 
 
 @dataclass(frozen=True)

@@ -35,8 +35,9 @@ __all__ = [
     "SkippedFile",
 ]
 
-RECORD_SCHEMA = 5  # 5: `n_concepts_sweep`, `digest`; 4: `insertion`, `fidelity`, random regions; 3: WebP pictures;
-# 2: `layer`, `feature_transform`
+# 6: `factorization`, `importance_method`, `contributions`, `aligned_by`; 5: `n_concepts_sweep`, `digest`;
+# 4: `insertion`, `fidelity`, random regions; 3: WebP pictures; 2: `layer`, `feature_transform`
+RECORD_SCHEMA = 6
 
 
 class RecordError(ValueError):
@@ -45,7 +46,7 @@ class RecordError(ValueError):
 
 @dataclass
 class AlignedClass:
-    """A class whose head weights point the same way as a concept (as on the Lens site)."""
+    """A class whose direction (``ClassRecord.aligned_by``) points the same way as a concept (as on the Lens site)."""
 
     class_index: int
     class_name: str
@@ -96,7 +97,14 @@ class ClassRecord:
 
     ``model_id`` names the model and its weights (``torchvision/resnet50/IMAGENET1K_V2``, or
     ``.../sha256:<hex>`` of a weights file), ``layer`` the module whose features the concepts decompose, and
-    ``feature_transform`` what was done to them to make them non-negative (None: nothing).
+    ``feature_transform`` what was done to them to make them non-negative (None: nothing),
+    ``factorization`` how they became concepts (``nmf``; ``semi-nmf`` for signed features: a signed bank),
+    ``importance_method`` what ranks the concepts (``exact``, ``gradient-input`` or ``sobol``; ``importance``
+    adds where it was measured), ``contributions`` how each concept's share of the logit was measured (``exact``
+    through a linear head, ``gradient-input`` through another: the % of logit and completeness are then gradient
+    x input sums) and ``aligned_by`` what a concept direction is compared with to find its aligned classes
+    (``head weights``, or ``mean logit gradients``: each class logit's gradient with respect to the pooled
+    features, mean over this class's images, for a head that is not linear).
     ``overlays`` are every concept's map over the class's most confidently classified images, and
     ``deletion`` and ``insertion`` the causal checks of the ranking on those images (:mod:`pipelines.deletion`),
     ``fidelity`` the same in concept space on all the class's images (:mod:`concepts.fidelity`);
@@ -142,6 +150,10 @@ class ClassRecord:
     cluster_sprite: str | None = None
     cluster_columns: int = 0
     concept_layout: list[LayoutPoint] = field(default_factory=list)
+    factorization: str = "nmf"
+    importance_method: str = "exact"
+    contributions: str = "exact"
+    aligned_by: str = "head weights"
     status: str = "done"
     schema: int = RECORD_SCHEMA
     # SHA-256 of the file as written with this field empty: set by `save`, checked by `load(..., intact=True)`

@@ -56,9 +56,17 @@ def test_the_sweep_refuses_what_it_cannot_measure():
     split, features = planted_split_and_features()
     with pytest.raises(ValueError, match="`candidates` of `sweep_n_concepts` must hold a k in \\[1, 16\\]"):
         sweep_n_concepts(split, features, 0, candidates=(40,), progress=False)
-    split.head_weight = None
-    with pytest.raises(ValueError, match="must have a linear head"):
-        sweep_n_concepts(split, features, 0, progress=False)
+    with pytest.raises(ValueError, match="`factorization` of `sweep_n_concepts` must be one of nmf, semi-nmf"):
+        sweep_n_concepts(split, features, 0, factorization="pca", progress=False)
+
+
+def test_the_sweep_through_any_head_measures_with_gradient_x_input():
+    split, features = planted_split_and_features()
+    exact = sweep_n_concepts(split, features, 0, candidates=(2, 4), progress=False)
+    split.head_weight = None  # the same (linear) head seen as any head: gradient x input equals the exact share
+    through_head = sweep_n_concepts(split, features, 0, candidates=(2, 4), progress=False)
+    assert through_head.chosen == exact.chosen
+    assert through_head.completeness == pytest.approx(exact.completeness, abs=1e-4)
 
 
 def test_class_features_round_trip_and_damage_is_refused(tiny_split, images, tmp_path):

@@ -18,7 +18,7 @@ from PIL import Image
 import pipelines.models as models
 from concepts import extract_features
 from pipelines.cli import main
-from pipelines.concept_layer import feature_transform
+from pipelines.concept_layer import feature_transform, resolve_factorization
 from pipelines.models import load_model, model_meta, parse_model, read_state_dict
 
 TINY_RUN = ["--k", "2", "--patch-size", "112", "--steps", "2", "--image-size", "64", "--crops", "2",
@@ -92,15 +92,33 @@ def test_a_resnet_with_a_five_class_head_from_a_local_file(tmp_path):
     assert {a["class_name"] for a in record["concepts"][0]["aligned_classes"]} == set(names)
 
 
-def test_a_model_whose_features_go_negative_stops_before_any_work(tmp_path, capsys, no_weights):
+def test_a_mobilenet_v3_with_signed_features_and_an_mlp_head_is_explained(tmp_path, caplog):
     weights = save_weights(tmp_path, "mobilenet_v3_small", 4)
+    spec = parse_model("mobilenet_v3_small", str(weights))
+    state = read_state_dict(weights)
+    split = load_model(spec, model_meta(spec, state=state), state=state, categories=list("abcd"), concepts=True)
+    assert split.layer == "features" and split.head_weight is None  # Linear, Hardswish, Dropout, Linear
+    with caplog.at_level("INFO", logger="pipelines.concept_layer"):
+        assert resolve_factorization(split, "auto") == "semi-nmf"
+    assert "layer `features` of torchvision/mobilenet_v3_small" in caplog.text
+    assert "it ends in Hardswish, whose outputs reach -0.375" in caplog.text and "Semi-NMF" in caplog.text
+    with pytest.raises(ValueError, match=r"`--factorization nmf`: the features of layer `features` .* can be "
+                                         r"negative \(it ends in Hardswish.*Use --factorization semi-nmf"):
+        resolve_factorization(split, "nmf")
+    with pytest.raises(ValueError, match=r"`--shift-features` needs a linear head .*\(Linear, Hardswish, Dropout, "
+                                         r"Linear\) is not one"):
+        load_model(spec, model_meta(spec, state=state), state=state, categories=list("abcd"), concepts=True,
+                   shift_features=True)
+
+
+def test_a_model_the_head_does_not_read_stops_before_any_work(tmp_path, capsys, no_weights):
+    weights = save_weights(tmp_path, "resnet18", 4)
     root = image_folder(tmp_path / "data", ["a", "b", "c", "d"], n_images=1)
     out = tmp_path / "run"
-    err = error_of(["run", "--model", "mobilenet_v3_small", "--weights", str(weights), "--data-root", str(root),
-                    "--out", str(out)], capsys)
-    assert "cannot explain torchvision/mobilenet_v3_small" in err and "at layer `features`" in err
-    assert "it ends in Hardswish, whose outputs reach -0.375" in err and "NMF needs non-negative features" in err
-    assert "(Linear, Hardswish, Dropout, Linear)" in err and "concept-lens visualize" in err
+    err = error_of(["run", "--model", "resnet18", "--weights", str(weights), "--data-root", str(root),
+                    "--layer", "layer3", "--out", str(out)], capsys)
+    assert "cannot explain torchvision/resnet18" in err and "at layer `layer3`" in err
+    assert "not its head applied to the pooled output of this layer" in err and "concept-lens visualize" in err
     assert not (out / "run.json").exists() and not (out / "classes").exists()
 
 
@@ -109,13 +127,11 @@ def test_an_efficientnet_is_offered_the_shift_and_it_keeps_the_logits(tmp_path, 
     spec = parse_model("efficientnet_b0", str(weights))
     state = read_state_dict(weights)
     meta = model_meta(spec, state=state)
-    with monkeypatch.context() as patched:
-        patched.setattr(models, "_with_weights", lambda *args: pytest.fail("weights were loaded before the check"))
-        with pytest.raises(ValueError, match=r"ends in SiLU, whose outputs reach -0.27846.*add --shift-features: it "
-                                             r"adds 0.2812"):
-            load_model(spec, meta, state=state, categories=["a", "b"], concepts=True)
+    signed = load_model(spec, meta, state=state, categories=["a", "b"], concepts=True)  # Semi-NMF will do
+    assert resolve_factorization(signed, "auto") == "semi-nmf"
     split = load_model(spec, meta, state=state, categories=["a", "b"], concepts=True, shift_features=True)
     assert "features + 0.2812 (SiLU's lowest output is -0.27846, +1 %)" in feature_transform(split)
+    assert resolve_factorization(split, "auto") == "nmf"  # or NMF on the shifted features
     reference = torchvision.models.efficientnet_b0(num_classes=2).eval()
     reference.load_state_dict(state)
     x = torch.rand(2, 3, 64, 64)
@@ -134,7 +150,7 @@ def test_a_layer_the_head_does_not_read_lists_the_layers_it_does(tmp_path, no_we
     spec = parse_model("resnet18", str(weights))
     state = read_state_dict(weights)
     meta = model_meta(spec, state=state)
-    with pytest.raises(ValueError, match=r"at layer `layer3`: .*not its linear head applied to the pooled output.*"
+    with pytest.raises(ValueError, match=r"at layer `layer3`: .*not its head applied to the pooled output.*"
                                          r"--layer: layer4.1, layer4\. Feature"):
         load_model(spec, meta, state=state, categories=list("abc"), layer="layer3", concepts=True)
     with pytest.raises(ValueError, match=r"`--layer`: `layer` 'layer5' is not a module of ResNet. Close matches"):
@@ -230,12 +246,15 @@ def test_a_timm_model_from_a_local_file(tmp_path, capsys):
     assert "timm has no model 'efficientnet_lit0'. Close matches: efficientnet_lite0" in err
 
 
-def test_a_timm_model_whose_head_is_not_linear_is_refused(tmp_path):
+def test_a_timm_convnext_whose_head_normalises_is_read_through_it(tmp_path):
     timm = pytest.importorskip("timm")
     path = tmp_path / "convnext.pth"
     torch.save(timm.create_model("convnext_atto", pretrained=False, num_classes=3).state_dict(), path)
     spec = parse_model("timm:convnext_atto", str(path))
     state = read_state_dict(path)
-    with pytest.raises(ValueError, match=r"cannot explain timm/convnext_atto/sha256:\w+ at layer `forward_features`: "
-                                         r"its features go negative"):
-        load_model(spec, model_meta(spec, state=state), state=state, categories=list("abc"), concepts=True)
+    split = load_model(spec, model_meta(spec, state=state), state=state, categories=list("abc"), concepts=True)
+    assert split.head_weight is None  # NormMlpClassifierHead: LayerNorm2d before its fc
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(split.logits(extract_features(split, x)), split.model(split.prepare(x)),
+                                   rtol=1e-4, atol=1e-4)
