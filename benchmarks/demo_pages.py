@@ -19,6 +19,7 @@ different parts), and writes ``demo_pages.json`` into the run folder.
 Usage::
 
     concept-lens -q demo --out /tmp/demo && python benchmarks/demo_pages.py /tmp/demo
+    concept-lens -q demo --arch vit --out /tmp/demo-vit && python benchmarks/demo_pages.py /tmp/demo-vit
 """
 from __future__ import annotations
 
@@ -122,12 +123,20 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def run_network(run_dir: Path) -> str:
+    """The demo network the run explained (``"a"``, or ``"vit"`` after ``demo --arch vit``), from its run.json."""
+    model_id = json.loads((Path(run_dir) / "run.json").read_text())["model_id"]
+    if not model_id.startswith("demo/"):
+        raise ValueError(f"`run_dir` {run_dir} is not a `concept-lens demo` run (its model is {model_id!r}).")
+    return model_id.removeprefix("demo/")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path, help="a finished `concept-lens demo` run folder")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    split, world = demo_model("a"), DemoWorld(DEMO_INPUT_SIZE)
+    split, world = demo_model(run_network(args.run_dir)), DemoWorld(DEMO_INPUT_SIZE)
     rows = [class_row(args.run_dir, c, split, world, DEMO_CONFIG.map_strip) for c in range(len(CLASS_NAMES))]
     print(table(rows))
     save(rows, args.run_dir / "demo_pages.json")

@@ -239,7 +239,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     )
     return _report(
         run_demo(
-            args.out, config=config, n_per_class=args.images_per_class, device=args.device, progress=not args.quiet
+            args.out,
+            config=config,
+            n_per_class=args.images_per_class,
+            device=args.device,
+            progress=not args.quiet,
+            arch=args.arch,
         )
     )
 

@@ -10,7 +10,7 @@ from concepts.extract import FACTORIZATION, FIT_ON, IMPORTANCE_ON, IMPORTANCES
 from maco import RenderSettings
 
 from .config import ConceptConfig, RunConfig
-from .demo_run import DEMO_CONFIG, DEMO_IMAGES_PER_CLASS
+from .demo_run import DEMO_ARCHS, DEMO_CONFIG, DEMO_IMAGES_PER_CLASS
 
 __all__ = ["build_parser"]
 
@@ -121,6 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive,
         default=DEMO_IMAGES_PER_CLASS,
         help="demo images generated per class (default: %(default)s)",
+    )
+    demo.add_argument(
+        "--arch",
+        choices=DEMO_ARCHS,
+        default=DEMO_ARCHS[0],
+        help="the demo network to explain: the small CNN or the tiny ViT (default: %(default)s)",
     )
 
     run = sub.add_parser("run", help="explain the classes of a classifier: concepts, visualizations, gallery")

@@ -22,9 +22,10 @@ from .jobs import ClassJob
 from .models import demo_model
 from .run import RunSummary, distributed_context, run_classes, run_folder_lock
 
-__all__ = ["DEMO_CONFIG", "DEMO_IMAGES_PER_CLASS", "DEMO_IMAGES_SEED", "demo_jobs", "run_demo"]
+__all__ = ["DEMO_ARCHS", "DEMO_CONFIG", "DEMO_IMAGES_PER_CLASS", "DEMO_IMAGES_SEED", "demo_jobs", "run_demo"]
 
 DEMO_IMAGES_PER_CLASS = 40
+DEMO_ARCHS = ("cnn", "vit")  # the shipped demo networks to explain: DemoNet "a" and DemoViT "vit"
 DEMO_IMAGES_SEED = 2026  # not a training seed: these images are new to the model
 _VIZ = RenderSettings(steps=64, image_size=256, crops=8, seed=0)
 DEMO_CONFIG = RunConfig(
@@ -54,8 +55,14 @@ def run_demo(
     n_per_class: int = DEMO_IMAGES_PER_CLASS,
     device: str | None = None,
     progress: bool = True,
+    arch: str = "cnn",
 ) -> RunSummary:
-    """Run the whole pipeline on the demo world into ``out`` and build its gallery."""
+    """Run the whole pipeline on the demo world into ``out`` and build its gallery.
+
+    ``arch`` picks the network to explain: ``"cnn"`` (the demo CNN ``a``) or ``"vit"`` (the tiny transformer).
+    """
+    if arch not in DEMO_ARCHS:
+        raise ValueError(f"`arch` of run_demo must be one of {DEMO_ARCHS}; got {arch!r}.")
     out = Path(out)
     with run_folder_lock(out):
         ctx = distributed_context()
@@ -64,4 +71,5 @@ def run_demo(
         if ctx.world_size > 1:
             dist.barrier()
         jobs = demo_jobs(out / "images", n_per_class=n_per_class)
-        return run_classes(jobs, demo_model("a"), config, out, device=device, progress=progress)
+        split = demo_model("a" if arch == "cnn" else "vit")
+        return run_classes(jobs, split, config, out, device=device, progress=progress)

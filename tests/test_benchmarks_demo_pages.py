@@ -59,3 +59,10 @@ def test_the_run_report_tables_every_class_and_counts_the_wins(run_dir, capsys, 
     assert won["deletion < random regions"] == int(record["deletion"]["auc_ranking"]
                                                    < record["deletion"]["auc_random_regions"])
     assert json.loads((tmp_path / "r.json").read_text())[0]["fidelity"] == record["fidelity"]
+
+
+def test_the_network_is_read_from_the_run(run_dir, tmp_path):
+    assert demo_pages.run_network(run_dir) == "a"
+    (tmp_path / "run.json").write_text(json.dumps({"model_id": "torchvision/resnet50/IMAGENET1K_V2"}))
+    with pytest.raises(ValueError, match="not a `concept-lens demo` run"):
+        demo_pages.run_network(tmp_path)
