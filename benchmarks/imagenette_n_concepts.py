@@ -6,7 +6,8 @@ same features (:data:`concepts.AUTO_CANDIDATES`) with the bank fitted on the
 crops only (CRAFT) and on the crops and the whole images, and reports the
 completeness curve, the relative reconstruction errors and the k that
 ``auto`` chooses (the smallest whose completeness reaches
-:data:`concepts.AUTO_COMPLETENESS`).
+:data:`concepts.AUTO_COMPLETENESS`). ``--factorization semi-nmf --candidates 10``
+compares Semi-NMF (a signed bank) at k = 10.
 
 Writes ``imagenette_n_concepts.md`` and ``.json`` into ``--out``.
 
@@ -28,6 +29,7 @@ from imagenette_features import DEFAULT_CACHE, IMAGENETTE, WEIGHTS, efficientnet
 
 from concepts import AUTO_CANDIDATES, AUTO_COMPLETENESS, ClassFeatures, imagenet_classes, sweep_n_concepts
 from concepts.extract import FIT_ON
+from concepts.n_concepts import FACTORIZATIONS
 
 
 def class_rows(split, wnid: str, args: argparse.Namespace) -> dict:
@@ -40,7 +42,8 @@ def class_rows(split, wnid: str, args: argparse.Namespace) -> dict:
     row = {"wnid": wnid, "class_index": index, "class_name": split.categories[index]}
     for fit_on in FIT_ON:
         start = time.perf_counter()
-        sweep = sweep_n_concepts(split, features, index, fit_on=fit_on, threshold=args.threshold, progress=False)
+        sweep = sweep_n_concepts(split, features, index, candidates=tuple(args.candidates), fit_on=fit_on,
+                                 factorization=args.factorization, threshold=args.threshold, progress=False)
         row[fit_on] = {**sweep.to_dict(), "seconds": round(time.perf_counter() - start, 1)}
     return row
 
@@ -70,6 +73,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=120)
     parser.add_argument("--threshold", type=float, default=AUTO_COMPLETENESS)
+    parser.add_argument("--candidates", type=int, nargs="+", default=list(AUTO_CANDIDATES), help="k values (with 10)")
+    parser.add_argument("--factorization", choices=tuple(FACTORIZATIONS), default="nmf")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
@@ -80,9 +85,11 @@ def main() -> None:
         if (args.cache / f"{folder.name}_{args.images}_64.npz").exists():
             rows.append(class_rows(split, folder.name, args))
             print(rows[-1]["class_name"], {f: rows[-1][f]["completeness"] for f in FIT_ON}, flush=True)
-    write_report("imagenette_n_concepts", table(rows), device=torch.device("cpu"),
-                 settings={"candidates": list(AUTO_CANDIDATES), "threshold": args.threshold,
-                           "images": args.images, "patch_size": 64, "model": "efficientnet_lite0"},
+    name = "imagenette_n_concepts" + ("" if args.factorization == "nmf" else "_" + args.factorization.replace("-", "_"))
+    write_report(name, table(rows), device=torch.device("cpu"),
+                 settings={"candidates": args.candidates, "factorization": args.factorization,
+                           "threshold": args.threshold, "images": args.images, "patch_size": 64,
+                           "model": "efficientnet_lite0"},
                  figures={"classes": rows}, out=args.out)
 
 
