@@ -140,3 +140,21 @@ def test_timm_vits_token_and_mean_pooled_with_register_tokens(images, pool, pref
     with torch.no_grad():
         torch.testing.assert_close(block.logits(extract_features(block, images)), vit(block.prepare(images)),
                                    rtol=1e-5, atol=1e-5)
+
+
+def test_a_torchvision_convnext_reads_its_normalising_head_through_gradient_x_input(images):
+    """convnext_tiny's layout (features, avgpool, classifier = LayerNorm2d, Flatten, Linear), two small stages."""
+    from torchvision.models.convnext import CNBlockConfig, ConvNeXt
+
+    torch.manual_seed(0)
+    model = ConvNeXt([CNBlockConfig(8, 16, 1), CNBlockConfig(16, None, 1)], num_classes=4).eval()
+    split = split_model(model, input_size=32, categories=list("abcd"), **NORM)
+    assert split.head_weight is None and split.layer == "features"
+    pooled = extract_features(split, images)
+    with torch.no_grad():  # the split's head on the pooled features is the model (the images are 32 px already)
+        logits = model(torchvision.transforms.functional.normalize(images, **NORM))
+    torch.testing.assert_close(split.logits(pooled), logits, rtol=1e-4, atol=1e-5)
+    bank = extract_concepts(split, images, 2, n_concepts=2, patch_size=16, sobol_designs=0, progress=False)
+    assert bank.factorization == "semi-nmf" and bank.importance == "gradient-input"
+    total = bank.contributions.sum(1) + bank.residual + bank.bias
+    torch.testing.assert_close(torch.as_tensor(total), torch.as_tensor(bank.logits), rtol=1e-5, atol=1e-5)
