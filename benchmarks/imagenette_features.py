@@ -62,6 +62,12 @@ def cache_path(cache: Path, wnid: str, images: int, patch_size: int) -> Path:
     return cache / f"{wnid}_{images}_{patch_size}.npz"
 
 
+def cached_classes(cache: Path, images: int, patch_size: int = 64) -> list[str]:
+    """The WordNet ids of the imagenette-val classes whose features are cached, in folder order."""
+    return [folder.name for folder in sorted(IMAGENETTE.iterdir())
+            if cache_path(cache, folder.name, images, patch_size).exists()]
+
+
 def class_features(split, folder: Path, images: int, patch_size: int) -> dict[str, np.ndarray]:
     loaded = load_images(folder, image_size=split.input_size, max_images=images)
     crops = extract_crops(loaded.images, patch_size=patch_size, out_size=split.input_size)

@@ -26,7 +26,7 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 from _report import write_report
-from imagenette_features import DEFAULT_CACHE, IMAGENETTE, WEIGHTS, efficientnet_lite0, load_class
+from imagenette_features import DEFAULT_CACHE, IMAGENETTE, WEIGHTS, cached_classes, efficientnet_lite0, load_class
 
 from concepts import NMF, concept_maps, imagenet_classes, linear_contributions, load_images
 from pipelines.config import RunConfig
@@ -88,11 +88,10 @@ def main() -> None:
     args = parser.parse_args()
     split = efficientnet_lite0(WEIGHTS)
     rows = []
-    for folder in sorted(IMAGENETTE.iterdir()):
-        if (args.cache / f"{folder.name}_{args.cached_images}_64.npz").exists():
-            with torch.inference_mode():
-                rows.append(class_row(split, folder.name, args))
-            print(rows[-1], flush=True)
+    for wnid in cached_classes(args.cache, args.cached_images):
+        with torch.inference_mode():
+            rows.append(class_row(split, wnid, args))
+        print(rows[-1], flush=True)
     write_report("imagenette_fill", table(rows), device=torch.device("cpu"),
                  settings={"images": args.images, "share": PIPELINE.deletion_share, "seeds": PIPELINE.deletion_seeds},
                  figures={"classes": rows}, out=args.out)

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from _report import write_report
-from imagenette_features import DEFAULT_CACHE, IMAGENETTE, WEIGHTS, efficientnet_lite0, load_class
+from imagenette_features import DEFAULT_CACHE, WEIGHTS, cached_classes, efficientnet_lite0, load_class
 
 from concepts import NMF, concept_fidelity, imagenet_classes, linear_contributions, sobol_total_indices
 from concepts.extract import FIT_ON, IMPORTANCE_ON, IMPORTANCES, _ranking_importance
@@ -112,11 +112,10 @@ def main() -> None:
     torch.manual_seed(0)
     split = efficientnet_lite0(WEIGHTS)
     rows = []
-    for folder in sorted(IMAGENETTE.iterdir()):
-        if (args.cache / f"{folder.name}_{args.images}_64.npz").exists():
-            rows.append(class_rows(split, folder.name, args))
-            print(rows[-1]["class_name"], {v: x["c_deletion"] + x["c_insertion"] + [x["c_mufidelity"]]
-                                           for v, x in rows[-1]["variants"].items()}, flush=True)
+    for wnid in cached_classes(args.cache, args.images):
+        rows.append(class_rows(split, wnid, args))
+        print(rows[-1]["class_name"], {v: x["c_deletion"] + x["c_insertion"] + [x["c_mufidelity"]]
+                                       for v, x in rows[-1]["variants"].items()}, flush=True)
     part = "imagenette_importance" + ("" if args.fit_on == "crops" else "_crops_images")
     write_report(part, table(rows), device=torch.device("cpu"),
                  settings={"fit_on": args.fit_on, "k": args.k, "images": args.images, "patch_size": 64,

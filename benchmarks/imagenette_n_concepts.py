@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from _report import write_report
-from imagenette_features import DEFAULT_CACHE, IMAGENETTE, WEIGHTS, efficientnet_lite0, load_class
+from imagenette_features import DEFAULT_CACHE, WEIGHTS, cached_classes, efficientnet_lite0, load_class
 
 from concepts import AUTO_CANDIDATES, AUTO_COMPLETENESS, ClassFeatures, imagenet_classes, sweep_n_concepts
 from concepts.extract import FIT_ON
@@ -81,10 +81,9 @@ def main() -> None:
     torch.manual_seed(0)
     split = efficientnet_lite0(WEIGHTS)
     rows = []
-    for folder in sorted(IMAGENETTE.iterdir()):
-        if (args.cache / f"{folder.name}_{args.images}_64.npz").exists():
-            rows.append(class_rows(split, folder.name, args))
-            print(rows[-1]["class_name"], {f: rows[-1][f]["completeness"] for f in FIT_ON}, flush=True)
+    for wnid in cached_classes(args.cache, args.images):
+        rows.append(class_rows(split, wnid, args))
+        print(rows[-1]["class_name"], {f: rows[-1][f]["completeness"] for f in FIT_ON}, flush=True)
     name = "imagenette_n_concepts" + ("" if args.factorization == "nmf" else "_" + args.factorization.replace("-", "_"))
     write_report(name, table(rows), device=torch.device("cpu"),
                  settings={"candidates": args.candidates, "factorization": args.factorization,

@@ -14,13 +14,14 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .alignment import class_directions
 from .bank import ConceptBank, library_versions
 from .feature_store import ClassFeatures, class_features
 from .crops import extract_crops
 from .data import LoadedImages
 from .features import ModelSplit
 from .importance import gradient_x_input, percent_of_logit, sobol_total_indices
-from .n_concepts import FACTORIZATIONS, contributions, factorize, sweep_n_concepts
+from .n_concepts import AUTO_CANDIDATES, AUTO_COMPLETENESS, FACTORIZATIONS, _sweep, contributions, factorize
 from ._solvers import squared_error
 
 __all__ = ["FACTORIZATION", "FIT_ON", "IMPORTANCES", "IMPORTANCE_ON", "crop_image", "extract_concepts"]
@@ -157,20 +158,22 @@ def extract_concepts(split: ModelSplit, images: LoadedImages | torch.Tensor, cla
         class_index = int(class_index)
         factorization = _factorization(factorization, A, pooled)
         sweep = None
-        if k is None:
-            sweep = sweep_n_concepts(split, features, class_index, solver=solver, fit_on=fit_on,
-                                     factorization=factorization, random_state=random_state, device=dev,
-                                     progress=progress)
+        if k is None:  # the sweep fits every candidate k: the chosen one's bank is kept, not fitted again
+            sweep, fits = _sweep(split, features, class_index, candidates=AUTO_CANDIDATES,
+                                 threshold=AUTO_COMPLETENESS, solver=solver, fit_on=fit_on,
+                                 factorization=factorization, random_state=random_state, device=dev,
+                                 progress=progress)
             k = sweep.chosen
-        with tqdm(total=1, desc=f"{factorization} ({solver}, k={k}, on {fit_on})", disable=not progress) as bar:
-            W, U, codes = factorize(A, pooled, k, solver=solver, fit_on=fit_on, factorization=factorization,
-                                    random_state=random_state, device=dev)
-            bar.update()
+            W, U, codes = fits[k]
+        else:
+            with tqdm(total=1, desc=f"{factorization} ({solver}, k={k}, on {fit_on})", disable=not progress) as bar:
+                W, U, codes = factorize(A, pooled, k, solver=solver, fit_on=fit_on, factorization=factorization,
+                                        random_state=random_state, device=dev)
+                bar.update()
         # the crops' own error, whatever rows were fitted (chunked, float64 sums: no (n, C) float64 copy of A)
         crop_error = squared_error(A, U.to(A), W.to(A)) ** 0.5
         imp = contributions(split, pooled, codes, W, class_index, device=dev)
-        weight = split.head_weight[class_index].detach().float().cpu() if split.head_weight is not None \
-            else _mean_gradient(split, pooled, class_index, dev)
+        weight = class_directions(split, pooled, classes=[class_index], device=dev)[0][0]
         sobol = sobol_per_image = None
         if designs:
             with tqdm(total=len(tensor), desc="Sobol indices", unit="img", disable=not progress) as bar:
@@ -217,15 +220,6 @@ def _factorization(name: str, crops: torch.Tensor, images: torch.Tensor) -> str:
         raise ValueError(f"`factorization` of `extract_concepts` is 'nmf', but the features go negative (minimum "
                          f"{low:.4g}); use 'semi-nmf' (or 'auto'), or cut the model after a ReLU.")
     return name
-
-
-def _mean_gradient(split: ModelSplit, pooled: torch.Tensor, class_index: int, device: torch.device) -> torch.Tensor:
-    """``(C,)`` gradient of the class logit with respect to the pooled features, mean over the images: the class's
-    direction for a head that is not linear (its weights for a linear one)."""
-    a = pooled.float().to(device).requires_grad_(True)
-    with torch.enable_grad():
-        (grad,) = torch.autograd.grad(split.h(a)[:, class_index].sum(), a)
-    return (grad.double().mean(0)).float().cpu()
 
 
 def _ranking_importance(method: str, on: str, split: ModelSplit, class_index: int, exact: torch.Tensor,

@@ -94,6 +94,17 @@ def sweep_n_concepts(split: ModelSplit, features: ClassFeatures, class_index: in
     Candidates larger than the number of crops or of channels are left out. Completeness is measured with the
     contributions of :func:`contributions` (exact for a linear head, gradient x input for another).
     """
+    return _sweep(split, features, class_index, candidates=candidates, threshold=threshold, solver=solver,
+                  fit_on=fit_on, factorization=factorization, random_state=random_state, device=device,
+                  progress=progress)[0]
+
+
+def _sweep(split: ModelSplit, features: ClassFeatures, class_index: int, *, candidates: tuple[int, ...],
+           threshold: float, solver: str, fit_on: str, factorization: str, random_state: int,
+           device: torch.device | str | None, progress: bool
+           ) -> tuple[NConceptsSweep, dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]]:
+    """:func:`sweep_n_concepts` and every fitted ``(W, U, codes)`` by ``k``: the caller that keeps the chosen
+    bank (:func:`concepts.extract_concepts`) takes it from here instead of fitting it a second time."""
     if factorization not in FACTORIZATIONS:
         raise ValueError(f"`factorization` of `sweep_n_concepts` must be one of {', '.join(FACTORIZATIONS)}; got "
                          f"{factorization!r}.")
@@ -101,10 +112,10 @@ def sweep_n_concepts(split: ModelSplit, features: ClassFeatures, class_index: in
     if not ks:
         raise ValueError(f"`candidates` of `sweep_n_concepts` must hold a k in [1, {min(features.crops.shape)}] "
                          f"(crops and channels); got {candidates!r}.")
-    curve, errors, image_errors = [], [], []
+    curve, errors, image_errors, fits = [], [], [], {}
     for k in tqdm(ks, desc="k sweep", disable=not progress):
-        W, U, codes = factorize(features.crops, features.images, k, solver=solver, fit_on=fit_on,
-                                factorization=factorization, random_state=random_state, device=device)
+        W, U, codes = fits[k] = factorize(features.crops, features.images, k, solver=solver, fit_on=fit_on,
+                                          factorization=factorization, random_state=random_state, device=device)
         carried = contributions(split, features.images, codes, W, class_index, device=device).completeness
         curve.append(round(carried, 6) if math.isfinite(carried) else None)
         errors.append(round(_relative_error(features.crops, U, W), 6))
@@ -112,6 +123,7 @@ def sweep_n_concepts(split: ModelSplit, features: ClassFeatures, class_index: in
     reached = [k for k, c in zip(ks, curve) if c is not None and c >= threshold]
     defined = [(c, k) for k, c in zip(ks, curve) if c is not None]
     chosen = reached[0] if reached else max(defined, key=lambda ck: ck[0])[1] if defined else ks[-1]
-    return NConceptsSweep(k=ks, completeness=curve, reconstruction_error=errors,
-                          reconstruction_error_images=image_errors, threshold=float(threshold), chosen=chosen,
-                          reached=bool(reached))
+    sweep = NConceptsSweep(k=ks, completeness=curve, reconstruction_error=errors,
+                           reconstruction_error_images=image_errors, threshold=float(threshold), chosen=chosen,
+                           reached=bool(reached))
+    return sweep, fits
