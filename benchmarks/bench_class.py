@@ -31,8 +31,8 @@ from torchvision.models import ResNet50_Weights
 from concepts import ModelSplit, split_model
 from maco import RenderSettings
 from pipelines import ClassJob, RunConfig, run_classes
-from pipelines.config import INVERSION_CROP_SIZE
-from pipelines.demo_run import DEMO_CONFIG, demo_jobs
+from pipelines.run.config import INVERSION_CROP_SIZE
+from pipelines.demo.run import DEMO_CONFIG, demo_jobs
 from pipelines.models import demo_model
 
 STAGES = ("load", "concepts", "visualizations", "mosaics", "inversions")

@@ -56,7 +56,7 @@ def planted_matrix(n: int, c: int, k: int, noise: float, seed: int) -> np.ndarra
 def demo_crop_features(images_per_class: int) -> np.ndarray:
     """Pooled features ``(n_crops, 128)`` of the demo model on the crop grid of demo-world images (every class)."""
     from pipelines.demo import DEMO_INPUT_SIZE, DemoWorld
-    from pipelines.demo_run import DEMO_IMAGES_SEED
+    from pipelines.demo.run import DEMO_IMAGES_SEED
     from pipelines.models import demo_model
 
     images, _, _ = DemoWorld(image_size=DEMO_INPUT_SIZE).dataset(images_per_class, seed=DEMO_IMAGES_SEED)

@@ -33,7 +33,7 @@ from scipy.ndimage import binary_dilation
 
 from concepts import ConceptBank, ModelSplit, concept_maps
 from pipelines.demo import CLASS_NAMES, DEMO_INPUT_SIZE, PART_NAMES, DemoWorld
-from pipelines.demo_run import DEMO_CONFIG, DEMO_IMAGES_SEED
+from pipelines.demo.run import DEMO_CONFIG, DEMO_IMAGES_SEED
 from pipelines.evaluate import concept_purity
 from pipelines.io import save
 from pipelines.models import demo_model

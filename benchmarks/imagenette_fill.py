@@ -3,7 +3,7 @@
 For each class cached by :mod:`imagenette_features`: the class pipeline's bank
 (``concepts.NMF`` on the crops, k = 10, exact ranking on the images), its
 concept maps on the ``--images`` photos the model is surest of, and the
-image-space deletion curves (:func:`pipelines.deletion.image_curves`, the class
+image-space deletion curves (:func:`pipelines.run.deletion.image_curves`, the class
 pipeline's share and seeds) with each fill. Two things are reported per fill:
 p(class) once the whole image is filled (a fill must remove the class), and
 the deletion areas of the ranking, random orders and random regions of the
@@ -29,8 +29,8 @@ from _report import write_report
 from imagenette_features import DEFAULT_CACHE, IMAGENETTE, WEIGHTS, cached_classes, efficientnet_lite0, load_class
 
 from concepts import NMF, concept_maps, imagenet_classes, linear_contributions, load_images
-from pipelines.config import RunConfig
-from pipelines.deletion import FILLS, _fill, image_curves
+from pipelines.run.config import RunConfig
+from pipelines.run.deletion import FILLS, _fill, image_curves
 
 PIPELINE = RunConfig()
 

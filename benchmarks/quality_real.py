@@ -45,7 +45,7 @@ from concepts import split_model
 from maco import Objective
 from pipelines.evaluate import METHODS, layer_feature_fn, plausibility, retrieval, transferability
 from pipelines.io import atomic_write_text, save, to_pil
-from pipelines.mosaic import alpha_over_white
+from pipelines.run.mosaic import alpha_over_white
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 PHOTOS = SHARED / "data" / "imagenet-sample-even"

@@ -3,22 +3,22 @@
 The only package of concept-lens that writes files (through :mod:`pipelines.io`).
 """
 
-from .class_result import ClassResult, open_class
-from .class_run import class_dir, run_class, unfinished_reason
-from .config import ConceptConfig, RunConfig
-from .demo_run import DEMO_CONFIG, run_demo
+from .run.result import ClassResult, open_class
+from .run.explain import class_dir, run_class, unfinished_reason
+from .run.config import ConceptConfig, RunConfig
+from .demo.run import DEMO_CONFIG, run_demo
 from .demo.experiment import evaluate_demo
 from .evaluate import concept_purity, plausibility, retrieval, transferability
-from .gallery import build_gallery
-from .inversion import inversion_cosines, layer_features, render_inversions
+from .site.gallery import build_gallery
+from .run.inversion import inversion_cosines, layer_features, render_inversions
 from .io import OutputNotWritableError, atomic_write_bytes, atomic_write_text, load_json, save, to_pil
-from .jobs import ClassJob, imagenet_jobs, parse_class_list
+from .run.jobs import ClassJob, imagenet_jobs, parse_class_list
 from .concept_layer import concept_split, feature_transform
 from .models import (ModelMeta, ModelSpec, WeightsUnavailableError, demo_model, imagenet_resnet50, load_model,
                      model_meta, parse_model, read_class_names)
-from .mosaic import alpha_over_white, concept_mosaic
-from .record import ClassRecord, RecordError
-from .run import RunSummary, run_classes
+from .run.mosaic import alpha_over_white, concept_mosaic
+from .run.record import ClassRecord, RecordError
+from .run.classes import RunSummary, run_classes
 
 __all__ = [
     "alpha_over_white",

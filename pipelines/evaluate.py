@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from concepts import ModelSplit
 from maco import fourier, maco, pixels, resolve_layer
 
-from .inversion import layer_features
+from .run.inversion import layer_features
 
 __all__ = [
     "METHODS",
@@ -105,7 +105,7 @@ def transferability(
 def layer_feature_fn(split: ModelSplit, layer: str | None = None, *, batch_size: int = 32) -> FeatureFn:
     """A feature function ``(n, 3, H, W) in [0, 1] -> (n, D)``: ``layer``'s output, flattened, no gradients.
 
-    Built on :func:`pipelines.inversion.layer_features`; the default layer is
+    Built on :func:`pipelines.run.inversion.layer_features`; the default layer is
     the split's pooled layer (``avgpool``, ``global_pool``), the right one for
     plausibility.
     """

@@ -9,9 +9,9 @@ import pytest
 
 from maco import RenderSettings
 from pipelines.demo import DEMO_INPUT_SIZE, PART_NAMES, DemoWorld
-from pipelines.demo_run import DEMO_CONFIG, demo_jobs
+from pipelines.demo.run import DEMO_CONFIG, demo_jobs
 from pipelines.models import demo_model
-from pipelines.run import run_classes
+from pipelines.run.classes import run_classes
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import demo_pages  # noqa: E402

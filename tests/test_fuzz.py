@@ -31,12 +31,12 @@ from concepts import load_images
 from concepts.data import IMAGE_EXTENSIONS
 from concepts.extract import FIT_ON, IMPORTANCE_ON, IMPORTANCES
 from maco import RenderSettings
-from pipelines.config import INVERSION_CROP_SIZE, ConceptConfig, RunConfig
+from pipelines.run.config import INVERSION_CROP_SIZE, ConceptConfig, RunConfig
 from pipelines.demo import DEMO_INPUT_SIZE
-from pipelines.demo_run import demo_jobs
+from pipelines.demo.run import demo_jobs
 from pipelines.io import readable
 from pipelines.models import demo_model
-from pipelines.run import run_classes
+from pipelines.run.classes import run_classes
 
 from .pipelines.fault_runner import SMALL, snapshot
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipelines.record import RECORD_SCHEMA
+from pipelines.run.record import RECORD_SCHEMA
 
 EVIL_NAME = "<script>alert(1)</script>"
 FAKE_CLASSES = [(3, "lamp", "n03637318"), (7, EVIL_NAME, None), (12, "tabby cat", "n02123045")]

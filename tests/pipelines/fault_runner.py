@@ -30,8 +30,8 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from pipelines.lock import LOCK_FILE
-from pipelines.stamp import STAMP_FILE
+from pipelines.run.lock import LOCK_FILE
+from pipelines.run.stamp import STAMP_FILE
 
 REPO = Path(__file__).resolve().parents[2]
 # RunConfig fields the command line does not set: the smallest maps, crops and curves that still draw every part
@@ -85,9 +85,9 @@ def fault_runs(images: Path, root: Path, fault: str, moments: str, classes: str)
 def _use_demo_network() -> None:
     """Put the demo network and the small budget behind the command line, in place of a downloaded model."""
     import pipelines.cli as cli
-    from pipelines.config import RunConfig
+    from pipelines.run.config import RunConfig
     from pipelines.demo import DEMO_INPUT_SIZE
-    from pipelines.jobs import class_folders
+    from pipelines.run.jobs import class_folders
     from pipelines.models import demo_model
 
     cli._model_args = lambda args: None

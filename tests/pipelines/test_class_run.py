@@ -12,14 +12,14 @@ import pytest
 import torch
 from PIL import Image
 
-import pipelines.class_run as class_run
+import pipelines.run.explain as class_run
 from concepts import ConceptBank
 from pipelines.cli import main
 from maco import RenderResult, RenderSettings
-from pipelines.demo_run import DEMO_CONFIG, demo_jobs
+from pipelines.demo.run import DEMO_CONFIG, demo_jobs
 from pipelines.io import OutputNotWritableError
 from pipelines.models import demo_model
-from pipelines.run import run_classes
+from pipelines.run.classes import run_classes
 
 TINY_VIZ = RenderSettings(steps=3, image_size=64, crops=2, seed=0)
 TINY = replace(DEMO_CONFIG, visualization=TINY_VIZ, inversion=TINY_VIZ, inversions=2, top_crops=4)

@@ -11,7 +11,7 @@ import torchvision
 import pipelines.cli as cli
 import pipelines.io as io
 from pipelines.cli import main
-from pipelines.demo_run import demo_jobs
+from pipelines.demo.run import demo_jobs
 from pipelines.io import OutputNotWritableError, save
 
 

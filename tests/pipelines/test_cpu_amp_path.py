@@ -17,10 +17,10 @@ from torch import nn
 
 from concepts import ConceptBank, ModelSplit
 from maco import RenderResult, RenderSettings
-from pipelines.config import INVERSION_CROP_SIZE
-from pipelines.demo_run import DEMO_CONFIG, demo_jobs
+from pipelines.run.config import INVERSION_CROP_SIZE
+from pipelines.demo.run import DEMO_CONFIG, demo_jobs
 from pipelines.models import demo_model
-from pipelines.run import run_classes
+from pipelines.run.classes import run_classes
 
 DEFAULT_VIZ = RenderSettings(steps=3, image_size=64, crops=2, seed=0)  # amp, channels_last: None (on CUDA only)
 GPU_VIZ = replace(DEFAULT_VIZ, amp=True, channels_last=True)

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from concepts import ModelSplit
-from pipelines.deletion import FILLS, blurred, concept_masks, image_curves, random_region_masks
+from pipelines.run.deletion import FILLS, blurred, concept_masks, image_curves, random_region_masks
 
 
 class StripesLeft(nn.Module):

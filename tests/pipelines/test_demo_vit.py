@@ -88,8 +88,8 @@ def test_demo_vit_training_is_deterministic_with_part_targets():
 
 
 def test_demo_arch_flag_picks_the_network(monkeypatch, tmp_path):
-    import pipelines.demo_run as demo_run
-    from pipelines.cli_parser import build_parser
+    import pipelines.demo.run as demo_run
+    from pipelines.cli.parser import build_parser
 
     parser = build_parser()
     assert parser.parse_args(["demo"]).arch == "cnn"

@@ -1,4 +1,4 @@
-"""pipelines.gallery: a static site whose images and links all resolve."""
+"""pipelines.site.gallery: a static site whose images and links all resolve."""
 from __future__ import annotations
 
 import json
@@ -9,7 +9,7 @@ from urllib.parse import unquote
 
 import pytest
 
-from pipelines.gallery import build_gallery
+from pipelines.site.gallery import build_gallery
 
 
 class _Collector(HTMLParser):
@@ -147,7 +147,7 @@ def test_broken_class_json_is_listed_not_fatal(fake_run):
 
 def test_missing_image_shows_placeholder_and_warns(fake_run, caplog):
     (fake_run / "classes" / "0003" / "concepts" / "01_crop_2.png").unlink()
-    with caplog.at_level("WARNING", logger="pipelines.gallery"):
+    with caplog.at_level("WARNING", logger="pipelines.site.gallery"):
         build_gallery(fake_run)
     raw = (fake_run / "classes" / "0003" / "index.html").read_text()
     assert "missing image: concepts/01_crop_2.png" in raw
@@ -238,7 +238,7 @@ def test_templates_read_records_by_attribute(fake_run):
     """Templates use ``record.field``, so class records may become objects (a dataclass) later."""
     from types import SimpleNamespace
 
-    from pipelines import gallery
+    from pipelines.site import gallery
 
     def as_objects(value):
         if isinstance(value, dict):

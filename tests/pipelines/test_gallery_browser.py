@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipelines.gallery import build_gallery
+from pipelines.site.gallery import build_gallery
 
 pytestmark = pytest.mark.browser
 
@@ -190,9 +190,9 @@ def test_a_real_class_page_shows_its_maps_and_a_non_blank_deletion_plot(tmp_path
     from dataclasses import replace
 
     from maco import RenderSettings
-    from pipelines.demo_run import DEMO_CONFIG, demo_jobs
+    from pipelines.demo.run import DEMO_CONFIG, demo_jobs
     from pipelines.models import demo_model
-    from pipelines.run import run_classes
+    from pipelines.run.classes import run_classes
 
     tiny = RenderSettings(steps=2, image_size=64, crops=2, seed=0)
     config = replace(DEMO_CONFIG, visualization=tiny, inversion=tiny, inversions=1, top_crops=3)

@@ -1,8 +1,8 @@
-"""pipelines.gallery at ImageNet scale: a generated run of many classes, not 1000 real class runs.
+"""pipelines.site.gallery at ImageNet scale: a generated run of many classes, not 1000 real class runs.
 
 :func:`write_synthetic_run` writes ``classes/<idx:04d>/`` folders that look like
 finished demo classes (same number of concepts, crops and inversions, a valid
-:class:`pipelines.record.ClassRecord`, real ImageNet names and wnids) with
+:class:`pipelines.run.record.ClassRecord`, real ImageNet names and wnids) with
 tiny WebP pictures (as a class run writes them), so the gallery's per-class work (reading records, checking images,
 rendering and writing pages, thumbnails) is the real one while the pictures
 cost nothing. The tests use a few hundred classes; the 1000-class figures in
@@ -26,8 +26,8 @@ import pytest
 from PIL import Image
 
 from concepts import imagenet_classes
-from pipelines.gallery import build_gallery
-from pipelines.record import RECORD_SCHEMA, ClassRecord
+from pipelines.site.gallery import build_gallery
+from pipelines.run.record import RECORD_SCHEMA, ClassRecord
 
 SCALE_CLASSES = 250  # classes in the tests; the benchmark runs 1000
 INDEX_LIMIT = 1_000_000  # bytes of index.html at 1000 classes
@@ -50,7 +50,7 @@ def _has_deletion() -> bool:
 
 
 def _deletion(index: int, k: int) -> dict:
-    """A deletion entry shaped like :class:`pipelines.deletion.ImageCurves`; the ranking wins 2 classes in 3."""
+    """A deletion entry shaped like :class:`pipelines.run.deletion.ImageCurves`; the ranking wins 2 classes in 3."""
     wins = index % 3 != 0
     ranking = [0.9 * (1 - j / k) ** (3 if wins else 0.5) for j in range(k + 1)]
     order = [0.9 * (1 - j / k) for j in range(k + 1)]

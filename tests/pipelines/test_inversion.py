@@ -2,9 +2,9 @@
 import torch
 
 from maco import RenderSettings
-from pipelines.config import INVERSION_CROP_SIZE
+from pipelines.run.config import INVERSION_CROP_SIZE
 from pipelines.demo import DemoWorld
-from pipelines.inversion import inversion_cosines, layer_features, render_inversions
+from pipelines.run.inversion import inversion_cosines, layer_features, render_inversions
 from pipelines.models import demo_model
 
 

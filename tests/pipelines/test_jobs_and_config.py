@@ -7,8 +7,8 @@ import torchvision
 from PIL import Image
 
 from maco import RenderSettings
-from pipelines.config import ConceptConfig, RunConfig
-from pipelines.jobs import class_folders, folder_jobs, imagenet_jobs, parse_class_list
+from pipelines.run.config import ConceptConfig, RunConfig
+from pipelines.run.jobs import class_folders, folder_jobs, imagenet_jobs, parse_class_list
 from pipelines.models import imagenet_resnet50
 
 CATEGORIES = torchvision.models.ResNet50_Weights.IMAGENET1K_V2.meta["categories"]

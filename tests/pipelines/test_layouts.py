@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 
-from pipelines.layouts import SPRITE_CELL, pca_2d, thumbnail_sprite
+from pipelines.run.layouts import SPRITE_CELL, pca_2d, thumbnail_sprite
 
 
 def test_pca_separates_two_groups_and_is_deterministic():

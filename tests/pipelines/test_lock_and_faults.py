@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 
 from pipelines.cli import main
-from pipelines.demo_run import demo_jobs
-from pipelines.lock import LOCK_FILE, RunLockedError, lock_holder, run_lock
+from pipelines.demo.run import demo_jobs
+from pipelines.run.lock import LOCK_FILE, RunLockedError, lock_holder, run_lock
 
 from .fault_runner import fault_runs, snapshot
 
-HOLD_LOCK = "import sys, time\nfrom pipelines.lock import run_lock\nwith run_lock(sys.argv[1]):\n" \
+HOLD_LOCK = "import sys, time\nfrom pipelines.run.lock import run_lock\nwith run_lock(sys.argv[1]):\n" \
             "    print('locked', flush=True)\n    time.sleep(120)\n"
 
 

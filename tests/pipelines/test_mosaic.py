@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 
-from pipelines.mosaic import concept_mosaic
+from pipelines.run.mosaic import concept_mosaic
 
 
 def test_title_text_scales_with_the_mosaic():

@@ -17,13 +17,13 @@ from pathlib import Path
 
 import pytest
 
-import pipelines.run as run_module
+import pipelines.run.classes as run_module
 from maco import RenderSettings
-from pipelines.demo_run import DEMO_CONFIG
-from pipelines.jobs import ClassJob
+from pipelines.demo.run import DEMO_CONFIG
+from pipelines.run.jobs import ClassJob
 from pipelines.models import demo_model
-from pipelines.record import ClassRecord
-from pipelines.run import run_classes
+from pipelines.run.record import ClassRecord
+from pipelines.run.classes import run_classes
 
 N_DEMO_CLASSES = 6
 TINY_VIZ = RenderSettings(steps=2, image_size=64, crops=2, seed=0)

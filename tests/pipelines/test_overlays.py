@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 
-from pipelines.overlays import CONCEPT_COLOURS, MAX_ALPHA, all_concepts_overlay, concept_colour, one_concept_overlay
+from pipelines.run.overlays import CONCEPT_COLOURS, MAX_ALPHA, all_concepts_overlay, concept_colour, one_concept_overlay
 
 
 def test_each_pixel_takes_the_colour_of_its_strongest_concept_and_the_photo_shows_through():

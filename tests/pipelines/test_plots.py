@@ -16,12 +16,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from concepts import ConceptBank  # noqa: E402
 from maco import RenderResult, RenderSettings  # noqa: E402
-from pipelines import plots  # noqa: E402
-from pipelines.class_result import open_class  # noqa: E402
-from pipelines.demo_run import DEMO_CONFIG, demo_jobs  # noqa: E402
+from pipelines.run import plots  # noqa: E402
+from pipelines.run.result import open_class  # noqa: E402
+from pipelines.demo.run import DEMO_CONFIG, demo_jobs  # noqa: E402
 from pipelines.models import demo_model  # noqa: E402
-from pipelines.record import ClassRecord  # noqa: E402
-from pipelines.run import run_classes  # noqa: E402
+from pipelines.run.record import ClassRecord  # noqa: E402
+from pipelines.run.classes import run_classes  # noqa: E402
 
 VIZ = RenderSettings(steps=2, image_size=32, crops=1, seed=0)
 TINY = replace(DEMO_CONFIG, concepts=replace(DEMO_CONFIG.concepts, n_concepts="auto"), visualization=VIZ,

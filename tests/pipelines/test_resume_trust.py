@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 import torch
 
-import pipelines.class_run as class_run
+import pipelines.run.explain as class_run
 from concepts import ConceptBank
-from pipelines.class_run import class_stamps, unfinished_reason
+from pipelines.run.explain import class_stamps, unfinished_reason
 from maco import RenderSettings
-from pipelines.demo_run import DEMO_CONFIG, demo_jobs
+from pipelines.demo.run import DEMO_CONFIG, demo_jobs
 from pipelines.models import demo_model
-from pipelines.run import run_classes
-from pipelines.stamp import STAMP_FILE
+from pipelines.run.classes import run_classes
+from pipelines.run.stamp import STAMP_FILE
 
 TINY_VIZ = RenderSettings(steps=3, image_size=64, crops=2, seed=0)
 TINY = replace(DEMO_CONFIG, visualization=TINY_VIZ, inversion=TINY_VIZ, inversions=1, top_crops=2)

@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from pipelines.gallery import build_gallery
-from pipelines.shared import shared_concepts, top_pairs
+from pipelines.site.gallery import build_gallery
+from pipelines.site.shared import shared_concepts, top_pairs
 
 
 def test_each_concept_links_to_the_closest_concept_of_another_class():

@@ -1,7 +1,7 @@
 """A class's cache: what each stage is made from, reuse only when it matches, and whether a class is intact.
 
 Every cached stage of a class (the crop and image features, the concept bank,
-the concept renders, the inversion renders, the class record) carries a :class:`~pipelines.stamp.Stamp`
+the concept renders, the inversion renders, the class record) carries a :class:`~pipelines.run.stamp.Stamp`
 of its inputs; each stage's stamp includes the key of the stage it builds on,
 so a change anywhere redoes that stage and everything after it (and the log
 says why). ``class.json`` records the class's stamp and the size of every file
@@ -19,7 +19,7 @@ from typing import Any, Callable, TypeVar
 from concepts import ModelSplit
 
 from .config import RunConfig
-from .io import WEBP_QUALITY
+from ..io import WEBP_QUALITY
 from .jobs import ClassJob
 from .record import ClassRecord, RecordError
 from .stamp import Stamp, folder_digest, weights_digest

@@ -22,7 +22,7 @@ from typing import Any
 from concepts import ConceptFidelity, NConceptsSweep
 
 from .deletion import ImageCurves
-from .io import json_text, save
+from ..io import json_text, save
 from .layouts import ImagePoint, LayoutPoint
 
 __all__ = [
@@ -106,15 +106,15 @@ class ClassRecord:
     (``head weights``, or ``mean logit gradients``: each class logit's gradient with respect to the pooled
     features, mean over this class's images, for a head that is not linear).
     ``overlays`` are every concept's map over the class's most confidently classified images, and
-    ``deletion`` and ``insertion`` the causal checks of the ranking on those images (:mod:`pipelines.deletion`),
+    ``deletion`` and ``insertion`` the causal checks of the ranking on those images (:mod:`pipelines.run.deletion`),
     ``fidelity`` the same in concept space on all the class's images (:mod:`concepts.fidelity`);
     ``completeness`` the share of the class logit above the bias that the concepts carry (mean over the images),
     ``reconstruction_error_images`` the bank's relative error on the whole images, ``n_concepts_sweep`` the
     completeness curve ``k`` was chosen from (``--n-concepts auto``; None for a given ``k``); ``clusters``
     (with the thumbnails in ``cluster_sprite``, ``cluster_columns`` wide) place the images by their concept
     importances and
-    ``concept_layout`` the concepts by their directions (:mod:`pipelines.layouts`).
-    ``stamp`` says what the class was made from (:mod:`pipelines.stamp`) and
+    ``concept_layout`` the concepts by their directions (:mod:`pipelines.run.layouts`).
+    ``stamp`` says what the class was made from (:mod:`pipelines.run.stamp`) and
     ``files`` the size of every file the record lists, so a rerun can tell a
     finished, intact class from a stale or damaged one.
     """

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from .io import ensure_dir
+from ..io import ensure_dir
 
 __all__ = ["LOCK_FILE", "RunLockedError", "check_unlocked", "lock_holder", "run_lock"]
 

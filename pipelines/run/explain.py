@@ -15,7 +15,7 @@ are cached as lossy WebP (quality :data:`INVERSION_QUALITY`) without their
 alpha maps, since only their pictures are shown.
 
 Each intermediate result is written atomically as soon as it exists, with a
-stamp of what it was made from (:mod:`pipelines.class_cache`), so a run killed
+stamp of what it was made from (:mod:`pipelines.run.cache`), so a run killed
 at any point redoes at most the stage it was in, and a rerun with other
 settings, weights or images redoes exactly the stages they change.
 """
@@ -39,13 +39,13 @@ from concepts import (ClassFeatures, ConceptBank, ConceptFidelity, LoadedImages,
 from maco import Objective, RenderResult, RenderSettings, render
 from maco.device import peak_memory_mb, reset_peak_memory, synchronize
 
-from .class_cache import (DISPLAY_SIDE, INVERSION_QUALITY, MOSAIC_WIDTH, ClassStamps, cached, class_stamps,
+from .cache import (DISPLAY_SIDE, INVERSION_QUALITY, MOSAIC_WIDTH, ClassStamps, cached, class_stamps,
                           unfinished_reason)
-from .concept_layer import feature_transform
+from ..concept_layer import feature_transform
 from .config import RunConfig
 from .deletion import ImageCurves, image_curves
 from .inversion import inversion_cosines, render_inversions
-from .io import readable, save, to_pil
+from ..io import readable, save, to_pil
 from .jobs import ClassJob
 from .layouts import SPRITE_CELL, ImagePoint, LayoutPoint, pca_2d, thumbnail_sprite
 from .mosaic import alpha_over_white, concept_mosaic

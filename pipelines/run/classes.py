@@ -4,8 +4,8 @@
 device, seed, world size, timings and the status of every class (with the
 reason of each failure). A rerun skips the classes that are finished, intact
 and stamped with the same settings, weights and images, and (re)does the
-others (:mod:`pipelines.stamp`). One run at a time per folder
-(:mod:`pipelines.lock`).
+others (:mod:`pipelines.run.stamp`). One run at a time per folder
+(:mod:`pipelines.run.lock`).
 Under ``torchrun`` each rank takes every ``WORLD_SIZE``-th class (so each
 class runs exactly once, across nodes too); rank 0 writes ``run.json`` and
 builds the gallery once all ranks are done.
@@ -36,14 +36,14 @@ from tqdm.auto import tqdm
 
 from concepts import ModelSplit, library_versions
 
-from .class_cache import class_stamps, finished_record
-from .class_run import class_dir, run_class
+from .cache import class_stamps, finished_record
+from .explain import class_dir, run_class
 from .config import RunConfig
-from .gallery import build_gallery
-from .io import OutputNotWritableError, drop_killed_writes, full_disk_error, save
+from ..site.gallery import build_gallery
+from ..io import OutputNotWritableError, drop_killed_writes, full_disk_error, save
 from .jobs import ClassJob
 from .lock import RunLockedError, run_lock
-from .concept_layer import feature_transform
+from ..concept_layer import feature_transform
 from .record import ClassRecord
 from .stamp import weights_digest
 
@@ -184,7 +184,7 @@ def run_classes(
     ``run.json`` with its error and the run goes on; rerunning finishes it.
     ``run.json`` always ends with a final status: ``done``, ``incomplete``
     (some classes failed) or ``interrupted``. The run folder is locked for
-    the whole run (see :mod:`pipelines.lock`).
+    the whole run (see :mod:`pipelines.run.lock`).
     """
     run_dir = Path(run_dir)
     ctx = distributed_context()

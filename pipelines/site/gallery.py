@@ -1,12 +1,12 @@
 """Static HTML gallery of a run: an index of classes and one page per class.
 
 The site opens from disk (``file://``): no server, no CDN, no network. CSS and
-JS are package data (``pipelines/gallery_assets``) copied into
+JS are package data (``pipelines/site/assets``) copied into
 ``run_dir/assets/``. Input is one ``classes/<idx:04d>/class.json`` per class
 (paths inside are relative to the class folder); output is
 ``run_dir/index.html`` and ``run_dir/classes/<idx:04d>/index.html``.
 
-The pages are Jinja2 templates in ``pipelines/templates`` (a layout, the index,
+The pages are Jinja2 templates in ``pipelines/site/templates`` (a layout, the index,
 the class page and their partials), so their look changes without touching
 Python. This module only gathers what they show: it reads and checks each
 ``class.json``, sorts the concepts, finds the images and makes thumbnails.
@@ -39,8 +39,8 @@ from urllib.parse import quote
 from jinja2 import Environment, PackageLoader
 from PIL import Image
 
-from .io import atomic_write_bytes, drop_killed_writes, readable
-from .record import ClassRecord, RecordError
+from ..io import atomic_write_bytes, drop_killed_writes, readable
+from ..run.record import ClassRecord, RecordError
 from .shared import SharedConcept, bank_directions, shared_concepts, top_pairs
 
 _logger = logging.getLogger(__name__)
@@ -110,7 +110,7 @@ def _num(value: Any, fmt: str) -> str:
 # reading without tags leaving blank lines. `num` and `numeric` format and test
 # numbers the way class.json needs (Jinja's `number` test takes true/false).
 _TEMPLATES = Environment(
-    loader=PackageLoader("pipelines", "templates"),
+    loader=PackageLoader("pipelines.site", "templates"),
     autoescape=True,
     trim_blocks=True,
     lstrip_blocks=True,
@@ -315,8 +315,8 @@ def _write_if_changed(path: Path, data: bytes) -> bool:
 
 
 def _copy_assets(run_dir: Path) -> int:
-    """Copy the package's CSS/JS (``pipelines/gallery_assets``) to ``run_dir/assets``; the number of files written."""
-    package = resources.files("pipelines").joinpath("gallery_assets")
+    """Copy the package's CSS/JS (``pipelines/site/assets``) to ``run_dir/assets``; the number of files written."""
+    package = resources.files("pipelines.site").joinpath("assets")
     return sum(_write_if_changed(run_dir / "assets" / name, package.joinpath(name).read_bytes())
                for name in ASSET_FILES)
 

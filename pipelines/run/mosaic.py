@@ -16,7 +16,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from maco import blend_alpha
 
-from .io import to_pil
+from ..io import to_pil
 
 __all__ = ["alpha_over_white", "concept_mosaic"]
 

@@ -1,7 +1,7 @@
 """A finished class folder in a notebook: :func:`open_class` gives its record and an inline display.
 
 The display (``_repr_html_``) shows what the class page leads with, from the
-same ``class.json``: the importances chart (:func:`pipelines.plots.plot_importances`),
+same ``class.json``: the importances chart (:func:`pipelines.run.plots.plot_importances`),
 each concept's visualization and top crops as small inline thumbnails (data
 URIs: no file links, no network, a few KB each), and the areas of the checks.
 """
@@ -30,7 +30,7 @@ CHART_DPI = 72
 
 @dataclass(repr=False)
 class ClassResult:
-    """A finished class: its folder and its :class:`~pipelines.record.ClassRecord` (``class.json``)."""
+    """A finished class: its folder and its :class:`~pipelines.run.record.ClassRecord` (``class.json``)."""
 
     folder: Path
     record: ClassRecord

@@ -62,7 +62,7 @@ class RunConfig:
     map_strip: int = 4  # per concept, its map on the images where it is strongest
     deletion_share: float = 0.1  # share of an image's pixels each removed concept covers
     deletion_seeds: int = 3  # random orders and random-region draws
-    deletion_fill: str = FILL  # what a deleted pixel becomes (pipelines.deletion)
+    deletion_fill: str = FILL  # what a deleted pixel becomes (pipelines.run.deletion)
     fidelity_seeds: int = 8  # random orders of the concept-space curves
     cluster_images: int = 144  # images in the cluster graph (the most confident), with thumbnails on hover
     keep_features: bool = True  # cache the crops' features (reruns with another k compute none); off: less disk

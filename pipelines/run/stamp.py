@@ -29,7 +29,7 @@ import torch
 
 from concepts import ModelSplit
 
-from .io import load_json, save
+from ..io import load_json, save
 
 __all__ = ["CACHE_SCHEMA", "STAMP_FILE", "Stamp", "digest", "folder_digest", "weights_digest"]
 

@@ -16,20 +16,19 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from maco import RenderSettings
 
-from .cli_parser import build_parser
-from .config import INVERSION_CROP_SIZE, ConceptConfig, RunConfig
-from .demo_run import DEMO_CONFIG
-from .io import OutputNotWritableError, full_disk_error
-from .jobs import ClassJob
-from .lock import RunLockedError
-from .models import ModelMeta, ModelSpec, WeightsUnavailableError
+from .parser import build_parser
+from ..run.config import INVERSION_CROP_SIZE, ConceptConfig, RunConfig
+from ..demo.run import DEMO_CONFIG
+from ..io import OutputNotWritableError, full_disk_error
+from ..run.jobs import ClassJob
+from ..run.lock import RunLockedError
+from ..models import ModelMeta, ModelSpec, WeightsUnavailableError
 
 if TYPE_CHECKING:
     import torch
@@ -52,7 +51,7 @@ class _ModelArgs:
 
 def _model_args(args: argparse.Namespace) -> _ModelArgs:
     """The model the command line names, checked without loading (or downloading) its weights."""
-    from .models import model_meta, parse_model, read_state_dict
+    from ..models import model_meta, parse_model, read_state_dict
 
     spec = parse_model(args.model, args.weights)
     state = read_state_dict(spec.weights_file) if spec.weights_file is not None else None
@@ -68,7 +67,7 @@ def _model(
     concepts: bool = False,
 ) -> ModelSplit:
     """The one place the command line loads weights (after every other check)."""
-    from .models import load_model
+    from ..models import load_model
 
     return load_model(
         model.spec,
@@ -83,8 +82,8 @@ def _model(
 
 def _categories(args: argparse.Namespace, model: _ModelArgs) -> list[str]:
     """The class names of the model's outputs: its weights' own, ``--class-names``, or ``--data-root``'s folders."""
-    from .jobs import class_folders
-    from .models import read_class_names
+    from ..run.jobs import class_folders
+    from ..models import read_class_names
 
     spec, n = model.spec, model.meta.num_classes
     if args.class_names is not None:
@@ -132,9 +131,9 @@ def _check_images(folder: Path, argument: str) -> None:
 
 def _check_run_target(out: Path, device: str | None) -> None:
     """Checks of a run's device and output folder, before any model or image is loaded."""
-    from .io import ensure_writable
-    from .lock import check_unlocked
-    from .run import resolve_device
+    from ..io import ensure_writable
+    from ..run.lock import check_unlocked
+    from ..run.classes import resolve_device
 
     resolve_device(device)
     ensure_writable(out)
@@ -150,7 +149,7 @@ def _jobs(args: argparse.Namespace, model: _ModelArgs, categories: list[str] | N
     """The classes to run, each with an image folder that holds images (``categories``: None on ImageNet)."""
     from concepts import resolve_class
 
-    from .jobs import folder_jobs, imagenet_jobs
+    from ..run.jobs import folder_jobs, imagenet_jobs
 
     if args.images is not None and args.class_index is None:
         raise ValueError("`--class-index` is required with --images: which class do the images show?")
@@ -181,7 +180,7 @@ def _jobs(args: argparse.Namespace, model: _ModelArgs, categories: list[str] | N
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from .run import run_classes
+    from ..run.classes import run_classes
 
     # Check every argument before loading (maybe downloading) the weights; those that need no model first.
     _check_run_target(args.out, args.device)
@@ -195,7 +194,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         shift_features=args.shift_features,
         concepts=True,
     )
-    from .concept_layer import resolve_factorization
+    from ..concept_layer import resolve_factorization
 
     viz = _viz_config(args)
     config = RunConfig(
@@ -228,7 +227,7 @@ def _report(summary) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from .demo_run import run_demo
+    from ..demo.run import run_demo
 
     _check_run_target(args.out, args.device)
     budget = dict(steps=args.steps, image_size=args.image_size, crops=args.crops)
@@ -250,7 +249,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_gallery(args: argparse.Namespace) -> int:
-    from .gallery import build_gallery
+    from ..site.gallery import build_gallery
 
     if not (args.out / "classes").is_dir():
         raise ValueError(f"`out` {args.out} is not a run folder (no classes/ inside); pass the --out of a run.")
@@ -275,8 +274,8 @@ def _cmd_visualize(args: argparse.Namespace) -> int:
 
     from maco import Objective, maco
 
-    from .io import ensure_writable, save, to_pil
-    from .run import resolve_device
+    from ..io import ensure_writable, save, to_pil
+    from ..run.classes import resolve_device
 
     device = resolve_device(args.device)
     ensure_writable(args.output.parent)
@@ -337,6 +336,3 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         parser.exit(2, f"concept-lens {args.command}: error: {full}\n")
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -9,8 +9,8 @@ from concepts import AUTO_CANDIDATES, AUTO_COMPLETENESS
 from concepts.extract import FACTORIZATION, FIT_ON, IMPORTANCE_ON, IMPORTANCES
 from maco import RenderSettings
 
-from .config import ConceptConfig, RunConfig
-from .demo_run import DEMO_ARCHS, DEMO_CONFIG, DEMO_IMAGES_PER_CLASS
+from ..run.config import ConceptConfig, RunConfig
+from ..demo.run import DEMO_ARCHS, DEMO_CONFIG, DEMO_IMAGES_PER_CLASS
 
 __all__ = ["build_parser"]
 

@@ -16,11 +16,11 @@ import torch.distributed as dist
 
 from maco import RenderSettings
 
-from .config import INVERSION_CROP_SIZE, ConceptConfig, RunConfig
-from .demo import CLASS_NAMES, DEMO_INPUT_SIZE, DemoWorld
-from .jobs import ClassJob
-from .models import demo_model
-from .run import RunSummary, distributed_context, run_classes, run_folder_lock
+from ..run.config import INVERSION_CROP_SIZE, ConceptConfig, RunConfig
+from . import CLASS_NAMES, DEMO_INPUT_SIZE, DemoWorld
+from ..run.jobs import ClassJob
+from ..models import demo_model
+from ..run.classes import RunSummary, distributed_context, run_classes, run_folder_lock
 
 __all__ = ["DEMO_ARCHS", "DEMO_CONFIG", "DEMO_IMAGES_PER_CLASS", "DEMO_IMAGES_SEED", "demo_jobs", "run_demo"]
 

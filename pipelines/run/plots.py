@@ -1,4 +1,4 @@
-"""A finished class as matplotlib plots, drawn from its :class:`~pipelines.record.ClassRecord`.
+"""A finished class as matplotlib plots, drawn from its :class:`~pipelines.run.record.ClassRecord`.
 
 The class page renders from the same record (``class.json``), so a plot and
 the page can never show different numbers; the pictures (crops, concept maps)
@@ -8,7 +8,7 @@ one, as :func:`maco.plot_maco` does) and returns it; nothing is shown or
 saved here, so the functions work under any backend, Agg included.
 
 Colours and line styles are the page's: each concept keeps its colour
-(:mod:`pipelines.overlays`), and the curves' styles differ as well as their
+(:mod:`pipelines.run.overlays`), and the curves' styles differ as well as their
 colours, so the plots read in greyscale.
 """
 
@@ -133,7 +133,7 @@ def plot_image_concepts(record: ClassRecord, folder: str | os.PathLike, image: i
 def plot_curves(record: ClassRecord, check: str = "deletion", *, ax=None):
     """p(class) as concepts are taken in ranking order, random orders and (on the photos) random regions.
 
-    ``check`` is ``deletion`` or ``insertion`` (on the photos, :mod:`pipelines.deletion`) or ``c_deletion`` or
+    ``check`` is ``deletion`` or ``insertion`` (on the photos, :mod:`pipelines.run.deletion`) or ``c_deletion`` or
     ``c_insertion`` (in the features, :mod:`concepts.fidelity`). The legend gives each curve's area. Returns
     the axes.
     """
@@ -161,7 +161,7 @@ def plot_curves(record: ClassRecord, check: str = "deletion", *, ax=None):
 
 
 def plot_clusters(record: ClassRecord, *, ax=None):
-    """The cluster graph: the class's images placed by their concept contributions (PCA, :mod:`pipelines.layouts`),
+    """The cluster graph: the class's images placed by their concept contributions (PCA, :mod:`pipelines.run.layouts`),
     coloured by their most important concept. Returns the axes."""
     ax = _current_axes(ax)
     colours = {concept.rank: concept.colour for concept in record.concepts}

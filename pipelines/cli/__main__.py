@@ -1,0 +1,7 @@
+"""``python -m pipelines.cli``: the same as ``concept-lens``."""
+
+import sys
+
+from . import main
+
+sys.exit(main())
