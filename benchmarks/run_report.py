@@ -50,7 +50,8 @@ def table(records: list[dict]) -> str:
     for r in records:
         t, f, d, i = r["timings"], r["fidelity"], r["deletion"], r["insertion"]
         seconds = (f"{t.get('concepts', 0):.0f} / {t.get('visualizations', 0) + t.get('inversions', 0):.0f} / "
-                   f"{t.get('maps, deletion and insertion', 0):.0f} / {t.get('concept fidelity', 0):.1f} / "
+                   f"{t.get('maps', 0) + t.get('deletion and insertion', 0):.0f} / "
+                   f"{t.get('concept fidelity', 0):.1f} / "
                    f"{sum(t.values()):.0f}")
         lines.append(
             f"| {r['class_name']} | {r['n_images']} | {seconds} | {r['reconstruction_error']:.3f} | "

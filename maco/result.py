@@ -85,6 +85,11 @@ class RenderResult:
         return (f"<div><b>RenderResult</b>: {n_targets} target(s), {width}x{height} px, {steps} steps, "
                 f"{self.seconds:.1f} s<br>{cells}{more}</div>")
 
+    @staticmethod
+    def image_file(target: int) -> str:
+        """The name :meth:`save` gives target ``target``'s image in its directory (pages link to it)."""
+        return f"image_{target:02d}.webp"
+
     def save(self, directory: str | Path, *, quality: int | None = None, alphas: bool = True) -> Path:
         """Write ``image_NN.webp``, ``alpha_NN.png``, ``tensors.npz`` (alpha scales, history) and ``result.json``.
 
@@ -103,7 +108,7 @@ class RenderResult:
         images = np.round(np.clip(np.nan_to_num(self.images.float().numpy()), 0.0, 1.0) * 255.0).astype(np.uint8)
         webp = {"lossless": True} if quality is None else {"quality": quality}
         for i, image in enumerate(images):
-            _write_image(directory / f"image_{i:02d}.webp", Image.fromarray(image.transpose(1, 2, 0)),
+            _write_image(directory / self.image_file(i), Image.fromarray(image.transpose(1, 2, 0)),
                          format="WEBP", method=4, **webp)
         arrays = {"history": self.history.numpy()}
         if alphas:
@@ -137,7 +142,7 @@ class RenderResult:
             history = torch.from_numpy(arrays["history"])
             scale = torch.from_numpy(arrays["alpha_scale"]) if alphas_saved else None
         n_targets = history.shape[1]
-        images = torch.stack([_read_image(directory / f"image_{i:02d}.webp", "RGB").permute(2, 0, 1)
+        images = torch.stack([_read_image(directory / cls.image_file(i), "RGB").permute(2, 0, 1)
                               for i in range(n_targets)]).float().div_(255.0)
         alphas = None
         if scale is not None:

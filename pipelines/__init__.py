@@ -4,7 +4,7 @@ The only package of concept-lens that writes files (through :mod:`pipelines.io`)
 """
 
 from .run.result import ClassResult, open_class
-from .run.explain import class_dir, run_class, unfinished_reason
+from .run.explain import ClassExplanation, class_dir, explain_class, run_class, unfinished_reason
 from .run.config import ConceptConfig, RunConfig
 from .demo.run import DEMO_CONFIG, run_demo
 from .demo.experiment import evaluate_demo
@@ -26,6 +26,7 @@ __all__ = [
     "atomic_write_text",
     "build_gallery",
     "class_dir",
+    "ClassExplanation",
     "ClassJob",
     "ClassResult",
     "ClassRecord",
@@ -36,6 +37,7 @@ __all__ = [
     "DEMO_CONFIG",
     "demo_model",
     "evaluate_demo",
+    "explain_class",
     "feature_transform",
     "imagenet_jobs",
     "imagenet_resnet50",

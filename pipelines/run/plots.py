@@ -2,7 +2,8 @@
 
 The class page renders from the same record (``class.json``), so a plot and
 the page can never show different numbers; the pictures (crops, concept maps)
-are the files the record names, read from the class folder. Each function
+are the files the record names, read from the class folder (or, for a class
+explained in memory, taken from its pictures by the same names). Each function
 draws on the Axes or Figure it is given (or on pyplot's current one / a new
 one, as :func:`maco.plot_maco` does) and returns it; nothing is shown or
 saved here, so the functions work under any backend, Agg included.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Mapping, Union
 
 import numpy as np
 from PIL import Image
@@ -24,6 +26,8 @@ from .record import ClassRecord, ConceptEntry
 
 __all__ = [
     "CURVES",
+    "PictureSource",
+    "open_picture",
     "plot_clusters",
     "plot_concept_maps",
     "plot_curves",
@@ -32,6 +36,9 @@ __all__ = [
     "plot_n_concepts",
     "plot_top_crops",
 ]
+
+# Where a plot finds the pictures a record names: the class folder, or a class's in-memory pictures by name.
+PictureSource = Union[str, os.PathLike, Mapping[str, Image.Image]]
 
 # The class page's curves (templates/_charts.html): record field, label, colour, dashes.
 _LINES = (("ranking", "ranking", "#332288", "-"), ("random_order", "random order", "#CC6677", (0, (7, 4))),
@@ -60,9 +67,17 @@ def _grid(fig, rows: int, columns: int):
     return fig, fig.subplots(rows, columns, squeeze=False)
 
 
-def _picture(folder: str | os.PathLike, rel: str) -> np.ndarray:
-    with Image.open(Path(folder) / rel) as image:
-        return np.asarray(image.convert("RGB"))
+def open_picture(pictures: PictureSource, rel: str) -> Image.Image:
+    """The picture ``rel`` (a name the record gives) from a class folder, or from the pictures of a class
+    explained in memory (:attr:`pipelines.run.explain.ClassExplanation.pictures`), as RGB."""
+    if isinstance(pictures, Mapping):
+        return pictures[rel].convert("RGB")
+    with Image.open(Path(pictures) / rel) as image:
+        return image.convert("RGB")
+
+
+def _picture(pictures: PictureSource, rel: str) -> np.ndarray:
+    return np.asarray(open_picture(pictures, rel))
 
 
 def plot_importances(record: ClassRecord, *, ax=None):
@@ -83,35 +98,35 @@ def plot_importances(record: ClassRecord, *, ax=None):
     return ax
 
 
-def plot_top_crops(record: ClassRecord, folder: str | os.PathLike, *, n: int | None = None, fig=None):
+def plot_top_crops(record: ClassRecord, pictures: PictureSource, *, n: int | None = None, fig=None):
     """One row per concept (by rank): its top crops from the class's images, at most ``n``. Returns the figure."""
     concepts = _ranked(record)
     columns = max([len(c.top_crops[:n]) for c in concepts], default=0) or 1
     fig, axes = _grid(fig, max(len(concepts), 1), columns)
     for row, concept in zip(axes, concepts):
         for ax, rel in zip(row, concept.top_crops[:n]):
-            ax.imshow(_picture(folder, rel))
+            ax.imshow(_picture(pictures, rel))
         row[0].set_title(f"concept {concept.rank + 1}: {concept.importance_pct:.1f}%", loc="left", fontsize=9)
     for ax in axes.flat:
         ax.axis("off")
     return fig
 
 
-def plot_concept_maps(record: ClassRecord, folder: str | os.PathLike, *, fig=None):
+def plot_concept_maps(record: ClassRecord, pictures: PictureSource, *, fig=None):
     """One row per concept (by rank): its map over the images where it is strongest. Returns the figure."""
     concepts = _ranked(record)
     columns = max([len(c.maps) for c in concepts], default=0) or 1
     fig, axes = _grid(fig, max(len(concepts), 1), columns)
     for row, concept in zip(axes, concepts):
         for ax, rel in zip(row, concept.maps):
-            ax.imshow(_picture(folder, rel))
+            ax.imshow(_picture(pictures, rel))
         row[0].set_title(f"concept {concept.rank + 1}", loc="left", fontsize=9, color=concept.colour)
     for ax in axes.flat:
         ax.axis("off")
     return fig
 
 
-def plot_image_concepts(record: ClassRecord, folder: str | os.PathLike, image: int = 0, *, ax=None):
+def plot_image_concepts(record: ClassRecord, pictures: PictureSource, image: int = 0, *, ax=None):
     """Every concept's map over one of the class's most confident images (``record.overlays[image]``).
 
     Each pixel takes the colour of its strongest concept; the legend names the concepts with their % of logit.
@@ -123,7 +138,7 @@ def plot_image_concepts(record: ClassRecord, folder: str | os.PathLike, image: i
         raise ValueError(f"`image` of plot_image_concepts must be in [0, {len(record.overlays)}) (the class's "
                          f"concept maps, `map_images` of the run); got {image!r}.")
     ax = _current_axes(ax)
-    ax.imshow(_picture(folder, record.overlays[image]))
+    ax.imshow(_picture(pictures, record.overlays[image]))
     ax.axis("off")
     handles = [Patch(color=c.colour, label=f"concept {c.rank + 1} ({c.importance_pct:.1f}%)") for c in _ranked(record)]
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=8, frameon=False)

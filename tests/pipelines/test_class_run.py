@@ -12,13 +12,14 @@ import pytest
 import torch
 from PIL import Image
 
-import pipelines.run.explain as class_run
+import pipelines.run.stages as stages
 from concepts import ConceptBank
 from pipelines.cli import main
 from maco import RenderResult, RenderSettings
 from pipelines.demo.run import DEMO_CONFIG, demo_jobs
 from pipelines.io import OutputNotWritableError
 from pipelines.models import demo_model
+from pipelines.run.cache import class_stamps
 from pipelines.run.classes import run_classes
 
 TINY_VIZ = RenderSettings(steps=3, image_size=64, crops=2, seed=0)
@@ -94,7 +95,7 @@ def test_a_run_writes_every_output_and_records_it(images, tmp_path):
 
 
 def test_pages_get_display_sized_webp_and_link_the_lossless_full_size(images, tmp_path):
-    canvas = class_run.DISPLAY_SIDE + 64
+    canvas = stages.DISPLAY_SIDE + 64
     big = replace(TINY_VIZ, image_size=canvas)
     config = replace(TINY, visualization=big, inversion=big, inversions=1)
     run_classes(jobs_for(images, classes=(2,)), demo_model(), config, tmp_path, progress=False)
@@ -113,18 +114,18 @@ def test_pages_get_display_sized_webp_and_link_the_lossless_full_size(images, tm
         assert np.array_equal(exact, (renders.images[concept["rank"]] * 255).round().byte().permute(1, 2, 0).numpy())
         with Image.open(folder / concept["visualization"]) as image:
             shown = np.asarray(image.convert("RGB"), dtype=np.float32)
-        assert shown.shape == (class_run.DISPLAY_SIDE, class_run.DISPLAY_SIDE, 3)
+        assert shown.shape == (stages.DISPLAY_SIDE, stages.DISPLAY_SIDE, 3)
         resized = np.asarray(Image.fromarray(exact).resize(shown.shape[:2], Image.Resampling.LANCZOS), np.float32)
         assert np.abs(shown - resized).mean() < 4  # lossy WebP at quality 85: a few levels of 255 on average
         with Image.open(folder / concept["mosaic"]) as image:
-            assert image.width <= class_run.MOSAIC_WIDTH
+            assert image.width <= stages.MOSAIC_WIDTH
     with Image.open(folder / record["inversions"][0]["inversion"]) as image:
-        assert max(image.size) == class_run.DISPLAY_SIDE
+        assert max(image.size) == stages.DISPLAY_SIDE
 
 
 def test_a_killed_run_resumes_without_redoing_finished_work(images, tmp_path, monkeypatch):
     jobs = jobs_for(images, classes=(0, 1, 2))
-    real_maco = class_run.render
+    real_maco = stages.render
     calls = {"maco": 0}
 
     def dies_on_second_class(*args, **kwargs):
@@ -133,7 +134,7 @@ def test_a_killed_run_resumes_without_redoing_finished_work(images, tmp_path, mo
             raise KeyboardInterrupt
         return real_maco(*args, **kwargs)
 
-    monkeypatch.setattr(class_run, "render", dies_on_second_class)
+    monkeypatch.setattr(stages, "render", dies_on_second_class)
     with pytest.raises(KeyboardInterrupt):
         run_classes(jobs, demo_model(), TINY, tmp_path, progress=False)
     assert (tmp_path / "classes/0000/class.json").is_file()
@@ -141,10 +142,10 @@ def test_a_killed_run_resumes_without_redoing_finished_work(images, tmp_path, mo
     assert no_temp_files(tmp_path)
     first = (tmp_path / "classes/0000/class.json").read_bytes()
 
-    monkeypatch.setattr(class_run, "render", real_maco)
+    monkeypatch.setattr(stages, "render", real_maco)
     extracted = []
-    real_extract = class_run.extract_concepts
-    monkeypatch.setattr(class_run, "extract_concepts", lambda *a, **k: extracted.append(a[2]) or real_extract(*a, **k))
+    real_extract = stages.extract_concepts
+    monkeypatch.setattr(stages, "extract_concepts", lambda *a, **k: extracted.append(a[2]) or real_extract(*a, **k))
     summary = run_classes(jobs, demo_model(), TINY, tmp_path, progress=False)
     assert summary.skipped == [0] and summary.done == [1, 2]
     assert extracted == [2]  # class 1 reused its saved bank
@@ -176,10 +177,9 @@ def test_a_rerun_with_another_number_of_concepts_computes_no_feature(images, tmp
     # without the feature cache (--no-feature-cache) the stage computes them and keeps nothing (the stage alone:
     # a whole third class run would only repeat what the first one checked)
     split, config = demo_model(), replace(TINY, keep_features=False)
-    run = class_run._ClassRun(job=jobs[0], split=split, config=config, folder=tmp_path / "b",
-                              device=torch.device("cpu"), progress=False,
-                              stamps=class_run.class_stamps(jobs[0], split, config))
-    features = class_run._features_stage(run, class_run._load_stage(run))
+    ctx = stages.ClassContext(job=jobs[0], split=split, config=config, device=torch.device("cpu"), progress=False,
+                              folder=tmp_path / "b", stamps=class_stamps(jobs[0], split, config))
+    features = stages.features_stage(ctx, stages.load_stage(ctx))
     assert len(computed) == 2 and len(features.images) == record["n_images"] and not (tmp_path / "b").exists()
 
 

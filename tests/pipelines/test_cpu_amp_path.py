@@ -83,7 +83,7 @@ def test_a_class_runs_end_to_end_in_bf16_and_channels_last_on_the_cpu(tmp_path, 
     record, expected = (json.loads((f / "class.json").read_text()) for f in (folder, reference))
     assert record["peak_memory_mb"] == {}  # the CPU counts no peak memory: missing, not zero
     stages = {"load", "features", "concepts", "visualizations", "mosaics", "inversions",
-              "maps, deletion and insertion", "layouts", "concept fidelity"}
+              "maps", "deletion and insertion", "layouts", "concept fidelity", "pictures"}
     assert set(record["timings"]) == stages
     assert all(Path(folder, name).stat().st_size > 0 for name in record["files"])
     for stage in ("concepts", "inversions"):

@@ -125,7 +125,7 @@ def _done_and_finished(outputs: list[str]) -> tuple[int, int]:
 
 def _galleries(outputs: list[str]) -> list[int]:
     """How many galleries each node built: its "gallery written to" log lines."""
-    return [len(re.findall(r"^INFO pipelines\.gallery: gallery written to ", o, re.M)) for o in outputs]
+    return [len(re.findall(r"^INFO pipelines\.site\.gallery: gallery written to ", o, re.M)) for o in outputs]
 
 
 @pytest.mark.slow

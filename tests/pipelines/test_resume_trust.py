@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import pipelines.run.explain as class_run
+import pipelines.run.stages as class_run
 from concepts import ConceptBank
 from pipelines.run.explain import class_stamps, unfinished_reason
 from maco import RenderSettings

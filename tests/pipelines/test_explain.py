@@ -1,0 +1,108 @@
+"""explain_class: the one class path, in memory or into a folder, with each stage's own typed result."""
+
+import json
+from dataclasses import replace
+
+import matplotlib
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+
+from concepts import ClassFeatures, ConceptBank, ConceptFidelity  # noqa: E402
+from maco import RenderResult, RenderSettings  # noqa: E402
+from pipelines import ClassExplanation, explain_class, open_class  # noqa: E402
+from pipelines.demo.run import DEMO_CONFIG, demo_jobs  # noqa: E402
+from pipelines.models import demo_model  # noqa: E402
+from pipelines.run import plots  # noqa: E402
+from pipelines.run.classes import run_classes  # noqa: E402
+from pipelines.run.record import ClassRecord  # noqa: E402
+from pipelines.run.stages import ConceptPanels, Inversions, Layouts, MapsOnImages, RankingChecks  # noqa: E402
+
+VIZ = RenderSettings(steps=2, image_size=32, crops=1, seed=0)
+TINY = replace(DEMO_CONFIG, concepts=replace(DEMO_CONFIG.concepts, n_concepts=3), visualization=VIZ, inversion=VIZ,
+               inversions=1, top_crops=3, map_images=2, map_strip=2, deletion_seeds=1, fidelity_seeds=2,
+               cluster_images=6)
+RUN_ONLY = {"timings", "peak_memory_mb", "digest"}  # what two runs of the same class may differ in
+
+
+@pytest.fixture(scope="module")
+def job(tmp_path_factory):
+    return demo_jobs(tmp_path_factory.mktemp("explain") / "images", n_per_class=4)[1]
+
+
+@pytest.fixture(scope="module")
+def in_memory(job):
+    before = sorted(job.folder.parent.rglob("*"))
+    explanation = explain_class(demo_model(), job.folder, job.class_index, config=TINY, progress=False)
+    assert sorted(job.folder.parent.rglob("*")) == before  # nothing written, not even next to the images
+    return explanation
+
+
+def test_in_memory_explanation_holds_every_stage_typed_and_pictures_for_every_name(in_memory, job):
+    ex = in_memory
+    assert isinstance(ex, ClassExplanation) and ex.folder is None
+    for value, kind in ((ex.record, ClassRecord), (ex.features, ClassFeatures), (ex.bank, ConceptBank),
+                        (ex.renders, RenderResult), (ex.panels, ConceptPanels), (ex.inversions, Inversions),
+                        (ex.maps, MapsOnImages), (ex.checks, RankingChecks), (ex.layouts, Layouts),
+                        (ex.fidelity, ConceptFidelity)):
+        assert isinstance(value, kind)
+    r = ex.record
+    assert (r.class_index, r.class_name, r.k) == (job.class_index, job.class_name, 3)
+    assert r.files == {} and r.stamp == {}
+    named = [name for c in r.concepts for name in (c.visualization, c.visualization_alpha, c.mosaic, *c.top_crops,
+                                                   *c.maps)]
+    named += [name for i in r.inversions for name in (i.reference, i.inversion)] + r.overlays + [r.cluster_sprite]
+    assert sorted(named) == sorted(ex.pictures) and all(isinstance(p, Image.Image) for p in ex.pictures.values())
+    assert len(r.overlays) == 2 and all(len(c.maps) == 2 for c in r.concepts)
+    assert r.deletion is ex.checks.deletion and len(r.deletion.ranking) == r.k + 1
+    # each stage keeps its own result: the maps reach the concepts in the record, not the panels stage's entries
+    assert all(entry.maps == [] for entry in ex.panels.entries)
+    # every timing is one stage's; the in-memory run writes no pictures
+    assert set(r.timings) == {"load", "features", "concepts", "visualizations", "mosaics", "inversions", "maps",
+                              "deletion and insertion", "layouts", "concept fidelity"}
+
+
+def test_the_command_lines_class_run_is_explain_class_into_a_folder(in_memory, job, tmp_path):
+    run_classes([job], demo_model(), TINY, tmp_path / "run", progress=False, gallery=False)
+    by_run = tmp_path / "run" / "classes" / f"{job.class_index:04d}"
+    folder = tmp_path / "mine"
+    ex = explain_class(demo_model(), job.folder, job.class_index, config=TINY, folder=folder, progress=False)
+    assert ex.folder == folder and (folder / "class.json").is_file()
+    mine, theirs = (json.loads((f / "class.json").read_text()) for f in (folder, by_run))
+    for record in (mine, theirs):
+        for key in RUN_ONLY:
+            record.pop(key)
+    assert mine == theirs  # same stamp: a run over this folder would reuse it
+    for name, size in ex.record.files.items():  # the same pictures, byte for byte
+        assert (folder / name).read_bytes() == (by_run / name).read_bytes() and (folder / name).stat().st_size == size
+    # the bank does not depend on where it is kept; the renders in a folder are the 8-bit ones read back
+    assert np.array_equal(ex.bank.W, in_memory.bank.W) and np.array_equal(ex.bank.U, in_memory.bank.U)
+    assert torch.allclose(ex.renders.images, in_memory.renders.images, atol=1 / 255 + 1e-6)
+    assert open_class(folder).record.concepts == ex.record.concepts
+    # a rerun into the same folder reuses every cached stage
+    again = explain_class(demo_model(), job.folder, job.class_index, config=TINY, folder=folder, progress=False)
+    assert again.record.concepts == ex.record.concepts
+
+
+def test_plots_and_display_work_from_in_memory_pictures(in_memory):
+    ex = in_memory
+    fig = plots.plot_top_crops(ex.record, ex.pictures)
+    shown = [ax for ax in fig.axes if ax.images]
+    assert len(shown) == sum(len(c.top_crops) for c in ex.record.concepts)
+    first = ex.record.concepts[0]
+    assert np.array_equal(shown[0].images[0].get_array(), np.asarray(ex.pictures[first.top_crops[0]].convert("RGB")))
+    ax = plots.plot_image_concepts(ex.record, ex.pictures, 0, ax=plt.figure().gca())
+    assert ax.images[0].get_array().shape[:2] == ex.pictures[ex.record.overlays[0]].size[::-1]
+    page = ex._repr_html_()
+    assert page.count("data:image/jpeg;base64,") == sum(1 + min(len(c.top_crops), 4) for c in ex.record.concepts)
+    assert "missing" not in page and "in memory" in repr(ex)
+
+
+def test_explain_class_refuses_a_class_that_is_not_an_index(job):
+    with pytest.raises(ValueError, match="class_index"):
+        explain_class(demo_model(), job.folder, "lamp", config=TINY)
