@@ -29,6 +29,7 @@ __all__ = ["SCHEMA_VERSION", "ConceptBank", "library_versions"]
 SCHEMA_VERSION = 4
 
 _BAR_PX = 160  # width of the importance bars in a notebook's display
+_ARRAYS_FILE = "arrays.npz"
 _ARRAYS = ("W", "U", "crop_boxes", "crop_image_index", "contributions", "residual", "logits", "importance_pct",
            "image_codes", "sobol", "sobol_per_image", "class_weight", "importance_scores", "importance_per_image")
 
@@ -235,10 +236,17 @@ class ConceptBank:
             if f.name not in _ARRAYS:
                 value = getattr(self, f.name)
                 meta[f.name] = [list(s) for s in value] if f.name == "skipped" else value
-        _atomic_write(directory / "arrays.npz", lambda fh: _write_npz(fh, arrays))
+        _atomic_write(directory / _ARRAYS_FILE, lambda fh: _write_npz(fh, arrays))
         text = json.dumps(meta, indent=2, allow_nan=True)
         _atomic_write(directory / "bank.json", lambda fh: fh.write(text.encode("utf-8")))
         return directory
+
+    @staticmethod
+    def load_directions(directory: str | os.PathLike) -> np.ndarray:
+        """Only the concept directions ``W`` ``(k, C)`` of a bank saved in ``directory``, as float32: what
+        comparing the concepts of many classes needs, without reading every crop's codes."""
+        with np.load(Path(directory) / _ARRAYS_FILE, allow_pickle=False) as npz:
+            return np.asarray(npz["W"], dtype=np.float32)
 
     @classmethod
     def load(cls, directory: str | os.PathLike) -> "ConceptBank":
@@ -249,7 +257,7 @@ class ConceptBank:
         if version != SCHEMA_VERSION:
             raise ValueError(f"`directory` of `ConceptBank.load` must hold a bank of schema version "
                              f"{SCHEMA_VERSION}; got {version!r} in {directory}. Re-run the extraction.")
-        with np.load(directory / "arrays.npz", allow_pickle=False) as npz:
+        with np.load(directory / _ARRAYS_FILE, allow_pickle=False) as npz:
             arrays = {name: npz[name] for name in npz.files}
         meta["skipped"] = [tuple(s) for s in meta.get("skipped", [])]
         known = {f.name for f in fields(cls)}

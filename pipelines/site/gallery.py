@@ -30,7 +30,7 @@ import io
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -56,16 +56,12 @@ _NA = "\u2014"  # shown for a missing number
 
 @dataclass
 class _Class:
-    """One class folder: its index (from the folder name) and parsed data."""
+    """One class folder: its index (from the folder name) and its record (None when broken: see ``error``)."""
 
     index: int
     folder: Path
-    data: dict[str, Any] = field(default_factory=dict)
+    record: ClassRecord | None = None
     error: str | None = None
-
-    @property
-    def name(self) -> str:
-        return str(self.data.get("class_name") or f"class {self.index}")
 
 
 @dataclass(frozen=True)
@@ -141,7 +137,7 @@ def _read_class(folder: Path) -> _Class | None:
         return _Class(index, folder, error=f"malformed class.json: {err}")
     if record.class_index != index:
         _logger.warning("%s says class_index %r; using the folder's %d", meta, record.class_index, index)
-    return _Class(index, folder, data=record.to_dict())
+    return _Class(index, folder, record=record)
 
 
 def _read_classes(run_dir: Path) -> list[_Class]:
@@ -202,74 +198,73 @@ def _picture(files: _Files, rel: Any, missing: list[str]) -> _Picture | None:
     return _Picture(rel, quote(clean), files.folder / clean)
 
 
-def _record(c: _Class, missing: list[str]) -> dict[str, Any]:
-    """The class as the templates see it: the record's fields, ``index`` and ``name``, concepts by rank,
-    image paths turned into :class:`_Picture` objects, and ``deletion`` (None when the record has none),
-    so that templates only present."""
+@dataclass(frozen=True)
+class _View:
+    """A part of a record as a page shows it: the record part's fields, some replaced (file names by
+    :class:`_Picture` objects, concepts by rank); templates read both alike, by attribute."""
+
+    of: Any  # the record part (ClassRecord, ConceptEntry, InversionEntry)
+    shown: dict[str, Any]
+
+    def __getattr__(self, name: str) -> Any:
+        shown = self.__dict__["shown"]
+        return shown[name] if name in shown else getattr(self.__dict__["of"], name)
+
+
+def _record(c: _Class, missing: list[str]) -> _View:
+    """The class as the templates see it: its record, with ``index`` and ``name``, concepts by rank and image
+    paths turned into :class:`_Picture` objects, so that templates only present."""
     files = _Files(c.folder)
 
-    def picture(rel: Any) -> _Picture | None:
+    def picture(rel: str | None) -> _Picture | None:
         return _picture(files, rel, missing)
 
+    record = c.record
     concepts = [
-        {
-            **concept,
-            "visualization": picture(concept["visualization"]),
-            "visualization_alpha": picture(concept["visualization_alpha"]),
-            "visualization_full": picture(concept.get("visualization_full")),
-            "mosaic": picture(concept["mosaic"]),
-            "top_crops": [picture(rel) for rel in concept["top_crops"]],
-            "maps": [picture(rel) for rel in concept.get("maps", [])],
-        }
-        for concept in sorted(c.data["concepts"], key=lambda concept: concept["rank"])
+        _View(concept, {
+            "visualization": picture(concept.visualization),
+            "visualization_alpha": picture(concept.visualization_alpha),
+            "visualization_full": picture(concept.visualization_full),
+            "mosaic": picture(concept.mosaic),
+            "top_crops": [picture(rel) for rel in concept.top_crops],
+            "maps": [picture(rel) for rel in concept.maps],
+        })
+        for concept in sorted(record.concepts, key=lambda concept: concept.rank)
     ]
-    inversions = [
-        {**inversion, "reference": picture(inversion["reference"]), "inversion": picture(inversion["inversion"])}
-        for inversion in c.data["inversions"]
-    ]
-    return {
-        **c.data,
+    inversions = [_View(inversion, {"reference": picture(inversion.reference),
+                                    "inversion": picture(inversion.inversion)}) for inversion in record.inversions]
+    return _View(record, {
         "index": c.index,
-        "name": c.name,
+        "name": record.class_name or f"class {c.index}",
         "concepts": concepts,
         "inversions": inversions,
-        "overlays": [picture(rel) for rel in c.data.get("overlays", [])],
-        "deletion": c.data.get("deletion"),
-    }
+        "overlays": [picture(rel) for rel in record.overlays],
+    })
 
 
-def _aucs(record: dict[str, Any]) -> tuple[float, float] | None:
-    """The deletion AUCs (ranking, random order) of a class; None when its record holds no such numbers."""
-    deletion = record.get("deletion")
-    if not isinstance(deletion, dict):
-        return None
-    ranking, order = deletion.get("auc_ranking"), deletion.get("auc_random_order")
-    return (ranking, order) if _is_number(ranking) and _is_number(order) else None
-
-
-def _totals(records: list[dict[str, Any]]) -> dict[str, int]:
+def _totals(records: list[_View]) -> dict[str, int]:
     """The run's counts for the index, including how often the ranking beats random order (lower AUC)."""
-    aucs = [a for a in map(_aucs, records) if a is not None]
+    curves = [r.deletion for r in records if r.deletion is not None]
     return {
         "classes": len(records),
-        "concepts": sum(len(r["concepts"]) for r in records),
-        "images": sum(r["n_images"] for r in records),
-        "skipped": sum(len(r["skipped"]) for r in records),
-        "deletion_classes": len(aucs),
-        "deletion_wins": sum(ranking < order for ranking, order in aucs),
+        "concepts": sum(len(r.concepts) for r in records),
+        "images": sum(r.n_images for r in records),
+        "skipped": sum(len(r.skipped) for r in records),
+        "deletion_classes": len(curves),
+        "deletion_wins": sum(d.auc_ranking < d.auc_random_order for d in curves),
     }
 
 
-def _thumbnail(run_dir: Path, record: dict[str, Any], missing: list[str]) -> _Picture | None:
+def _thumbnail(run_dir: Path, record: _View, missing: list[str]) -> _Picture | None:
     """The index's picture of a class: a small WebP copy of its top concept's visualization.
 
     The copy (``assets/thumbs/<idx:04d>.webp``) is remade only when the source
     is newer (or the copy is unreadable); a missing or unreadable source gives the placeholder.
     """
-    top = record["concepts"][0]["visualization"] if record["concepts"] else None
+    top = record.concepts[0].visualization if record.concepts else None
     if top is None or top.file is None:
         return top
-    name = f"{record['index']:04d}.webp"
+    name = f"{record.index:04d}.webp"
     thumb, src = run_dir / "assets" / "thumbs" / name, f"assets/thumbs/{name}"
     try:
         fresh = thumb.stat().st_mtime_ns > top.file.stat().st_mtime_ns
@@ -297,9 +292,9 @@ def _thumbnail(run_dir: Path, record: dict[str, Any], missing: list[str]) -> _Pi
     return _Picture(top.path, src, thumb, *small.size)
 
 
-def _search_index(records: list[dict[str, Any]]) -> list[list[Any]]:
+def _search_index(records: list[_View]) -> list[list[Any]]:
     """What the index's search looks through, in card order: ``[index, name, wnid or ""]`` per class."""
-    return [[r["index"], r["name"], r.get("wnid") or ""] for r in records]
+    return [[r.index, r.name, r.wnid or ""] for r in records]
 
 
 def _write_if_changed(path: Path, data: bytes) -> bool:
@@ -321,18 +316,18 @@ def _copy_assets(run_dir: Path) -> int:
                for name in ASSET_FILES)
 
 
-def _shared(classes: list[_Class], records: dict[int, dict[str, Any]]) -> dict[int, dict[int, list[SharedConcept]]]:
+def _shared(classes: list[_Class], records: dict[int, _View]) -> dict[int, dict[int, list[SharedConcept]]]:
     """Each concept's closest concepts of other classes in the run, from the classes' banks."""
     directions, ranks = {}, {}
     for c in classes:
         record = records.get(c.index)
         w = bank_directions(c.folder) if record is not None else None
-        if w is not None and len(w) == len(record["concepts"]):
+        if w is not None and len(w) == len(record.concepts):
             directions[c.index] = w
             ranks[c.index] = [0] * len(w)
-            for concept in record["concepts"]:
-                ranks[c.index][concept["concept_id"]] = concept["rank"]
-    return shared_concepts(directions, ranks, {i: records[i]["name"] for i in directions})
+            for concept in record.concepts:
+                ranks[c.index][concept.concept_id] = concept.rank
+    return shared_concepts(directions, ranks, {i: records[i].name for i in directions})
 
 
 def build_gallery(run_dir: str | os.PathLike) -> Path:

@@ -2,9 +2,10 @@
 
 Two concepts are compared by the cosine of their directions (the rows of
 their classes' concept banks, in the same feature space), so a "fur" concept
-of two dog classes links the two pages. Directions are read from each class's
-``bank/arrays.npz`` (only the ``W`` array) and compared in chunks, so a
-1000-class run (10,000 concepts) never holds the full similarity matrix.
+of two dog classes links the two pages. Only the directions are read from each
+class's bank (:meth:`concepts.ConceptBank.load_directions`) and compared in
+chunks, so a 1000-class run (10,000 concepts) never holds the full similarity
+matrix.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from concepts import ConceptBank
 
 __all__ = ["SharedConcept", "bank_directions", "shared_concepts", "top_pairs"]
 
@@ -32,12 +35,12 @@ class SharedConcept:
 
 
 def bank_directions(class_folder: Path) -> np.ndarray | None:
-    """The concept directions ``(k, C)`` of a class folder's bank, by concept id; None when it has no readable bank."""
+    """The concept directions ``(k, C)`` of a class folder's bank, by concept id; None (and a warning: its
+    concepts link to no other class) when it has no readable bank."""
     try:
-        with np.load(class_folder / "bank" / "arrays.npz", allow_pickle=False) as arrays:
-            return np.asarray(arrays["W"], dtype=np.float32)
+        return ConceptBank.load_directions(class_folder / "bank")
     except (OSError, KeyError, ValueError) as err:
-        _logger.debug("no concept directions for %s: %s", class_folder, err)
+        _logger.warning("class folder %s: no concept directions, so no shared concepts (%s)", class_folder, err)
         return None
 
 

@@ -44,6 +44,16 @@ def test_bank_save_load_round_trip_exact(tmp_path, with_sobol):
     assert meta["schema_version"] == SCHEMA_VERSION and "torch" in meta["versions"]
 
 
+def test_load_directions_reads_the_directions_alone(tmp_path):
+    bank = _bank()
+    bank.save(tmp_path)
+    directions = ConceptBank.load_directions(tmp_path)
+    assert directions.dtype == np.float32 and np.array_equal(directions, bank.W)
+    (tmp_path / "arrays.npz").unlink()
+    with pytest.raises(OSError):
+        ConceptBank.load_directions(tmp_path)
+
+
 def test_bank_load_rejects_other_schema(tmp_path):
     _bank().save(tmp_path)
     meta = json.loads((tmp_path / "bank.json").read_text())

@@ -234,23 +234,19 @@ def test_unfinished_class_is_badged_and_concepts_shown_by_rank(fake_run):
     assert '<span class="badge">running</span>' in (fake_run / "index.html").read_text()
 
 
-def test_templates_read_records_by_attribute(fake_run):
-    """Templates use ``record.field``, so class records may become objects (a dataclass) later."""
-    from types import SimpleNamespace
-
+def test_pages_read_the_typed_record_with_pictures_in_place_of_file_names(fake_run):
+    """The pages see the ClassRecord itself (no dict copy): every field as loaded, file names as pictures."""
     from pipelines.site import gallery
 
-    def as_objects(value):
-        if isinstance(value, dict):
-            return SimpleNamespace(**{key: as_objects(item) for key, item in value.items()})
-        if isinstance(value, list):
-            return [as_objects(item) for item in value]
-        return value
-
-    record = gallery._record(gallery._read_class(fake_run / "classes" / "0003"), [])
-    page = gallery._TEMPLATES.get_template("class.html")
-    html = page.render(cls=record, known={3, 7})
-    assert html == page.render(cls=as_objects(record), known={3, 7})
+    c = gallery._read_class(fake_run / "classes" / "0003")
+    view = gallery._record(c, [])
+    assert (view.k, view.n_images, view.completeness) == (c.record.k, c.record.n_images, c.record.completeness)
+    assert view.deletion is c.record.deletion and (view.index, view.name) == (3, "lamp")
+    for shown, entry in zip(view.concepts, sorted(c.record.concepts, key=lambda e: e.rank)):
+        assert shown.importance_pct == entry.importance_pct and shown.aligned_classes is entry.aligned_classes
+        assert shown.visualization.path == entry.visualization and shown.visualization.src is not None
+        assert [p.path for p in shown.top_crops] == entry.top_crops
+    html = gallery._TEMPLATES.get_template("class.html").render(cls=view, known={3, 7})
     assert "lamp (3)" in html and "Sobol 0.41" in html
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 
 from pipelines.site.gallery import build_gallery
-from pipelines.site.shared import shared_concepts, top_pairs
+from pipelines.site.shared import bank_directions, shared_concepts, top_pairs
 
 
 def test_each_concept_links_to_the_closest_concept_of_another_class():
@@ -28,3 +28,11 @@ def test_pages_show_shared_concepts(fake_run, fake_spec):
     page = (fake_run / "classes" / f"{index_a:04d}" / "index.html").read_text()
     assert "Shared with" in page and f'href="../{index_b:04d}/index.html#concept-' in page
     assert "Concepts shared across classes" in (fake_run / "index.html").read_text()
+
+
+def test_a_class_without_a_readable_bank_is_said_not_skipped_silently(tmp_path, caplog):
+    (tmp_path / "bank").mkdir()
+    (tmp_path / "bank" / "arrays.npz").write_bytes(b"not a zip")
+    with caplog.at_level("WARNING", logger="pipelines.site.shared"):
+        assert bank_directions(tmp_path) is None
+    assert str(tmp_path) in caplog.text and "no shared concepts" in caplog.text
