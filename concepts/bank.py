@@ -145,7 +145,7 @@ class ConceptBank:
 
     # ------------------------------------------------------------- helpers
     @property
-    def k(self) -> int:
+    def n_concepts(self) -> int:
         """Number of concepts."""
         return int(self.W.shape[0])
 
@@ -183,7 +183,7 @@ class ConceptBank:
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"`n` of `ConceptBank.top_crops` must be an int >= 1; got {n!r}.")
         result = []
-        for concept in range(self.k):
+        for concept in range(self.n_concepts):
             ranked = np.argsort(-self.U[:, concept], kind="stable")
             chosen: list[int] = []
             seen: set[int] = set()
@@ -217,7 +217,7 @@ class ConceptBank:
                         f"<td style='width:{_BAR_PX}px'><div style='margin-left:{left}px;width:{width}px;height:10px;"
                         f"background:{colour}'></div></td><td>{sobol}</td></tr>")
         name = html.escape(f"{self.class_name or 'class'} ({self.class_index})")
-        return (f"<div><b>ConceptBank</b> of {name}: {self.k} concepts of {self.W.shape[1]} channels from "
+        return (f"<div><b>ConceptBank</b> of {name}: {self.n_concepts} concepts of {self.W.shape[1]} channels from "
                 f"{len(self.U)} crops of {len(self.image_paths)} images; {html.escape(self.model_id)}, layer "
                 f"{html.escape(self.layer)}; completeness {self.completeness:.2f}, relative reconstruction error "
                 f"{self.relative_reconstruction_error:.3f}; ranked by {html.escape(self.importance)} on "

@@ -85,7 +85,7 @@ class ClassExplanation:
     def __repr__(self) -> str:
         r = self.record
         where = "in memory" if self.folder is None else f"folder={str(self.folder)!r}"
-        return f"ClassExplanation({r.class_name!r} ({r.class_index}), k={r.k}, {where})"
+        return f"ClassExplanation({r.class_name!r} ({r.class_index}), n_concepts={r.n_concepts}, {where})"
 
     def _repr_html_(self) -> str:
         return class_html(self.record, self.pictures)
@@ -115,7 +115,7 @@ def _record(ctx: ClassContext, loaded: LoadedImages, features: ClassFeatures, ba
         feature_transform=feature_transform(split),
         n_images=len(loaded.paths),
         n_crops=int(len(bank.U)),
-        k=bank.k,
+        n_concepts=bank.n_concepts,
         reconstruction_error=round(float(bank.relative_reconstruction_error), 5),
         skipped=[SkippedFile(readable(str(p)), readable(r)) for p, r in loaded.skipped],
         concepts=[replace(entry, maps=maps.by_concept.get(entry.concept_id, [])) for entry in panels.entries],

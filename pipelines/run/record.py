@@ -35,9 +35,10 @@ __all__ = [
     "SkippedFile",
 ]
 
-# 6: `factorization`, `importance_method`, `contributions`, `aligned_by`; 5: `n_concepts_sweep`, `digest`;
-# 4: `insertion`, `fidelity`, random regions; 3: WebP pictures; 2: `layer`, `feature_transform`
-RECORD_SCHEMA = 6
+# 7: `k` became `n_concepts` (one name from --n-concepts to the bank); 6: `factorization`, `importance_method`,
+# `contributions`, `aligned_by`; 5: `n_concepts_sweep`, `digest`; 4: `insertion`, `fidelity`, random regions;
+# 3: WebP pictures; 2: `layer`, `feature_transform`
+RECORD_SCHEMA = 7
 
 
 class RecordError(ValueError):
@@ -110,7 +111,7 @@ class ClassRecord:
     ``fidelity`` the same in concept space on all the class's images (:mod:`concepts.fidelity`);
     ``completeness`` the share of the class logit above the bias that the concepts carry (mean over the images),
     ``reconstruction_error_images`` the bank's relative error on the whole images, ``n_concepts_sweep`` the
-    completeness curve ``k`` was chosen from (``--n-concepts auto``; None for a given ``k``); ``clusters``
+    completeness curve ``n_concepts`` was chosen from (``--n-concepts auto``; None when it was given); ``clusters``
     (with the thumbnails in ``cluster_sprite``, ``cluster_columns`` wide) place the images by their concept
     importances and
     ``concept_layout`` the concepts by their directions (:mod:`pipelines.run.layouts`).
@@ -126,7 +127,7 @@ class ClassRecord:
     layer: str
     n_images: int
     n_crops: int
-    k: int
+    n_concepts: int
     reconstruction_error: float
     skipped: list[SkippedFile] = field(default_factory=list)
     concepts: list[ConceptEntry] = field(default_factory=list)

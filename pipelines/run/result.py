@@ -63,7 +63,7 @@ def class_html(record: ClassRecord, pictures: PictureSource) -> str:
         f"; {name} area {curves.auc_ranking:.3f} (random order {curves.auc_random_order:.3f})"
         for name, curves in (("deletion", r.deletion), ("insertion", r.insertion)) if curves is not None
     )
-    return (f"<div><b>{html.escape(r.class_name)} ({r.class_index})</b>: {r.k} concepts from {r.n_images} "
+    return (f"<div><b>{html.escape(r.class_name)} ({r.class_index})</b>: {r.n_concepts} concepts from {r.n_images} "
             f"images, {html.escape(r.model_id)} layer {html.escape(r.layer)}{completeness}{checks}.<br>"
             f"{_chart(r)}<table><thead><tr><th>rank</th><th>% of logit</th><th>visualization</th>"
             f"<th>top crops</th></tr></thead><tbody>{rows}</tbody></table></div>")
@@ -77,7 +77,8 @@ class ClassResult:
     record: ClassRecord
 
     def __repr__(self) -> str:  # the record's own repr runs to pages
-        return (f"ClassResult({self.record.class_name!r} ({self.record.class_index}), k={self.record.k}, "
+        r = self.record
+        return (f"ClassResult({r.class_name!r} ({r.class_index}), n_concepts={r.n_concepts}, "
                 f"folder={str(self.folder)!r})")
 
     def _repr_html_(self) -> str:

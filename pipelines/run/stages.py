@@ -207,7 +207,7 @@ def panels_stage(ctx: ClassContext, loaded: LoadedImages, features: ClassFeature
     classes, aligned_by = class_directions(ctx.split, features.images, device=ctx.device)
     order = [int(c) for c in bank.order]
     top_crops = bank.top_crops(ctx.config.top_crops)
-    most_important = np.bincount(np.asarray(bank.contributions).argmax(1), minlength=bank.k)
+    most_important = np.bincount(np.asarray(bank.contributions).argmax(1), minlength=bank.n_concepts)
     pictures = Pictures()
     entries = []
     for position, concept in enumerate(order):

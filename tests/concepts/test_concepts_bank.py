@@ -65,7 +65,7 @@ def test_bank_load_rejects_other_schema(tmp_path):
 
 def test_bank_order_and_top_crops():
     bank = _bank()
-    assert bank.order.tolist() == [1, 2, 0] and bank.k == 3
+    assert bank.order.tolist() == [1, 2, 0] and bank.n_concepts == 3
     assert bank.top_crops(3) == [[5, 0, 2], [2, 6], [4, 7, 1]]  # zero coefficients never shown
     assert bank.top_crops(2, one_per_image=False)[0] == [5, 0]
     assert bank.crop_sources[2] == "/data/img_1.jpg"

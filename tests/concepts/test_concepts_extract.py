@@ -13,7 +13,7 @@ def test_extract_concepts_end_to_end(tiny_net, tiny_split, images, solver, tmp_p
     loaded = LoadedImages(images=images, paths=[f"/x/{i}.jpg" for i in range(6)], skipped=[("/x/bad.jpg", "bad")])
     bank = extract_concepts(tiny_split, loaded, 3, n_concepts=4, patch_size=16, solver=solver, sobol_designs=16,
                             progress=False)
-    assert bank.W.shape == (4, 16) and bank.U.shape == (24, 4) and bank.k == 4
+    assert bank.W.shape == (4, 16) and bank.U.shape == (24, 4) and bank.n_concepts == 4
     assert bank.class_name == "hot dog" and bank.layer == "layer4" and bank.model_id == "tiny"
     assert bank.skipped == [("/x/bad.jpg", "bad")] and bank.crop_sources[5] == "/x/1.jpg"
     assert 0 <= bank.relative_reconstruction_error < 1

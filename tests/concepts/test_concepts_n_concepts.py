@@ -104,8 +104,8 @@ def test_auto_keeps_the_sweep_in_the_bank(tiny_split, images, tmp_path):
     bank = extract_concepts(tiny_split, images, 1, n_concepts="auto", patch_size=16, sobol_designs=0,
                             progress=False)
     sweep = bank.n_concepts_sweep
-    assert sweep is not None and bank.k == sweep["chosen"] and sweep["k"] == [2, 4, 6, 8, 10, 12, 16]
-    assert bank.k in sweep["k"]
+    assert sweep is not None and bank.n_concepts == sweep["chosen"] and sweep["k"] == [2, 4, 6, 8, 10, 12, 16]
+    assert bank.n_concepts in sweep["k"]
     assert ConceptBank.load(bank.save(tmp_path / "bank")).n_concepts_sweep == sweep
     assert extract_concepts(tiny_split, images, 1, n_concepts=3, patch_size=16, sobol_designs=0,
                             progress=False).n_concepts_sweep is None

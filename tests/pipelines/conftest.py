@@ -74,7 +74,7 @@ def write_fake_class(run_dir: Path, index: int, name: str, wnid: str | None,
                            "cosine": 0.93 - 0.01 * j, "source": f"images/img_{j}.jpg", "probability": 0.9})
     data = {
         "class_index": index, "class_name": name, "wnid": wnid, "model_id": "fake-resnet",
-        "layer": "layer4", "n_images": 40, "n_crops": 640, "k": K, "reconstruction_error": 0.25,
+        "layer": "layer4", "n_images": 40, "n_crops": 640, "n_concepts": K, "reconstruction_error": 0.25,
         "schema": RECORD_SCHEMA,
         "skipped": [{"path": f"bad_{index}.jpg", "reason": "cannot identify image file"},
                     {"path": "<b>odd</b>.jpg", "reason": "truncated <file>"}],

@@ -53,7 +53,7 @@ def test_a_run_writes_every_output_and_records_it(images, tmp_path):
     for index in (0, 1):
         folder = tmp_path / "classes" / f"{index:04d}"
         record = json.loads((folder / "class.json").read_text())
-        assert record["k"] == TINY.concepts.n_concepts == len(record["concepts"])
+        assert record["n_concepts"] == TINY.concepts.n_concepts == len(record["concepts"])
         importances = [c["importance_pct"] for c in record["concepts"]]
         assert importances == sorted(importances, reverse=True)
         assert len(record["inversions"]) == 2 and all(-1 <= inv["cosine"] <= 1 for inv in record["inversions"])
@@ -72,7 +72,7 @@ def test_a_run_writes_every_output_and_records_it(images, tmp_path):
         assert all((folder / name).is_file() for c in record["concepts"] for name in [*record["overlays"], *c["maps"]])
         assert sum(c["most_important_for"] for c in record["concepts"]) == record["n_images"]
         deletion = record["deletion"]
-        assert len(deletion["ranking"]) == len(deletion["random_order"]) == record["k"] + 1
+        assert len(deletion["ranking"]) == len(deletion["random_order"]) == record["n_concepts"] + 1
         assert deletion["ranking"][0] == deletion["random_regions"][0]  # nothing removed yet: the same images
         assert 0 <= deletion["auc_ranking"] <= 1 and 0 <= deletion["auc_random_order"] <= 1
         insertion = record["insertion"]  # from the blurred images, every concept's region put back in the end
@@ -80,7 +80,8 @@ def test_a_run_writes_every_output_and_records_it(images, tmp_path):
         assert insertion["ranking"][0] == insertion["random_regions"][0] != deletion["ranking"][0]
         assert set(insertion) == set(deletion) and insertion["fill"] == "blur"
         fidelity = record["fidelity"]  # concept space, on every image of the class
-        assert fidelity["n_images"] == record["n_images"] and len(fidelity["c_deletion"]["ranking"]) == record["k"] + 1
+        assert fidelity["n_images"] == record["n_images"]
+        assert len(fidelity["c_deletion"]["ranking"]) == record["n_concepts"] + 1
         assert -1 <= fidelity["c_mufidelity"] <= 1 and record["importance"] == "exact on images"
         page = (folder / "index.html").read_text()
         # image deletion and insertion: 3 curves each; concept deletion and insertion: 2 each
@@ -88,7 +89,7 @@ def test_a_run_writes_every_output_and_records_it(images, tmp_path):
         assert "C-μFidelity" in page and "random regions" in page
         assert record["completeness"] == pytest.approx(round(bank.completeness, 4)) and "of the class evidence" in page
         assert 0 < record["reconstruction_error_images"] < 1.5
-        assert len(record["clusters"]) == record["n_images"] and len(record["concept_layout"]) == record["k"]
+        assert len(record["clusters"]) == record["n_images"] and len(record["concept_layout"]) == record["n_concepts"]
         assert (folder / record["cluster_sprite"]).is_file() and page.count('class="pt"') == record["n_images"]
     assert (tmp_path / "index.html").is_file() and no_temp_files(tmp_path)
     os.remove(jobs[0].folder / "broken.jpg")
@@ -170,7 +171,7 @@ def test_a_rerun_with_another_number_of_concepts_computes_no_feature(images, tmp
     folder = tmp_path / "classes/0004"
     record = json.loads((folder / "class.json").read_text())
     sweep = record["n_concepts_sweep"]
-    assert record["k"] == sweep["chosen"] == len(record["concepts"]) and sweep["k"][0] == 2
+    assert record["n_concepts"] == sweep["chosen"] == len(record["concepts"]) and sweep["k"][0] == 2
     assert len(sweep["completeness"]) == len(sweep["reconstruction_error"]) == len(sweep["k"])
     page = (folder / "index.html").read_text()
     assert 'class="n-concepts-plot"' in page and page.count("<circle") >= len(sweep["k"])

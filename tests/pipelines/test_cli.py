@@ -129,6 +129,6 @@ def test_run_command_on_an_image_folder_with_local_weights(tmp_path, capsys):
     assert bank.importance == "sobol" and list(bank.order) == list(np.argsort(-bank.importance_scores, kind="stable"))
     assert [c["concept_id"] for c in record["concepts"]] == list(bank.order)
     digest = hashlib.sha256((tmp_path / "r50.pth").read_bytes()).hexdigest()
-    assert record["class_name"] == "goldfish" and record["k"] == 2
+    assert record["class_name"] == "goldfish" and record["n_concepts"] == 2
     assert record["model_id"] == f"torchvision/resnet50/sha256:{digest}" and record["layer"] == "layer4"
     assert (out / "index.html").is_file() and "gallery:" in capsys.readouterr().out

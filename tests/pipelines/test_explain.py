@@ -52,14 +52,14 @@ def test_in_memory_explanation_holds_every_stage_typed_and_pictures_for_every_na
                         (ex.fidelity, ConceptFidelity)):
         assert isinstance(value, kind)
     r = ex.record
-    assert (r.class_index, r.class_name, r.k) == (job.class_index, job.class_name, 3)
+    assert (r.class_index, r.class_name, r.n_concepts) == (job.class_index, job.class_name, 3)
     assert r.files == {} and r.stamp == {}
     named = [name for c in r.concepts for name in (c.visualization, c.visualization_alpha, c.mosaic, *c.top_crops,
                                                    *c.maps)]
     named += [name for i in r.inversions for name in (i.reference, i.inversion)] + r.overlays + [r.cluster_sprite]
     assert sorted(named) == sorted(ex.pictures) and all(isinstance(p, Image.Image) for p in ex.pictures.values())
     assert len(r.overlays) == 2 and all(len(c.maps) == 2 for c in r.concepts)
-    assert r.deletion is ex.checks.deletion and len(r.deletion.ranking) == r.k + 1
+    assert r.deletion is ex.checks.deletion and len(r.deletion.ranking) == r.n_concepts + 1
     # each stage keeps its own result: the maps reach the concepts in the record, not the panels stage's entries
     assert all(entry.maps == [] for entry in ex.panels.entries)
     # every timing is one stage's; the in-memory run writes no pictures

@@ -240,7 +240,8 @@ def test_pages_read_the_typed_record_with_pictures_in_place_of_file_names(fake_r
 
     c = gallery._read_class(fake_run / "classes" / "0003")
     view = gallery._record(c, [])
-    assert (view.k, view.n_images, view.completeness) == (c.record.k, c.record.n_images, c.record.completeness)
+    r = c.record
+    assert (view.n_concepts, view.n_images, view.completeness) == (r.n_concepts, r.n_images, r.completeness)
     assert view.deletion is c.record.deletion and (view.index, view.name) == (3, "lamp")
     for shown, entry in zip(view.concepts, sorted(c.record.concepts, key=lambda e: e.rank)):
         assert shown.importance_pct == entry.importance_pct and shown.aligned_classes is entry.aligned_classes

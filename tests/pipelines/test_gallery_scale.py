@@ -110,7 +110,7 @@ def write_synthetic_run(run_dir: Path, n_classes: int, *, k: int = 5, top_crops:
         record = {
             "class_index": index, "class_name": table.names[index % 1000], "wnid": table.wnids[index % 1000],
             "model_id": "torchvision/resnet50/IMAGENET1K_V2", "layer": "layer4", "n_images": 1300,
-            "n_crops": 20800, "k": k, "reconstruction_error": 0.31, "schema": RECORD_SCHEMA, "skipped": [],
+            "n_crops": 20800, "n_concepts": k, "reconstruction_error": 0.31, "schema": RECORD_SCHEMA, "skipped": [],
             "concepts": concepts, "inversions": pairs, "timings": {"concepts": 4.0, "visualization": 30.0},
             "device": "cuda:0", "rank": index % 8, "files": {name: len(data) for name, data in files.items()},
             "status": "done",

@@ -103,7 +103,7 @@ def test_curves_are_the_records_numbers(demo_class, check):
     lines = plots.plot_curves(record, check, ax=plt.figure().subplots()).get_lines()
     fields = ["ranking", "random_order"] + (["random_regions"] if hasattr(curves, "random_regions") else [])
     assert [list(line.get_ydata()) for line in lines] == [getattr(curves, f) for f in fields]
-    assert all(list(line.get_xdata()) == list(range(record.k + 1)) for line in lines)
+    assert all(list(line.get_xdata()) == list(range(record.n_concepts + 1)) for line in lines)
     assert f"area {curves.auc_ranking:.3f}" in lines[0].get_label()
 
 
@@ -128,7 +128,7 @@ def test_cluster_graph_places_and_colours_the_records_images(demo_class):
 def test_k_sweep_draws_the_curve_the_threshold_and_the_chosen_k(demo_class):
     _, record = demo_class
     sweep = record.n_concepts_sweep
-    assert sweep is not None and record.k == sweep.chosen
+    assert sweep is not None and record.n_concepts == sweep.chosen
     lines = {line.get_label(): line for line in plots.plot_n_concepts(record, ax=plt.figure().subplots()).get_lines()}
     completeness = lines["completeness"]
     assert list(completeness.get_xdata()) == [k for k, c in zip(sweep.k, sweep.completeness) if c is not None]
@@ -146,7 +146,7 @@ def test_the_class_page_and_the_plots_show_the_same_numbers(demo_class):
     page = (folder / "index.html").read_text(encoding="utf-8")
     shown = re.findall(r'<span class="pct">(-?[\d.]+)%</span>', page)
     bars = plots.plot_importances(record, ax=plt.figure().subplots()).patches
-    assert shown == [f"{bar.get_width():.1f}" for bar in bars] and len(shown) == record.k
+    assert shown == [f"{bar.get_width():.1f}" for bar in bars] and len(shown) == record.n_concepts
     area = re.search(r"Area: ranking <b>([\d.]+)</b>", page).group(1)
     assert area in plots.plot_curves(record, "deletion", ax=plt.figure().subplots()).get_lines()[0].get_label()
 
@@ -155,7 +155,8 @@ def test_a_finished_class_displays_inline_in_a_notebook(demo_class):
     folder, record = demo_class
     result = open_class(folder)
     assert result.record == record and result.folder == folder
-    assert repr(result) == f"ClassResult('lamp' (0), k={record.k}, folder={str(folder)!r})"  # not the whole record
+    # not the whole record
+    assert repr(result) == f"ClassResult('lamp' (0), n_concepts={record.n_concepts}, folder={str(folder)!r})"
     page = result._repr_html_()
     sources = re.findall(r'<img src="([^"]+)"', page)
     expected = 1 + sum(1 + min(len(c.top_crops), 4) for c in record.concepts)  # the chart, visualizations, crops
@@ -164,20 +165,20 @@ def test_a_finished_class_displays_inline_in_a_notebook(demo_class):
     assert len(page) < 200_000 and not plt.get_fignums()  # small, and no figure left for the notebook to show
     lost = replace(result, record=replace(record, concepts=[replace(c, visualization="gone.webp")
                                                             for c in record.concepts]))
-    assert lost._repr_html_().count("missing gone.webp") == record.k  # a missing picture is named, not fatal
+    assert lost._repr_html_().count("missing gone.webp") == record.n_concepts  # a missing picture is named, not fatal
 
 
 def test_bank_and_render_result_display_inline(demo_class):
     folder, record = demo_class
     bank = ConceptBank.load(folder / "bank")
     page = bank._repr_html_()
-    assert page.count("<tr><td>") == bank.k and f"{bank.importance_pct[bank.order[0]]:.1f}%" in page
-    signed = dataclasses.replace(bank, importance_pct=np.array([150.0, -50.0] + [0.0] * (bank.k - 2)))
+    assert page.count("<tr><td>") == bank.n_concepts and f"{bank.importance_pct[bank.order[0]]:.1f}%" in page
+    signed = dataclasses.replace(bank, importance_pct=np.array([150.0, -50.0] + [0.0] * (bank.n_concepts - 2)))
     assert "margin-left:80px;width:80px" in signed._repr_html_()  # a negative share centres the zero line
     assert "margin-left:53px;width:27px" in signed._repr_html_()
 
     renders = RenderResult.load(folder / "renders" / "concepts")
-    assert renders._repr_html_().count("<img src=\"data:image/jpeg;base64,") == len(renders.names) == record.k
+    assert renders._repr_html_().count("<img src=\"data:image/jpeg;base64,") == len(renders.names) == record.n_concepts
     assert renders._repr_png_() is None  # several targets: the HTML shows them
     one = dataclasses.replace(renders, images=renders.images[:1], names=renders.names[:1],
                               history=renders.history[:, :1])
