@@ -3,7 +3,8 @@
 The Python blocks run for real, with three substitutions that keep them offline and quick: torchvision's
 ResNet50 is a small random-weight ResNet with the same layer names and a 2048-d ``avgpool`` (Bottleneck
 blocks, one per stage), ``"path/to/..."`` placeholders are folders of a few generated images, and the
-visualization defaults (steps, canvas, crops, input side) are tiny. Everything else is the real code path.
+visualization defaults (steps, canvas, crops, input side), including those of ``explain_class``'s default run
+settings, are tiny. Everything else is the real code path.
 The ```bash blocks are not run (they download weights and take long); only the set-up lines are checked.
 """
 
@@ -20,7 +21,9 @@ import torchvision
 from PIL import Image
 from torchvision.models.resnet import Bottleneck, ResNet
 
-from maco import methods
+from maco import RenderSettings, methods
+from pipelines.run import explain
+from pipelines.run.config import RunConfig
 
 matplotlib.use("Agg")
 
@@ -57,6 +60,9 @@ def offline_readme(monkeypatch, tmp_path):
     for method in (methods.maco, methods.fourier, methods.pixels):
         for name, value in TINY_RENDER.items():
             monkeypatch.setitem(method.__kwdefaults__, name, value)
+    tiny = RenderSettings(steps=2, image_size=64, crops=2, seed=0)  # explain_class's default run, as small
+    monkeypatch.setattr(explain, "RunConfig", lambda: RunConfig(visualization=tiny, inversion=tiny, inversions=1,
+                                                                map_images=1, map_strip=1, deletion_seeds=1))
     rng = np.random.default_rng(0)
     for placeholder in set(re.findall(r"[\"'](path/to/[^\"']+)[\"']", README)):
         folder = tmp_path / placeholder

@@ -196,6 +196,7 @@ def _explain(ctx: ClassContext, rank: int) -> ClassExplanation:
     record = _record(ctx, loaded, features, bank, fidelity=fidelity, files=files, rank=rank, **stages)
     if ctx.folder is not None:
         record.save(ctx.folder / "class.json")
+        record = ClassRecord.load(ctx.folder / "class.json")  # as open_class and a rerun will see it (its digest)
     return ClassExplanation(record, loaded, features, bank, renders, probabilities, **stages, fidelity=fidelity,
                             folder=ctx.folder)
 
