@@ -30,7 +30,8 @@ import numpy as np
 import torch
 from quality_real import MEAN, SHARED, STD
 
-from concepts import ModelSplit, extract_crops, extract_features, load_images
+import concepts
+from concepts import ModelSplit, load_images
 from pipelines.io import atomic_write_bytes
 from pipelines.models import load_model, model_meta, parse_model, read_state_dict
 
@@ -69,12 +70,13 @@ def cached_classes(cache: Path, images: int, patch_size: int = 64) -> list[str]:
 
 
 def class_features(split, folder: Path, images: int, patch_size: int) -> dict[str, np.ndarray]:
+    """The product's features of a class (:func:`concepts.class_features`, what a class run caches), as arrays."""
     loaded = load_images(folder, image_size=split.input_size, max_images=images)
-    crops = extract_crops(loaded.images, patch_size=patch_size, out_size=split.input_size)
+    features = concepts.class_features(split, loaded.images, patch_size=patch_size, progress=False)
     return {
-        "image_features": extract_features(split, loaded.images, batch_size=32).float().numpy(),
-        "crop_features": extract_features(split, crops, batch_size=64).float().numpy(),
-        "crop_image_index": crops.image_index.numpy(),
+        "image_features": features.images.numpy(),
+        "crop_features": features.crops.numpy(),
+        "crop_image_index": features.image_index.numpy(),
         "paths": np.asarray([Path(p).name for p in loaded.paths]),
     }
 

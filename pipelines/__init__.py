@@ -1,4 +1,7 @@
-"""Orchestration and Stage 3: class runs, feature inversion, mosaics, the static gallery, the CLI.
+"""Orchestration and Stage 3, in four rooms: :mod:`pipelines.run` (a class through every stage,
+:func:`explain_class`; many classes, :func:`run_classes`; their settings, caches, record and plots),
+:mod:`pipelines.site` (the static gallery), :mod:`pipelines.cli` (``concept-lens``) and :mod:`pipelines.demo`
+(the demo world). :mod:`pipelines.io`, :mod:`pipelines.models` and :mod:`pipelines.concept_layer` serve them all.
 
 The only package of concept-lens that writes files (through :mod:`pipelines.io`).
 """

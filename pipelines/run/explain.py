@@ -234,11 +234,11 @@ def explain_class(
 
     torch_device = resolve_device(None if device is None else str(device))
     split.to(torch_device)
-    return _context_run(job, split, config or RunConfig(), None if folder is None else Path(folder),
+    return _explain_job(job, split, config or RunConfig(), None if folder is None else Path(folder),
                         torch_device, progress, rank=0)
 
 
-def _context_run(job: ClassJob, split: ModelSplit, config: RunConfig, folder: Path | None, device: torch.device,
+def _explain_job(job: ClassJob, split: ModelSplit, config: RunConfig, folder: Path | None, device: torch.device,
                  progress: bool, rank: int) -> ClassExplanation:
     stamps = None if folder is None else class_stamps(job, split, config)
     return _explain(ClassContext(job, split, config, device, progress, folder, stamps), rank)
@@ -256,4 +256,4 @@ def run_class(
 ) -> ClassRecord:
     """Run every stage for one class of a run (:func:`pipelines.run_classes`) into its class folder, ``class.json``
     last; returns the record. Stages whose saved result carries a matching stamp are reused; the others redone."""
-    return _context_run(job, split, config, class_dir(run_dir, job.class_index), device, progress, rank).record
+    return _explain_job(job, split, config, class_dir(run_dir, job.class_index), device, progress, rank).record
