@@ -48,7 +48,7 @@ def _count_bookkeeping(tmp_path: Path, monkeypatch, n: int) -> dict[str, int]:
         counts["run_class"] += 1
         stamps = run_module.class_stamps(job, split, config)
         record = ClassRecord(class_index=job.class_index, class_name=job.class_name, wnid=None, model_id="demo",
-                             layer="layer4", n_images=1, n_crops=1, k=0, reconstruction_error=0.0,
+                             layer="layer4", n_images=1, n_crops=1, n_concepts=0, reconstruction_error=0.0,
                              timings={"all": 0.01}, stamp=stamps.record.to_dict())
         record.save(run_module.class_dir(run_dir, job.class_index) / "class.json")
         return record
