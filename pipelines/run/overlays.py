@@ -2,7 +2,9 @@
 
 Colours are Paul Tol's "muted" qualitative scheme, designed to stay distinct
 under the common forms of colour-vision deficiency (deuteranopia, protanopia,
-tritanopia) and in greyscale; a tenth and later concepts reuse them in order.
+tritanopia) and in greyscale, and the orange of his "vibrant" one (a hue muted
+lacks), so the default ten concepts each get their own colour; an eleventh and
+later concepts reuse them in order.
 Maps are alpha-blended over the photo, never replacing it: a pixel's opacity
 grows with its concept's map value (normalised per image), up to
 :data:`MAX_ALPHA`, so the photo always shows through.
@@ -17,7 +19,7 @@ from PIL import Image
 __all__ = ["CONCEPT_COLOURS", "MAX_ALPHA", "all_concepts_overlay", "concept_colour", "one_concept_overlay"]
 
 CONCEPT_COLOURS: tuple[str, ...] = (
-    "#CC6677", "#332288", "#DDCC77", "#117733", "#88CCEE", "#882255", "#44AA99", "#999933", "#AA4499",
+    "#CC6677", "#332288", "#DDCC77", "#117733", "#88CCEE", "#882255", "#44AA99", "#999933", "#AA4499", "#EE7733",
 )
 MAX_ALPHA = 0.65
 

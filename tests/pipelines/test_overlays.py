@@ -25,4 +25,5 @@ def test_no_map_leaves_the_photo_unchanged():
 
 
 def test_palette_is_tol_muted_and_wraps():
-    assert len(set(CONCEPT_COLOURS)) == 9 and concept_colour(9) == concept_colour(0) == "#CC6677"
+    # the default ten concepts each have their own colour (the tenth once took the first's: the most important)
+    assert len(set(CONCEPT_COLOURS)) == 10 and concept_colour(10) == concept_colour(0) == "#CC6677"
