@@ -194,13 +194,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         shift_features=args.shift_features,
         concepts=True,
     )
-    from ..concept_layer import resolve_factorization
-
     viz = _viz_config(args)
     config = RunConfig(
         concepts=ConceptConfig(n_concepts=args.n_concepts, patch_size=args.patch_size, random_state=args.seed,
                                importance=args.importance, importance_on=args.importance_on,
-                               fit_on=args.fit_on, factorization=resolve_factorization(split, args.factorization)),
+                               fit_on=args.fit_on, factorization=args.factorization),
         visualization=viz,
         inversion=replace(viz, crop_size=INVERSION_CROP_SIZE),
         max_images=args.max_images,

@@ -189,6 +189,7 @@ def run_classes(
     run_dir = Path(run_dir)
     ctx = distributed_context()
     torch_device = resolve_device(device, ctx.local_rank)
+    config = config.resolved(split)  # before any file is written: `nmf` on signed features is refused here
     with run_folder_lock(run_dir):
         return _run_locked(jobs, split, config, run_dir, ctx, torch_device, progress, gallery)
 

@@ -10,11 +10,13 @@ size and normalisation are not settings: they come with the model
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from concepts import ModelSplit
 from maco import RenderSettings
 
+from ..concept_layer import resolve_factorization
 from .deletion import FILL
 
 __all__ = ["INVERSION_CROP_SIZE", "ConceptConfig", "RunConfig"]
@@ -69,3 +71,12 @@ class RunConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def resolved(self, split: ModelSplit) -> "RunConfig":
+        """This config with ``factorization="auto"`` decided for ``split``'s layer by
+        :func:`pipelines.concept_layer.resolve_factorization` (Semi-NMF where the layer's features can be
+        negative), and ``"nmf"`` on such a layer refused: the one rule of :func:`pipelines.run_classes` and
+        :func:`pipelines.explain_class`, so every class of a layer gets the same factorization and the stamps of
+        its caches name it (the library's ``extract_concepts`` alone decides by one class's features)."""
+        factorization = resolve_factorization(split, self.concepts.factorization)
+        return replace(self, concepts=replace(self.concepts, factorization=factorization))

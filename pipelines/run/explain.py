@@ -233,9 +233,9 @@ def explain_class(
     from .classes import resolve_device  # .classes runs classes through this module
 
     torch_device = resolve_device(None if device is None else str(device))
+    config = (config or RunConfig()).resolved(split)
     split.to(torch_device)
-    return _explain_job(job, split, config or RunConfig(), None if folder is None else Path(folder),
-                        torch_device, progress, rank=0)
+    return _explain_job(job, split, config, None if folder is None else Path(folder), torch_device, progress, rank=0)
 
 
 def _explain_job(job: ClassJob, split: ModelSplit, config: RunConfig, folder: Path | None, device: torch.device,

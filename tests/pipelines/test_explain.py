@@ -106,3 +106,40 @@ def test_plots_and_display_work_from_in_memory_pictures(in_memory):
 def test_explain_class_refuses_a_class_that_is_not_an_index(job):
     with pytest.raises(ValueError, match="class_index"):
         explain_class(demo_model(), job.folder, "lamp", config=TINY)
+
+
+class _PositiveSiLU(torch.nn.Module):
+    """An EfficientNet's layout whose features end in SiLU but are all positive (bias +4): the layer can go
+    negative, these data do not."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        conv = torch.nn.Conv2d(3, 8, 4, stride=4)
+        torch.nn.init.constant_(conv.bias, 4.0)
+        self.features = torch.nn.Sequential(conv, torch.nn.SiLU())
+        self.avgpool = torch.nn.AdaptiveAvgPool2d(1)
+        self.classifier = torch.nn.Sequential(torch.nn.Linear(8, 4))
+
+    def forward(self, x):
+        return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
+
+
+def test_auto_factorization_is_the_layers_for_the_api_as_for_the_command_line(job, tmp_path):
+    """`auto` follows the layer (it ends in SiLU: Semi-NMF) in explain_class and run_classes, as the CLI decides it,
+    not this class's features (all positive here, where the library alone would pick NMF)."""
+    from concepts import extract_concepts, load_images, split_model
+
+    split = split_model(_PositiveSiLU(), mean=(0.5,) * 3, std=(0.5,) * 3, input_size=64, categories=list("abcd"))
+    config = replace(TINY, concepts=replace(TINY.concepts, factorization="auto"), image_size=64, cluster_images=4)
+    loaded = load_images(job.folder, image_size=64)
+    assert extract_concepts(split, loaded, 1, n_concepts=3, progress=False).factorization == "nmf"
+    ex = explain_class(split, job.folder, 1, config=config, progress=False)
+    assert ex.record.factorization == ex.bank.factorization == "semi-nmf"
+    run_classes([replace(job, class_index=1)], split, config, tmp_path / "run", progress=False, gallery=False)
+    record = json.loads((tmp_path / "run" / "classes" / "0001" / "class.json").read_text())
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert record["factorization"] == run["config"]["concepts"]["factorization"] == "semi-nmf"
+    with pytest.raises(ValueError, match="--factorization nmf"):
+        explain_class(split, job.folder, 1, config=replace(config, concepts=replace(config.concepts,
+                                                                                    factorization="nmf")))

@@ -22,6 +22,12 @@ TINY_VIZ = RenderSettings(steps=3, image_size=64, crops=2, seed=0)
 TINY = replace(DEMO_CONFIG, visualization=TINY_VIZ, inversion=TINY_VIZ, inversions=1, top_crops=2)
 
 
+def stamps_of(job, config=TINY):
+    """The stamps a run makes for ``job``: from its settings as the run resolves them (``auto`` factorization)."""
+    split = demo_model()
+    return class_stamps(job, split, config.resolved(split))
+
+
 @pytest.fixture(scope="module")
 def images(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("demo") / "images"
@@ -55,7 +61,7 @@ def test_other_settings_redo_the_stages_they_change_and_say_why(images, tmp_path
     assert extracted == [] and rendered == [1]  # the bank is reused, the concept renders are redone
     assert "visualization.steps: 3 -> 4" in caplog.text
     record = json.loads((tmp_path / "classes/0000/class.json").read_text())
-    assert record["stamp"]["inputs"]["concepts"] == class_stamps(job, demo_model(), longer).concepts.key
+    assert record["stamp"]["inputs"]["concepts"] == stamps_of(job, longer).concepts.key
     renders = json.loads((tmp_path / "classes/0000/renders/concepts/result.json").read_text())
     assert renders["config"]["steps"] == 4
     assert json.loads((tmp_path / "run.json").read_text())["config"]["visualization"]["steps"] == 4
@@ -95,7 +101,7 @@ def test_a_class_with_missing_or_damaged_files_is_repaired(images, tmp_path):
     viz, mosaic = folder / "concepts/00_viz.webp", folder / "concepts/01_mosaic.webp"
     good_viz, good_mosaic = viz.read_bytes(), mosaic.read_bytes()
     viz.unlink()
-    stamp = class_stamps(job, demo_model(), TINY).record
+    stamp = stamps_of(job).record
     assert unfinished_reason(folder, stamp) == "concepts/00_viz.webp is missing"
     assert run([job], tmp_path).done == [0] and viz.read_bytes() == good_viz
     mosaic.write_bytes(good_mosaic[: len(good_mosaic) // 2])
@@ -188,11 +194,11 @@ def test_moving_the_image_folder_is_a_change(images, tmp_path):
     job = job_for(images)
     copy = tmp_path / "copy"
     shutil.copytree(job.folder, copy)
-    before = class_stamps(job, demo_model(), TINY)
-    assert class_stamps(replace(job, folder=copy), demo_model(), TINY).bank.key != before.bank.key
+    before = stamps_of(job)
+    assert stamps_of(replace(job, folder=copy)).bank.key != before.bank.key
     (job.folder / "new.png").write_bytes((job.folder / sorted(p.name for p in job.folder.iterdir())[0]).read_bytes())
     try:
-        assert class_stamps(job, demo_model(), TINY).bank.key != before.bank.key
+        assert stamps_of(job).bank.key != before.bank.key
     finally:
         (job.folder / "new.png").unlink()
-    assert class_stamps(job, demo_model(), TINY).bank.key == before.bank.key
+    assert stamps_of(job).bank.key == before.bank.key
