@@ -225,7 +225,8 @@ def resolve_factorization(split: ModelSplit, factorization: str) -> str:
     why = signed_features(split)
     if factorization == "nmf" and why is not None:
         raise ValueError(f"`--factorization nmf`: the features of layer `{split.layer}` of {split.model_id} can be "
-                         f"negative ({why}) and NMF needs non-negative ones. Use --factorization semi-nmf (or auto), "
+                         f"negative ({why}) and NMF needs non-negative ones. Use --factorization semi-nmf (or auto; "
+                         "factorization='semi-nmf' in Python), "
                          "or --shift-features where the head is linear.")
     if factorization != "auto":
         return factorization

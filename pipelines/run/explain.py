@@ -26,7 +26,9 @@ computed instead of as read back from their 8-bit files.
 from __future__ import annotations
 
 import math
+import numbers
 import os
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -54,13 +56,14 @@ def class_dir(run_dir: Path, class_index: int) -> Path:
     return Path(run_dir) / "classes" / f"{class_index:04d}"
 
 
-@dataclass(repr=False)
+@dataclass(repr=False, eq=False)
 class ClassExplanation:
     """Everything one class's run found, stage by stage, and the :class:`ClassRecord` the class page shows.
 
-    ``record`` is ``class.json``'s content (its picture names are keys of :attr:`pictures`); ``folder`` is
-    the class folder it was written to, None for a run in memory. Plots (:mod:`pipelines.run.plots`) take the
-    record and, for pictures, ``folder`` or :attr:`pictures`.
+    ``record`` is ``class.json``'s content: its picture names are the keys of :attr:`pictures`, except each
+    concept's ``visualization_full`` (the full-size render in ``renders``); ``folder`` is the class folder it was
+    written to, None for a run in memory. Plots (:mod:`pipelines.run.plots`) take the record and, for pictures,
+    ``folder`` or :attr:`pictures`.
     """
 
     record: ClassRecord
@@ -218,28 +221,53 @@ def explain_class(
     :class:`RunConfig`): the concept bank (Stage 1), the concepts' MaCo visualizations (Stage 2), and Stage 3's
     mosaics, feature inversions, concept maps, deletion and insertion curves, concept-space fidelity and layouts.
 
-    With ``folder`` (a class folder, e.g. ``class_dir(run, class_index)``) every result is cached there as the
-    command line caches it, so a rerun reuses what its settings do not change, and the pictures and
-    ``class.json`` are written (:func:`pipelines.open_class` reads them back; the gallery shows them). Without,
-    nothing is written. ``device`` defaults to CUDA where there is one; the model is moved there.
+    With ``folder`` (a class folder, e.g. ``class_dir(run, class_index)``; new, empty, or one this function or
+    the command line wrote) the features, the bank and the renders are cached there with the stamps the
+    command line uses, so a rerun reuses those its settings do not change; the rest of Stage 3 is redone and
+    the pictures and ``class.json`` are written (:func:`pipelines.open_class` reads them back; the gallery shows
+    them). Without, nothing is written. ``device`` defaults to CUDA where there is one; the model is moved there.
     """
-    if isinstance(class_index, bool) or not isinstance(class_index, int) or class_index < 0:
-        raise ValueError(f"`class_index` of explain_class must be a class of the model (an int >= 0); "
-                         f"got {class_index!r}.")
     names = split.categories
+    if isinstance(class_index, bool) or not isinstance(class_index, numbers.Integral) or class_index < 0 \
+            or (names and class_index >= len(names)):
+        classes = f"in [0, {len(names) - 1}]" if names else ">= 0"
+        raise ValueError(f"`class_index` of explain_class must be a class of the model (an int {classes}); "
+                         f"got {class_index!r}.")
+    class_index = int(class_index)
     if class_name is None:
-        class_name = names[class_index] if names and class_index < len(names) else f"class {class_index}"
+        class_name = names[class_index] if names else f"class {class_index}"
+    if folder is not None:
+        _check_class_folder(Path(folder))
     job = ClassJob(class_index, class_name, Path(images))
     from .classes import resolve_device  # .classes runs classes through this module
 
     torch_device = resolve_device(None if device is None else str(device))
-    config = (config or RunConfig()).resolved(split)
     split.to(torch_device)
-    return _explain_job(job, split, config, None if folder is None else Path(folder), torch_device, progress, rank=0)
+    return _explain_job(job, split, config or RunConfig(), None if folder is None else Path(folder), torch_device,
+                        progress, rank=0)
+
+
+_CLASS_FOLDER_ENTRIES = {"class.json", "index.html", "features", "bank", "renders", "concepts", "inversions", "maps"}
+
+
+def _check_class_folder(folder: Path) -> None:
+    """Refuse a folder that holds anything but a class's files: a rerun clears a class folder's pictures."""
+    if folder.is_file():
+        raise ValueError(f"`folder` of explain_class must be a class folder; {folder} is a file.")
+    if not folder.is_dir():
+        return
+    killed_write = re.compile(r"\..*\.tmp")  # what an interrupted atomic write leaves
+    foreign = sorted(p.name for p in folder.iterdir()
+                     if p.name not in _CLASS_FOLDER_ENTRIES and not killed_write.fullmatch(p.name))
+    if foreign:
+        raise ValueError(f"`folder` of explain_class must be a new or empty folder, or a class folder it or "
+                         f"`concept-lens run` wrote; {folder} also holds {', '.join(foreign[:5])}. Pass a folder "
+                         f"of its own, e.g. class_dir(run, class_index).")
 
 
 def _explain_job(job: ClassJob, split: ModelSplit, config: RunConfig, folder: Path | None, device: torch.device,
                  progress: bool, rank: int) -> ClassExplanation:
+    config = config.resolved(split)  # `auto` factorization by the layer (a no-op for a run that resolved it)
     stamps = None if folder is None else class_stamps(job, split, config)
     return _explain(ClassContext(job, split, config, device, progress, folder, stamps), rank)
 

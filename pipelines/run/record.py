@@ -174,8 +174,12 @@ class ClassRecord:
         """Build a record from parsed JSON, checking every field; raises :class:`RecordError`."""
         if not isinstance(data, dict):
             raise RecordError(f"a class record must be a JSON object; got {type(data).__name__}")
+        if data.get("schema") == 6 and "k" in data:  # 7 renamed `k` only: a finished run of 6 still reads
+            data = {**{key: value for key, value in data.items() if key != "k"}, "n_concepts": data["k"],
+                    "schema": RECORD_SCHEMA}
         if data.get("schema") != RECORD_SCHEMA:
-            raise RecordError(f"class record schema {data.get('schema')!r}, expected {RECORD_SCHEMA}")
+            raise RecordError(f"class record schema {data.get('schema')!r}, expected {RECORD_SCHEMA}; rerun the "
+                              "class (its cached stages are reused)")
         return _build(cls, data, "class.json")
 
     @classmethod

@@ -206,7 +206,9 @@ class _View:
     of: Any  # the record part (ClassRecord, ConceptEntry, InversionEntry)
     shown: dict[str, Any]
 
-    def __getattr__(self, name: str) -> Any:
+    def __getattr__(self, name: str) -> Any:  # only for names that are not the view's own fields
+        if name.startswith("__") or "of" not in self.__dict__:  # copy/pickle probe a bare instance
+            raise AttributeError(name)
         shown = self.__dict__["shown"]
         return shown[name] if name in shown else getattr(self.__dict__["of"], name)
 

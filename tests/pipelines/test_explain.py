@@ -143,3 +143,12 @@ def test_auto_factorization_is_the_layers_for_the_api_as_for_the_command_line(jo
     with pytest.raises(ValueError, match="--factorization nmf"):
         explain_class(split, job.folder, 1, config=replace(config, concepts=replace(config.concepts,
                                                                                     factorization="nmf")))
+
+
+def test_explain_class_refuses_a_folder_with_other_files_and_an_index_beyond_the_model(job, tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match=r"new or empty folder.*also holds notes\.txt"):
+        explain_class(demo_model(), job.folder, 0, config=TINY, folder=tmp_path)
+    assert (tmp_path / "notes.txt").read_text() == "mine" and len(list(tmp_path.iterdir())) == 1
+    with pytest.raises(ValueError, match=r"an int in \[0, 5\]\); got 6"):
+        explain_class(demo_model(), job.folder, 6, config=TINY)

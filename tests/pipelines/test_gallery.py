@@ -1,6 +1,7 @@
 """pipelines.site.gallery: a static site whose images and links all resolve."""
 from __future__ import annotations
 
+import copy
 import json
 import re
 from html.parser import HTMLParser
@@ -9,6 +10,7 @@ from urllib.parse import unquote
 
 import pytest
 
+from pipelines.run.record import ClassRecord
 from pipelines.site.gallery import build_gallery
 
 
@@ -249,6 +251,19 @@ def test_pages_read_the_typed_record_with_pictures_in_place_of_file_names(fake_r
         assert [p.path for p in shown.top_crops] == entry.top_crops
     html = gallery._TEMPLATES.get_template("class.html").render(cls=view, known={3, 7})
     assert "lamp (3)" in html and "Sobol 0.41" in html
+    assert copy.copy(view).n_concepts == r.n_concepts  # a bare instance (copy, pickle) is no recursion trap
+
+
+def test_a_finished_class_of_record_schema_6_still_reads(fake_run):
+    """Schema 7 only renamed `k` to `n_concepts`: pages of a run made before it still build."""
+    path = fake_run / "classes" / "0003" / "class.json"
+    data = json.loads(path.read_text())
+    data["k"] = data.pop("n_concepts")
+    data["schema"] = 6
+    path.write_text(json.dumps(data))
+    assert ClassRecord.load(path).n_concepts == data["k"]
+    build_gallery(fake_run)
+    assert "lamp (3)" in (path.parent / "index.html").read_text()
 
 
 def _deletion(auc_ranking: float, auc_random_order: float) -> dict:
