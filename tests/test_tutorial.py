@@ -22,7 +22,9 @@ def test_the_tutorial_runs_and_shows_its_plots_and_displays(tmp_path, monkeypatc
     outputs = [output for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs]
     assert not [output for output in outputs if output.output_type == "error"]
     data = [output.get("data", {}) for output in outputs]
-    assert sum("image/png" in d for d in data) >= 6  # importances, crops, two kinds of maps, curves, clusters + k
+    assert sum("image/png" in d for d in data) >= 7  # importances, crops, two kinds of maps, curves, clusters + k, ViT
+    printed = "".join(output.get("text", "") for output in outputs if output.output_type == "stream")
+    assert "semi-nmf concepts:" in printed  # the ViT's signed features got Semi-NMF
     pages = [d["text/html"] for d in data if "text/html" in d]
     assert any("% of logit" in page and "data:image/jpeg;base64," in page and "<b>lamp (0)</b>" in page
                for page in pages)  # the class result

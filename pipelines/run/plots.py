@@ -44,7 +44,6 @@ PictureSource = Union[str, os.PathLike, Mapping[str, Image.Image]]
 _LINES = (("ranking", "ranking", "#332288", "-"), ("random_order", "random order", "#CC6677", (0, (7, 4))),
           ("random_regions", "random regions", "#999933", (0, (2, 3))))
 CURVES = ("deletion", "insertion", "c_deletion", "c_insertion")  # what plot_curves draws
-_POSITIVE, _NEGATIVE = "#332288", "#CC6677"  # signed importance bars
 _PANEL = 1.6  # inches per picture in the figure grids
 
 
@@ -83,13 +82,18 @@ def _picture(pictures: PictureSource, rel: str) -> np.ndarray:
 def plot_importances(record: ClassRecord, *, ax=None):
     """Each concept's signed % of logit as a horizontal bar, by rank (most important on top). Returns the axes.
 
-    Bars to the right (dark) push the class logit up, bars to the left (red) push it down.
+    A bar has its concept's colour, as in the maps, the cluster graph and the page, so the charts can be read
+    side by side; bars to the right push the class logit up, bars to the left (hatched) push it down.
     """
     ax = _current_axes(ax)
     concepts = _ranked(record)
     values = [concept.importance_pct for concept in concepts]
-    bars = ax.barh(range(len(values)), values, color=[_POSITIVE if v >= 0 else _NEGATIVE for v in values])
+    bars = ax.barh(range(len(values)), values, color=[concept.colour for concept in concepts],
+                   edgecolor="white")
+    for bar, value in zip(bars, values):
+        bar.set_hatch("////" if value < 0 else "")
     ax.bar_label(bars, fmt="%.1f%%", fontsize=8, padding=2)
+    ax.margins(x=0.18)  # room for the labels at both ends, clear of the concept names
     ax.axvline(0, color="#888888", linewidth=0.8)
     ax.set_yticks(range(len(values)), [f"concept {c.rank + 1}" for c in concepts])
     ax.invert_yaxis()

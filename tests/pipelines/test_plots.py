@@ -13,6 +13,7 @@ from PIL import Image
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.colors import to_rgba  # noqa: E402
 
 from concepts import ConceptBank  # noqa: E402
 from maco import RenderResult, RenderSettings  # noqa: E402
@@ -71,7 +72,9 @@ def test_importance_bars_are_the_records_by_rank_and_signed(demo_class):
                                          for c in record.concepts])
     bars = plots.plot_importances(negative, ax=plt.figure().subplots()).patches
     assert bars[1].get_width() == -12.5 and bars[0].get_width() > 0
-    assert bars[0].get_facecolor() != bars[1].get_facecolor()
+    # each bar in its concept's colour (as the maps and the cluster graph), the sign told by side and hatching
+    assert [bar.get_facecolor() for bar in bars] == [to_rgba(c.colour) for c in ranked(negative)]
+    assert bars[1].get_hatch() and not bars[0].get_hatch()
 
 
 def test_top_crops_and_concept_maps_show_the_records_pictures(demo_class):
@@ -147,6 +150,8 @@ def test_the_class_page_and_the_plots_show_the_same_numbers(demo_class):
     shown = re.findall(r'<span class="pct">(-?[\d.]+)%</span>', page)
     bars = plots.plot_importances(record, ax=plt.figure().subplots()).patches
     assert shown == [f"{bar.get_width():.1f}" for bar in bars] and len(shown) == record.n_concepts
+    chips = re.findall(r'<h3><span class="chip" style="background: (#[0-9A-Fa-f]{6})">', page)  # the cards
+    assert [to_rgba(chip) for chip in chips] == [bar.get_facecolor() for bar in bars]  # one colour per concept
     area = re.search(r"Area: ranking <b>([\d.]+)</b>", page).group(1)
     assert area in plots.plot_curves(record, "deletion", ax=plt.figure().subplots()).get_lines()[0].get_label()
 
