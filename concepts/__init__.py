@@ -6,7 +6,7 @@ linear head, gradient x input through any other). Uses torch, never ``maco`` or
 ``pipelines``; writes files only through :meth:`ConceptBank.save`.
 """
 from .alignment import ALIGNED_BY, class_directions
-from .bank import SCHEMA_VERSION, ConceptBank, library_versions
+from .bank import EVERYWHERE_SPREAD, SCHEMA_VERSION, ConceptBank, library_versions
 from .feature_store import ClassFeatures, class_features
 from .crops import Crops, extract_crops, grid_boxes
 from .data import (IMAGE_EXTENSIONS, LoadedImages, imagenet_class_folders, load_images,
@@ -28,6 +28,7 @@ __all__ = [
     "ALIGNED_BY",
     "AUTO_CANDIDATES",
     "AUTO_COMPLETENESS",
+    "EVERYWHERE_SPREAD",
     "FACTORIZATIONS",
     "IMAGE_EXTENSIONS",
     "NMF",

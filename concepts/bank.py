@@ -23,15 +23,28 @@ import numpy as np
 
 from .importance import completeness
 
-__all__ = ["SCHEMA_VERSION", "ConceptBank", "library_versions"]
+__all__ = ["EVERYWHERE_SPREAD", "SCHEMA_VERSION", "ConceptBank", "coefficient_spread", "library_versions"]
 
 # 2: importance, importance_on, importance_scores, importance_per_image; 3: n_concepts_sweep; 4: factorization
 SCHEMA_VERSION = 4
+
+# A concept whose coefficients vary over the crops by less than this (std / mean) is in every crop at about the
+# same strength: what all the features share, not a part of the images. Semi-NMF makes one such concept per class
+# (the demo ViT: 0.04-0.11, its final LayerNorm's offset; EfficientNet-Lite0: 0.14-0.19), the others measure 0.32
+# and more; NMF's concepts 0.57 and more (benchmarks/coefficient_spread.py, BENCHMARKS.md).
+EVERYWHERE_SPREAD = 0.25
 
 _BAR_PX = 160  # width of the importance bars in a notebook's display
 _ARRAYS_FILE = "arrays.npz"
 _ARRAYS = ("W", "U", "crop_boxes", "crop_image_index", "contributions", "residual", "logits", "importance_pct",
            "image_codes", "sobol", "sobol_per_image", "class_weight", "importance_scores", "importance_per_image")
+
+
+def coefficient_spread(codes: np.ndarray) -> np.ndarray:
+    """Per column of ``codes`` (n, k): std / mean over the rows, NaN for a column that is never used."""
+    codes = np.asarray(codes, dtype=np.float64)
+    mean = codes.mean(0)
+    return np.divide(codes.std(0), mean, out=np.full(mean.shape, np.nan), where=mean > 0)
 
 
 def library_versions() -> dict[str, str]:
@@ -163,6 +176,16 @@ class ConceptBank:
         The rest is the NMF residual read by the head (:mod:`concepts.importance`).
         """
         return completeness(self.contributions, self.logits, self.bias)
+
+    @property
+    def coefficient_spread(self) -> np.ndarray:
+        """Per concept, how much its coefficient varies over the crops: std / mean, shape (k,); NaN if never used.
+
+        A part of an object is strong in some crops and absent from others; a concept below
+        :data:`EVERYWHERE_SPREAD` is in every crop at about the same strength (what all the features share, such as
+        a ViT's LayerNorm offset), so its maps and top crops locate nothing.
+        """
+        return coefficient_spread(self.U)
 
     @property
     def crop_sources(self) -> list[str]:

@@ -21,7 +21,7 @@ from concepts import ModelSplit
 from .config import RunConfig
 from ..io import WEBP_QUALITY
 from .jobs import ClassJob
-from .record import ClassRecord, RecordError
+from .record import RECORD_SCHEMA, ClassRecord, RecordError
 from .stamp import Stamp, folder_digest, weights_digest
 
 __all__ = ["DISPLAY_SIDE", "INVERSION_QUALITY", "MOSAIC_WIDTH", "ClassStamps", "cached", "class_stamps",
@@ -121,6 +121,8 @@ def finished_record(folder: Path, stamp: Stamp) -> tuple[ClassRecord | None, str
         return None, f"its class record is unreadable ({err})"
     if record.status != "done":
         return None, "it has not finished"
+    if record.schema != RECORD_SCHEMA:  # read for its pages; as a cache it lacks what a newer version records
+        return None, f"its class record was made by an older version (schema {record.schema}, now {RECORD_SCHEMA})"
     changed = stamp.changes_from(record.stamp)
     if changed is not None:
         return None, changed

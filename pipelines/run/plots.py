@@ -83,7 +83,8 @@ def plot_importances(record: ClassRecord, *, ax=None):
     """Each concept's signed % of logit as a horizontal bar, by rank (most important on top). Returns the axes.
 
     A bar has its concept's colour, as in the maps, the cluster graph and the page, so the charts can be read
-    side by side; bars to the right push the class logit up, bars to the left (hatched) push it down.
+    side by side; bars to the right push the class logit up, bars to the left (hatched) push it down. A concept
+    in every crop alike (:attr:`~pipelines.run.record.ConceptEntry.everywhere`, a shared offset) says so.
     """
     ax = _current_axes(ax)
     concepts = _ranked(record)
@@ -95,7 +96,8 @@ def plot_importances(record: ClassRecord, *, ax=None):
     ax.bar_label(bars, fmt="%.1f%%", fontsize=8, padding=2)
     ax.margins(x=0.18)  # room for the labels at both ends, clear of the concept names
     ax.axvline(0, color="#888888", linewidth=0.8)
-    ax.set_yticks(range(len(values)), [f"concept {c.rank + 1}" for c in concepts])
+    ax.set_yticks(range(len(values)), [f"concept {c.rank + 1}" + ("\n(in every crop)" if c.everywhere else "")
+                                       for c in concepts])
     ax.invert_yaxis()
     ax.set_xlabel("% of logit")
     ax.set_title(f"{record.class_name} ({record.class_index}): concepts by importance ({record.importance})")

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from concepts import ConceptFidelity, NConceptsSweep
+from concepts import EVERYWHERE_SPREAD, ConceptFidelity, NConceptsSweep
 
 from .deletion import ImageCurves
 from ..io import json_text, save
@@ -35,10 +35,12 @@ __all__ = [
     "SkippedFile",
 ]
 
+# 8: a concept's `spread` (of its coefficients over the crops: in every crop alike, or a part);
 # 7: `k` became `n_concepts` (one name from --n-concepts to the bank); 6: `factorization`, `importance_method`,
 # `contributions`, `aligned_by`; 5: `n_concepts_sweep`, `digest`; 4: `insertion`, `fidelity`, random regions;
 # 3: WebP pictures; 2: `layer`, `feature_transform`
-RECORD_SCHEMA = 7
+RECORD_SCHEMA = 8
+READABLE_SCHEMAS = (6, 7, 8)  # older records still show (without what came later); a rerun redoes them
 
 
 class RecordError(ValueError):
@@ -71,6 +73,13 @@ class ConceptEntry:
     maps: list[str] = field(default_factory=list)
     most_important_for: int = 0
     visualization_full: str | None = None  # the full-size lossless image (the render cache's), linked from the page
+    spread: float | None = None  # ConceptBank.coefficient_spread: std / mean of its coefficients over the crops
+
+    @property
+    def everywhere(self) -> bool:
+        """In every crop at about the same strength (below :data:`concepts.EVERYWHERE_SPREAD`): a component
+        shared by all the features (a ViT's LayerNorm offset), not a part of the images."""
+        return self.spread is not None and self.spread < EVERYWHERE_SPREAD
 
 
 @dataclass
@@ -174,10 +183,9 @@ class ClassRecord:
         """Build a record from parsed JSON, checking every field; raises :class:`RecordError`."""
         if not isinstance(data, dict):
             raise RecordError(f"a class record must be a JSON object; got {type(data).__name__}")
-        if data.get("schema") == 6 and "k" in data:  # 7 renamed `k` only: a finished run of 6 still reads
-            data = {**{key: value for key, value in data.items() if key != "k"}, "n_concepts": data["k"],
-                    "schema": RECORD_SCHEMA}
-        if data.get("schema") != RECORD_SCHEMA:
+        if data.get("schema") == 6 and "k" in data:  # 7 renamed `k` only
+            data = {**{key: value for key, value in data.items() if key != "k"}, "n_concepts": data["k"]}
+        if data.get("schema") not in READABLE_SCHEMAS:
             raise RecordError(f"class record schema {data.get('schema')!r}, expected {RECORD_SCHEMA}; rerun the "
                               "class (its cached stages are reused)")
         return _build(cls, data, "class.json")

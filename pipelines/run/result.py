@@ -54,7 +54,8 @@ def class_html(record: ClassRecord, pictures: PictureSource) -> str:
     r = record
     rows = "".join(
         f"<tr><td style='border-left:6px solid {html.escape(c.colour)}'>{c.rank + 1}</td>"
-        f"<td>{c.importance_pct:.1f}%</td><td>{_thumbnail(pictures, c.visualization)}</td>"
+        f"<td>{c.importance_pct:.1f}%{'<br><i>in every crop</i>' if c.everywhere else ''}</td>"
+        f"<td>{_thumbnail(pictures, c.visualization)}</td>"
         f"<td>{''.join(_thumbnail(pictures, rel) for rel in c.top_crops[:THUMB_CROPS])}</td></tr>"
         for c in sorted(r.concepts, key=lambda concept: concept.rank)
     )

@@ -208,6 +208,7 @@ def panels_stage(ctx: ClassContext, loaded: LoadedImages, features: ClassFeature
     order = [int(c) for c in bank.order]
     top_crops = bank.top_crops(ctx.config.top_crops)
     most_important = np.bincount(np.asarray(bank.contributions).argmax(1), minlength=bank.n_concepts)
+    spread = bank.coefficient_spread
     pictures = Pictures()
     entries = []
     for position, concept in enumerate(order):
@@ -233,6 +234,7 @@ def panels_stage(ctx: ClassContext, loaded: LoadedImages, features: ClassFeature
                                              ctx.config.aligned_classes),
             colour=concept_colour(position),
             most_important_for=int(most_important[concept]),
+            spread=round(float(spread[concept]), 4) if np.isfinite(spread[concept]) else None,
         ))
     return ConceptPanels(entries, aligned_by, pictures)
 

@@ -8,7 +8,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from concepts import SCHEMA_VERSION, ConceptBank
+from concepts import EVERYWHERE_SPREAD, SCHEMA_VERSION, ConceptBank
 
 
 def _bank(with_sobol: bool = True) -> ConceptBank:
@@ -119,3 +119,14 @@ def test_a_bank_fitted_on_crops_and_images_keeps_the_crops_codes(tiny_split, ima
     assert bank.relative_reconstruction_error == pytest.approx(float(error), rel=1e-4)
     with pytest.raises(ValueError, match="`fit_on` of `extract_concepts` must be one of crops, crops\\+images"):
         extract_concepts(tiny_split, images, 1, n_concepts=3, patch_size=16, fit_on="images", progress=False)
+
+
+def test_coefficient_spread_tells_a_concept_in_every_crop_from_a_part():
+    bank = _bank()
+    U = np.zeros((8, 3))
+    U[:, 0] = [1.0, 1.02, 0.98, 1.0, 1.01, 0.99, 1.0, 1.0]  # in every crop alike: an offset
+    U[[1, 4], 1] = [0.9, 0.7]  # a part: in two crops, absent from the others
+    bank.U = U  # column 2 never used
+    spread = bank.coefficient_spread
+    assert spread[0] == pytest.approx(U[:, 0].std() / U[:, 0].mean()) and spread[0] < EVERYWHERE_SPREAD
+    assert spread[1] > 1.5 and np.isnan(spread[2])

@@ -105,3 +105,19 @@ def test_demo_arch_flag_picks_the_network(monkeypatch, tmp_path):
     assert seen == ["a", "vit"]
     with pytest.raises(ValueError, match="arch"):
         demo_run.run_demo(tmp_path / "x", arch="transformer")
+
+
+def test_the_vits_layernorm_offset_is_one_concept_in_every_crop_and_the_cnns_concepts_are_parts():
+    """The demo ViT's final LayerNorm adds one offset to every token: Semi-NMF gives it a concept whose coefficient
+    barely varies over the crops (the page says so); none of the demo CNN's NMF concepts is like that."""
+    from concepts import EVERYWHERE_SPREAD, extract_concepts
+    from pipelines.demo.run import DEMO_CONFIG, DEMO_IMAGES_SEED
+    from pipelines.models import demo_model
+
+    raw, _ = DemoWorld(DEMO_INPUT_SIZE).sample(1, 20, seed=DEMO_IMAGES_SEED)  # flags, as the demo draws them
+    images = torch.from_numpy(raw).permute(0, 3, 1, 2).float().div_(255)
+    spread = {arch: extract_concepts(demo_model(arch), images, 1, n_concepts=5, sobol_designs=0, progress=False,
+                                     patch_size=DEMO_CONFIG.concepts.patch_size).coefficient_spread
+              for arch in ("vit", "a")}
+    assert (spread["vit"] < EVERYWHERE_SPREAD).sum() == 1, spread
+    assert (spread["a"] > 2 * EVERYWHERE_SPREAD).all(), spread

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import re
 from html.parser import HTMLParser
@@ -264,6 +265,39 @@ def test_a_finished_class_of_record_schema_6_still_reads(fake_run):
     assert ClassRecord.load(path).n_concepts == data["k"]
     build_gallery(fake_run)
     assert "lamp (3)" in (path.parent / "index.html").read_text()
+
+
+def test_a_record_of_an_older_schema_shows_but_is_not_reused_as_a_finished_class(fake_run):
+    """Schema 8 added each concept's spread: a schema-7 page still builds, a rerun redoes the class."""
+    from pipelines.run.cache import finished_record
+    from pipelines.run.stamp import Stamp
+
+    path = fake_run / "classes" / "0003" / "class.json"
+    stamp = Stamp({"model": "fake-resnet"})
+    record = dataclasses.replace(ClassRecord.load(path), stamp=stamp.to_dict())
+    record.save(path)  # with its digest and stamp, as a run writes it
+    assert finished_record(path.parent, stamp)[1] is None  # current schema: reused
+    dataclasses.replace(record, schema=7).save(path)
+    assert ClassRecord.load(path).schema == 7
+    assert "older version (schema 7" in finished_record(path.parent, stamp)[1]
+    build_gallery(fake_run)
+    assert "lamp (3)" in (path.parent / "index.html").read_text()
+
+
+def test_a_concept_in_every_crop_alike_is_named_on_its_page_and_only_there(fake_run):
+    path = fake_run / "classes" / "0003" / "class.json"
+    data = json.loads(path.read_text())
+    for concept in data["concepts"]:  # rank 1 (the second) is a shared offset; the others are parts
+        concept["spread"] = 0.05 if concept["rank"] == 1 else 0.8
+    path.write_text(json.dumps(data))
+    build_gallery(fake_run)
+    raw = (path.parent / "index.html").read_text()
+    cards = raw.split('<article class="concept')[1:]
+    assert ['class="everywhere"' in card for card in cards] == [False, True, False]  # by rank
+    note = " ".join(cards[1].split())
+    assert "varies by only 5% of its mean over the crops" in note and "all the features of layer4" in note
+    other = (fake_run / "classes" / "0007" / "index.html").read_text()  # no spread recorded: nothing said
+    assert 'class="everywhere"' not in other
 
 
 def _deletion(auc_ranking: float, auc_random_order: float) -> dict:

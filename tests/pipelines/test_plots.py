@@ -189,3 +189,23 @@ def test_bank_and_render_result_display_inline(demo_class):
                               history=renders.history[:, :1])
     png = one._repr_png_()
     assert png.startswith(b"\x89PNG")
+
+
+def test_a_concept_in_every_crop_alike_says_so_in_the_plot_the_display_and_the_page(demo_class):
+    from pipelines.site import gallery
+
+    folder, record = demo_class
+    assert not any(c.everywhere for c in record.concepts)  # the demo CNN's concepts are parts
+    offset = replace(record, concepts=[replace(c, spread=0.05 if c.rank == 0 else 0.8) for c in record.concepts])
+    ax = plots.plot_importances(offset, ax=plt.figure().subplots())
+    labels = [label.get_text() for label in ax.get_yticklabels()]
+    assert labels[0] == "concept 1\n(in every crop)" and not any("every" in label for label in labels[1:])
+    assert open_class(folder)._repr_html_().count("in every crop") == 0
+    assert dataclasses.replace(open_class(folder), record=offset)._repr_html_().count("<i>in every crop</i>") == 1
+    c = gallery._read_class(folder)
+    page = gallery._TEMPLATES.get_template("class.html").render(
+        cls=gallery._record(dataclasses.replace(c, record=offset), []), known=set())
+    legend = re.findall(r'<li><span class="chip".*?</li>', page, flags=re.S)
+    assert len(legend) == record.n_concepts and ["in every crop" in item for item in legend] == \
+        [c.rank == 0 for c in ranked(offset)]
+    assert page.count('class="everywhere"') == 1
