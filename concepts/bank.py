@@ -188,6 +188,13 @@ class ConceptBank:
         return coefficient_spread(self.U)
 
     @property
+    def everywhere(self) -> np.ndarray:
+        """Per concept, whether it is in every crop alike (:attr:`coefficient_spread` below
+        :data:`EVERYWHERE_SPREAD`), shape (k,), bool."""
+        with np.errstate(invalid="ignore"):
+            return self.coefficient_spread < EVERYWHERE_SPREAD
+
+    @property
     def crop_sources(self) -> list[str]:
         """Source file of each crop, shape (n,)."""
         return [self.image_paths[int(i)] for i in self.crop_image_index]

@@ -41,7 +41,7 @@ least, and beats random regions in 9 classes of 10 where blur does in 8.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Sequence
 
 import numpy as np
@@ -77,6 +77,8 @@ class ImageCurves:
     seeds: int
     n_images: int
     fill: str
+    # ranks (0-based) of the concepts not taken: in every crop alike, they have no region to remove or put back
+    left_out: list[int] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)

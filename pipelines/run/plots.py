@@ -174,7 +174,9 @@ def plot_curves(record: ClassRecord, check: str = "deletion", *, ax=None):
                     label=f"{label} (area {area:.3f})")
     ax.set_ylim(0, 1.02)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("concepts " + ("removed" if check.endswith("deletion") else "put back"))
+    left_out = getattr(curves, "left_out", [])  # image curves leave out concepts in every crop alike
+    ax.set_xlabel("concepts " + ("removed" if check.endswith("deletion") else "put back")
+                  + (f" (left out, in every crop: {', '.join(str(r + 1) for r in left_out)})" if left_out else ""))
     ax.set_ylabel("p(class)")
     ax.set_title(check.replace("c_", "C-").replace("_", " "))
     ax.legend(fontsize=8)

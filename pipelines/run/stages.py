@@ -11,7 +11,7 @@ stages whose results are expensive (features, bank, renders) go through
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
@@ -322,7 +322,8 @@ def maps_stage(ctx: ClassContext, loaded: LoadedImages, bank: ConceptBank,
 
 @dataclass
 class RankingChecks:
-    """Stage 3d: the deletion and insertion curves of the ranking on the maps' images (None without maps)."""
+    """Stage 3d: the deletion and insertion curves of the ranking on the maps' images, over the concepts that have a
+    region (not those in every crop alike; ``left_out`` names them); None without maps."""
 
     deletion: ImageCurves | None
     insertion: ImageCurves | None
@@ -332,15 +333,20 @@ def ranking_checks_stage(ctx: ClassContext, loaded: LoadedImages, bank: ConceptB
                          maps: MapsOnImages) -> RankingChecks:
     """Stage 3d: remove (deletion) or put back (insertion) the concepts' regions in ranking order, against
     random orders and random regions (:mod:`pipelines.run.deletion`)."""
-    if not maps.images:
+    order = [int(c) for c in bank.order]
+    # a concept in every crop alike has no region of its own: removing "its" region would remove an arbitrary one
+    located = [c for c in range(bank.n_concepts) if not bank.everywhere[c]]  # by id: the maps' own order
+    if not maps.images or not located:
         return RankingChecks(None, None)
     config = ctx.config
+    on_images = maps.maps[[maps.rows[i] for i in maps.images]]
     deletion, insertion = image_curves(
-        ctx.split, loaded.images[maps.images], maps.maps[[maps.rows[i] for i in maps.images]],
-        [int(c) for c in bank.order], ctx.job.class_index, share=config.deletion_share,
-        seeds=config.deletion_seeds, fill=config.deletion_fill, batch_size=config.concepts.batch_size,
+        ctx.split, loaded.images[maps.images], on_images[:, located], [located.index(c) for c in order if c in located],
+        ctx.job.class_index, share=config.deletion_share, seeds=config.deletion_seeds, fill=config.deletion_fill,
+        batch_size=config.concepts.batch_size,
     )
-    return RankingChecks(deletion, insertion)
+    left_out = [rank for rank, concept in enumerate(order) if concept not in located]
+    return RankingChecks(replace(deletion, left_out=left_out), replace(insertion, left_out=left_out))
 
 
 @dataclass

@@ -152,3 +152,26 @@ def test_explain_class_refuses_a_folder_with_other_files_and_an_index_beyond_the
     assert (tmp_path / "notes.txt").read_text() == "mine" and len(list(tmp_path.iterdir())) == 1
     with pytest.raises(ValueError, match=r"an int in \[0, 5\]\); got 6"):
         explain_class(demo_model(), job.folder, 6, config=TINY)
+
+
+def test_a_concept_in_every_crop_alike_is_left_out_of_the_photo_checks_and_the_page_says_so(job, tmp_path):
+    """The demo ViT's offset concept has no region: deletion and insertion take the other concepts (C-Deletion, in
+    the features, keeps it), and the page and the plot name it."""
+    from pipelines.site.gallery import build_gallery
+
+    run = tmp_path / "run"
+    ex = explain_class(demo_model("vit"), job.folder, job.class_index, config=TINY,
+                       folder=run / "classes" / f"{job.class_index:04d}", progress=False)
+    r = ex.record
+    offset = [c.rank for c in r.concepts if c.everywhere]
+    assert len(offset) == 1 and ex.bank.everywhere.sum() == 1
+    for curves in (r.deletion, r.insertion):
+        assert curves.left_out == offset and len(curves.ranking) == r.n_concepts  # k - 1 concepts, plus none taken
+    assert len(r.fidelity.c_deletion.ranking) == r.n_concepts + 1
+    build_gallery(run)
+    page = " ".join((ex.folder / "index.html").read_text().split())
+    assert page.count(f"Concept {offset[0] + 1} is left out: in every crop alike, it has no region of its own, "
+                      f"so these curves take the other {r.n_concepts - 1}.") == 2
+    ax = plots.plot_curves(r, "deletion", ax=plt.figure().subplots())
+    assert ax.get_xlabel() == f"concepts removed (left out, in every crop: {offset[0] + 1})"
+    plt.close("all")
