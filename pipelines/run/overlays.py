@@ -12,6 +12,8 @@ grows with its concept's map value (normalised per image), up to
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import numpy as np
 import torch
 from PIL import Image
@@ -46,7 +48,8 @@ def _blend(image: torch.Tensor, colour: np.ndarray, alpha: np.ndarray) -> Image.
     return Image.fromarray(np.round(mixed * 255).astype(np.uint8), mode="RGB")
 
 
-def all_concepts_overlay(image: torch.Tensor, maps: torch.Tensor, order: list[int]) -> Image.Image:
+def all_concepts_overlay(image: torch.Tensor, maps: torch.Tensor, order: list[int], *,
+                         hidden: Collection[int] = ()) -> Image.Image:
     """Every concept's map over ``image``: each pixel takes the colour of its strongest concept.
 
     Parameters
@@ -57,10 +60,15 @@ def all_concepts_overlay(image: torch.Tensor, maps: torch.Tensor, order: list[in
         Concept maps at the photo's size, indexed by concept id.
     order : list of int
         Concept ids by rank: the concept of rank ``r`` is drawn in :func:`concept_colour` ``(r)``.
+    hidden : collection of int, optional
+        Concept ids not drawn: a concept in every crop alike has a flat map that would colour the whole photo
+        and, being the largest, dim every part's map.
     """
-    norm = _normalised(maps)
-    palette = np.stack([_rgb(concept_colour(rank)) for rank in range(len(order))])
-    by_rank = norm[order]  # (k, H, W), rank-major
+    shown = [rank for rank, concept in enumerate(order) if concept not in hidden]
+    if not shown:
+        return _blend(image, np.zeros((*maps.shape[1:], 3), np.float32), np.zeros(maps.shape[1:], np.float32))
+    by_rank = _normalised(maps[[order[rank] for rank in shown]])  # (shown, H, W), rank-major
+    palette = np.stack([_rgb(concept_colour(rank)) for rank in shown])
     strongest = by_rank.argmax(0)
     alpha = by_rank.max(0) * MAX_ALPHA
     return _blend(image, palette[strongest], alpha)

@@ -136,6 +136,7 @@ def plot_image_concepts(record: ClassRecord, pictures: PictureSource, image: int
     """Every concept's map over one of the class's most confident images (``record.overlays[image]``).
 
     Each pixel takes the colour of its strongest concept; the legend names the concepts with their % of logit.
+    A concept in every crop alike is not drawn (its flat map would cover the photo), and the legend says so.
     Returns the axes.
     """
     from matplotlib.patches import Patch
@@ -146,7 +147,8 @@ def plot_image_concepts(record: ClassRecord, pictures: PictureSource, image: int
     ax = _current_axes(ax)
     ax.imshow(_picture(pictures, record.overlays[image]))
     ax.axis("off")
-    handles = [Patch(color=c.colour, label=f"concept {c.rank + 1} ({c.importance_pct:.1f}%)") for c in _ranked(record)]
+    handles = [Patch(color=c.colour, label=f"concept {c.rank + 1} ({c.importance_pct:.1f}%"
+                     + (", in every crop: not drawn)" if c.everywhere else ")")) for c in _ranked(record)]
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=8, frameon=False)
     return ax
 

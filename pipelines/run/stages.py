@@ -309,7 +309,9 @@ def maps_stage(ctx: ClassContext, loaded: LoadedImages, bank: ConceptBank,
                         device=ctx.device)
     rows = {image: row for row, image in enumerate(needed)}
     pictures = Pictures()
-    overlays = [pictures.add(f"maps/{n:02d}_all.webp", all_concepts_overlay(loaded.images[i], maps[rows[i]], order))
+    hidden = {c for c in order if bank.everywhere[c]}
+    overlays = [pictures.add(f"maps/{n:02d}_all.webp",
+                             all_concepts_overlay(loaded.images[i], maps[rows[i]], order, hidden=hidden))
                 for n, i in enumerate(chosen)]
     by_concept = {
         concept: [pictures.add(f"maps/{rank:02d}_concept_{j}.webp",

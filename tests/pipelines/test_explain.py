@@ -157,6 +157,7 @@ def test_explain_class_refuses_a_folder_with_other_files_and_an_index_beyond_the
 def test_a_concept_in_every_crop_alike_is_left_out_of_the_photo_checks_and_the_page_says_so(job, tmp_path):
     """The demo ViT's offset concept has no region: deletion and insertion take the other concepts (C-Deletion, in
     the features, keeps it), and the page and the plot name it."""
+    from pipelines.run.overlays import all_concepts_overlay
     from pipelines.site.gallery import build_gallery
 
     run = tmp_path / "run"
@@ -168,6 +169,11 @@ def test_a_concept_in_every_crop_alike_is_left_out_of_the_photo_checks_and_the_p
     for curves in (r.deletion, r.insertion):
         assert curves.left_out == offset and len(curves.ranking) == r.n_concepts  # k - 1 concepts, plus none taken
     assert len(r.fidelity.c_deletion.ranking) == r.n_concepts + 1
+    # the overlays draw the located concepts only: a flat map would colour the photo and dim the parts
+    order, shown = [int(c) for c in ex.bank.order], ex.maps.images[0]
+    drawn = all_concepts_overlay(ex.images.images[shown], ex.maps.maps[ex.maps.rows[shown]], order,
+                                 hidden={order[offset[0]]})
+    assert np.array_equal(np.asarray(ex.pictures[r.overlays[0]]), np.asarray(drawn))
     build_gallery(run)
     page = " ".join((ex.folder / "index.html").read_text().split())
     assert page.count(f"Concept {offset[0] + 1} is left out: in every crop alike, it has no region of its own, "

@@ -18,6 +18,19 @@ def test_each_pixel_takes_the_colour_of_its_strongest_concept_and_the_photo_show
     assert MAX_ALPHA < 1  # never replaces the photo
 
 
+def test_a_hidden_concept_is_not_drawn_and_does_not_dim_the_others():
+    image = torch.full((3, 8, 8), 0.5)
+    maps = torch.zeros(3, 8, 8)
+    maps[1] = 4.0  # concept id 1, ranked first: flat and strong everywhere (a shared offset)
+    maps[2, :, :4] = 1.0  # concept id 2, ranked second: the left half
+    out = np.asarray(all_concepts_overlay(image, maps, order=[1, 2, 0], hidden={1})).astype(float) / 255
+    second = np.array([int(CONCEPT_COLOURS[1][i:i + 2], 16) for i in (1, 3, 5)]) / 255  # rank 2 keeps its colour
+    np.testing.assert_allclose(out[0, 0], 0.5 * (1 - MAX_ALPHA) + second * MAX_ALPHA, atol=1 / 255)  # full strength
+    np.testing.assert_allclose(out[0, 7], [0.5] * 3, atol=1 / 255)  # where only the hidden one is: the photo
+    everything = np.asarray(all_concepts_overlay(image, maps, order=[1, 2, 0], hidden={0, 1, 2})).astype(float)
+    np.testing.assert_allclose(everything / 255, 0.5, atol=1 / 255)
+
+
 def test_no_map_leaves_the_photo_unchanged():
     image = torch.rand(3, 6, 6, generator=torch.Generator().manual_seed(0))
     out = np.asarray(one_concept_overlay(image, torch.zeros(6, 6), rank=4)).astype(float) / 255
