@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from concepts import SemiNMF, class_features, extract_features, linear_contributions
+from concepts.bank import top_crops
 from pipelines.demo import CLASS_NAMES, DEMO_INPUT_SIZE, PART_NAMES, DemoWorld
 from pipelines.demo.run import DEMO_CONFIG, DEMO_IMAGES_PER_CLASS, DEMO_IMAGES_SEED
 from pipelines.evaluate import concept_purity
@@ -33,17 +34,6 @@ from pipelines.models import demo_model
 
 IMPORTANT_PCT = 15.0  # as demo_pages.py
 TOP_CROPS = 10
-
-
-def top_crops(U: torch.Tensor, image_index: torch.Tensor, n: int) -> list[np.ndarray]:
-    """Per concept, its n highest-coefficient crops with at most one per image (as ``ConceptBank.top_crops``)."""
-    result = []
-    for column in U.T:
-        order = torch.argsort(-column, stable=True)
-        _, first = np.unique(image_index[order].numpy(), return_index=True)
-        kept = order[np.sort(first)]
-        result.append(kept[column[kept] > 0][:n].numpy())
-    return result
 
 
 def class_row(split, features, masks, class_index: int, baseline: torch.Tensor, k: int) -> dict:
@@ -58,7 +48,7 @@ def class_row(split, features, masks, class_index: int, baseline: torch.Tensor, 
     bias = float(split.head_bias[class_index]) + float(weight @ baseline)
     imp = linear_contributions(pooled, codes, W, weight, bias)
     pct = imp.percent.numpy()
-    top = top_crops(U, features.image_index, TOP_CROPS)
+    top = top_crops(U.numpy(), features.image_index.numpy(), TOP_CROPS)
     purity = concept_purity([features.boxes[t].numpy() for t in top], [features.image_index[t].numpy() for t in top],
                             masks, PART_NAMES)
     important = [j for j in np.argsort(-pct) if pct[j] >= IMPORTANT_PCT]

@@ -23,7 +23,7 @@ import numpy as np
 
 from .importance import completeness
 
-__all__ = ["EVERYWHERE_SPREAD", "SCHEMA_VERSION", "ConceptBank", "coefficient_spread", "library_versions"]
+__all__ = ["EVERYWHERE_SPREAD", "SCHEMA_VERSION", "ConceptBank", "coefficient_spread", "library_versions", "top_crops"]
 
 # 2: importance, importance_on, importance_scores, importance_per_image; 3: n_concepts_sweep; 4: factorization
 SCHEMA_VERSION = 4
@@ -45,6 +45,28 @@ def coefficient_spread(codes: np.ndarray) -> np.ndarray:
     codes = np.asarray(codes, dtype=np.float64)
     mean = codes.mean(0)
     return np.divide(codes.std(0), mean, out=np.full(mean.shape, np.nan), where=mean > 0)
+
+
+def top_crops(codes: np.ndarray, image_index: np.ndarray, n: int, *, one_per_image: bool = True) -> list[list[int]]:
+    """Per column of ``codes`` (n_crops, k): the rows with the highest positive coefficient, at most ``n``, at most
+    one per source image (``image_index``) when ``one_per_image`` (:meth:`ConceptBank.top_crops`)."""
+    codes, image_index = np.asarray(codes), np.asarray(image_index)
+    result = []
+    for concept in range(codes.shape[1]):
+        chosen: list[int] = []
+        seen: set[int] = set()
+        for idx in np.argsort(-codes[:, concept], kind="stable"):
+            if codes[idx, concept] <= 0:
+                break
+            image = int(image_index[idx])
+            if one_per_image and image in seen:
+                continue
+            seen.add(image)
+            chosen.append(int(idx))
+            if len(chosen) == n:
+                break
+        result.append(chosen)
+    return result
 
 
 def library_versions() -> dict[str, str]:
@@ -212,23 +234,7 @@ class ConceptBank:
         """
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"`n` of `ConceptBank.top_crops` must be an int >= 1; got {n!r}.")
-        result = []
-        for concept in range(self.n_concepts):
-            ranked = np.argsort(-self.U[:, concept], kind="stable")
-            chosen: list[int] = []
-            seen: set[int] = set()
-            for idx in ranked:
-                if self.U[idx, concept] <= 0:
-                    break
-                image = int(self.crop_image_index[idx])
-                if one_per_image and image in seen:
-                    continue
-                seen.add(image)
-                chosen.append(int(idx))
-                if len(chosen) == n:
-                    break
-            result.append(chosen)
-        return result
+        return top_crops(self.U, self.crop_image_index, n, one_per_image=one_per_image)
 
     # ------------------------------------------------------------- display
     def _repr_html_(self) -> str:

@@ -309,7 +309,7 @@ def maps_stage(ctx: ClassContext, loaded: LoadedImages, bank: ConceptBank,
                         device=ctx.device)
     rows = {image: row for row, image in enumerate(needed)}
     pictures = Pictures()
-    hidden = {c for c in order if bank.everywhere[c]}
+    hidden = set(np.flatnonzero(bank.everywhere).tolist())
     overlays = [pictures.add(f"maps/{n:02d}_all.webp",
                              all_concepts_overlay(loaded.images[i], maps[rows[i]], order, hidden=hidden))
                 for n, i in enumerate(chosen)]
@@ -325,7 +325,7 @@ def maps_stage(ctx: ClassContext, loaded: LoadedImages, bank: ConceptBank,
 @dataclass
 class RankingChecks:
     """Stage 3d: the deletion and insertion curves of the ranking on the maps' images, over the concepts that have a
-    region (not those in every crop alike; ``left_out`` names them); None without maps."""
+    region (not those in every crop alike; ``left_out`` names them); None without maps or without such a concept."""
 
     deletion: ImageCurves | None
     insertion: ImageCurves | None
@@ -337,7 +337,7 @@ def ranking_checks_stage(ctx: ClassContext, loaded: LoadedImages, bank: ConceptB
     random orders and random regions (:mod:`pipelines.run.deletion`)."""
     order = [int(c) for c in bank.order]
     # a concept in every crop alike has no region of its own: removing "its" region would remove an arbitrary one
-    located = [c for c in range(bank.n_concepts) if not bank.everywhere[c]]  # by id: the maps' own order
+    located = np.flatnonzero(~bank.everywhere).tolist()  # by id: the maps' own order
     if not maps.images or not located:
         return RankingChecks(None, None)
     config = ctx.config
