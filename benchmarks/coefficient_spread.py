@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from imagenette_features import DEFAULT_CACHE, cached_classes, load_class
+from imagenette_features import DEFAULT_CACHE, cached_classes, load_features
 
 from concepts import EVERYWHERE_SPREAD, FACTORIZATIONS, extract_concepts
 from concepts.bank import coefficient_spread
@@ -45,9 +45,8 @@ def main() -> None:
             print(row(model, bank.factorization, name, bank.coefficient_spread))
     for factorization in FACTORIZATIONS:
         for wnid in cached_classes(DEFAULT_CACHE, 40):
-            arrays = load_class(DEFAULT_CACHE, wnid, 40)
-            crops, images = (torch.from_numpy(arrays[key]).float() for key in ("crop_features", "image_features"))
-            _, U, _ = factorize(crops, images, 10, factorization=factorization)
+            _, U, _ = factorize(load_features(DEFAULT_CACHE, wnid, 40), 10, fit_on="crops+images",
+                                factorization=factorization)
             print(row("EfficientNet-Lite0", factorization, wnid, coefficient_spread(U.numpy())))
 
 

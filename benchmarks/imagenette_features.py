@@ -6,8 +6,8 @@ through the offline EfficientNet-Lite0 (``../shared/tools/real_model.py``,
 through the command line's model path, :func:`efficientnet_lite0`): the
 pooled features of the whole images and of the crops that
 ``extract_concepts`` cuts (``--patch-size``, stride 0.8 p, resized to 224).
-Each class is written atomically to ``--cache/<wnid>_<images>_<patch>.npz``
-(``image_features``, ``crop_features``, ``crop_image_index``, ``paths``) and
+Each class is written atomically to ``--cache/<wnid>_<images>_<patch>_v2.npz``
+(``image_features``, ``crop_features``, ``position_features``, ``crop_image_index``, ``paths``) and
 skipped when that file exists; these files stay outside the repository.
 
 On 2 CPU cores: about 16 crops/s and 11 images/s, 2.2 min per class of 120 photos.
@@ -31,7 +31,7 @@ import torch
 from quality_real import MEAN, SHARED, STD
 
 import concepts
-from concepts import ModelSplit, load_images
+from concepts import ClassFeatures, ModelSplit, grid_boxes, load_images
 from pipelines.io import atomic_write_bytes
 from pipelines.models import load_model, model_meta, parse_model, read_state_dict
 
@@ -60,7 +60,7 @@ def efficientnet_lite0(weights: Path = WEIGHTS) -> ModelSplit:
 
 
 def cache_path(cache: Path, wnid: str, images: int, patch_size: int) -> Path:
-    return cache / f"{wnid}_{images}_{patch_size}.npz"
+    return cache / f"{wnid}_{images}_{patch_size}_v2.npz"  # v2: with the positions
 
 
 def cached_classes(cache: Path, images: int, patch_size: int = 64) -> list[str]:
@@ -76,6 +76,7 @@ def class_features(split, folder: Path, images: int, patch_size: int) -> dict[st
     return {
         "image_features": features.images.numpy(),
         "crop_features": features.crops.numpy(),
+        "position_features": features.positions.numpy(),  # (N, h * w, C), the pooled features' positions
         "crop_image_index": features.image_index.numpy(),
         "paths": np.asarray([Path(p).name for p in loaded.paths]),
     }
@@ -84,6 +85,18 @@ def class_features(split, folder: Path, images: int, patch_size: int) -> dict[st
 def load_class(cache: Path, wnid: str, images: int = 120, patch_size: int = 64) -> dict[str, np.ndarray]:
     with np.load(cache_path(cache, wnid, images, patch_size), allow_pickle=False) as npz:
         return {name: npz[name] for name in npz.files}
+
+
+def load_features(cache: Path, wnid: str, images: int = 120, patch_size: int = 64) -> ClassFeatures:
+    """The cached arrays of a class as the product's :class:`concepts.ClassFeatures` (boxes: the crop grid)."""
+    data = load_class(cache, wnid, images, patch_size)
+    positions = torch.from_numpy(data["position_features"])
+    image_index = torch.from_numpy(data["crop_image_index"]).long()
+    grid = grid_boxes(224, 224, patch_size, int(0.8 * patch_size))
+    side = int(round(positions.shape[1] ** 0.5))
+    return ClassFeatures(crops=torch.from_numpy(data["crop_features"]), images=torch.from_numpy(data["image_features"]),
+                         positions=positions, boxes=grid.repeat(len(data["image_features"]), 1),
+                         image_index=image_index, patch_size=patch_size, grid=(side, side))
 
 
 def main() -> None:

@@ -33,7 +33,8 @@ from _report import write_report
 from imagenette_features import DEFAULT_CACHE, WEIGHTS, cached_classes, efficientnet_lite0, load_class
 
 from concepts import NMF, concept_fidelity, imagenet_classes, linear_contributions, sobol_total_indices
-from concepts.extract import FIT_ON, IMPORTANCE_ON, IMPORTANCES, _ranking_importance
+from concepts import FIT_ON
+from concepts.extract import IMPORTANCE_ON, IMPORTANCES, _ranking_importance
 
 VARIANTS = [(method, on) for method in IMPORTANCES for on in IMPORTANCE_ON]
 

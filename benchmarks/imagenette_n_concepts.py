@@ -25,19 +25,14 @@ from pathlib import Path
 import numpy as np
 import torch
 from _report import write_report
-from imagenette_features import DEFAULT_CACHE, WEIGHTS, cached_classes, efficientnet_lite0, load_class
+from imagenette_features import DEFAULT_CACHE, WEIGHTS, cached_classes, efficientnet_lite0, load_features
 
-from concepts import AUTO_CANDIDATES, AUTO_COMPLETENESS, ClassFeatures, imagenet_classes, sweep_n_concepts
-from concepts.extract import FIT_ON
+from concepts import AUTO_CANDIDATES, AUTO_COMPLETENESS, FIT_ON, imagenet_classes, sweep_n_concepts
 from concepts.n_concepts import FACTORIZATIONS
 
 
 def class_rows(split, wnid: str, args: argparse.Namespace) -> dict:
-    data = load_class(args.cache, wnid, args.images, 64)
-    crops = torch.from_numpy(data["crop_features"])
-    features = ClassFeatures(crops=crops, images=torch.from_numpy(data["image_features"]),
-                             boxes=torch.zeros(len(crops), 4, dtype=torch.long),
-                             image_index=torch.from_numpy(data["crop_image_index"]).long(), patch_size=64)
+    features = load_features(args.cache, wnid, args.images, 64)
     index = imagenet_classes().index_of[wnid]
     row = {"wnid": wnid, "class_index": index, "class_name": split.categories[index]}
     for fit_on in FIT_ON:

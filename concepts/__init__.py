@@ -6,8 +6,9 @@ linear head, gradient x input through any other). Uses torch, never ``maco`` or
 ``pipelines``; writes files only through :meth:`ConceptBank.save`.
 """
 from .alignment import ALIGNED_BY, class_directions
-from .bank import EVERYWHERE_SPREAD, SCHEMA_VERSION, ConceptBank, library_versions
+from .bank import EVERYWHERE_IMAGE_SPREAD, EVERYWHERE_SPREAD, SCHEMA_VERSION, ConceptBank, library_versions
 from .feature_store import ClassFeatures, class_features
+from .decomposition import IMPORTANT_SHARE, Decomposition, split_half_stability
 from .crops import Crops, extract_crops, grid_boxes
 from .data import (IMAGE_EXTENSIONS, LoadedImages, imagenet_class_folders, load_images,
                    resolve_class)
@@ -19,7 +20,8 @@ from .fidelity import ConceptCurves, ConceptFidelity, concept_fidelity, curve_ar
 from .importance import (Importance, completeness, gradient_contributions, gradient_x_input, linear_contributions,
                          percent_of_logit, sobol_total_indices)
 from .maps import concept_maps
-from .n_concepts import AUTO_CANDIDATES, AUTO_COMPLETENESS, FACTORIZATIONS, NConceptsSweep, sweep_n_concepts
+from .n_concepts import (AUTO_CANDIDATES, AUTO_COMPLETENESS, FACTORIZATIONS, FIT_ON, FIT_ON_AUTO, FIT_ON_DEFAULT,
+                         NConceptsSweep, factorize, resolve_fit_on, sweep_n_concepts)
 from .nmf import NMF, nnls_codes
 from .seminmf import SemiNMF
 from .tokens import PooledView, TokenLayout
@@ -28,9 +30,14 @@ __all__ = [
     "ALIGNED_BY",
     "AUTO_CANDIDATES",
     "AUTO_COMPLETENESS",
+    "EVERYWHERE_IMAGE_SPREAD",
     "EVERYWHERE_SPREAD",
     "FACTORIZATIONS",
+    "FIT_ON",
+    "FIT_ON_AUTO",
+    "FIT_ON_DEFAULT",
     "IMAGE_EXTENSIONS",
+    "IMPORTANT_SHARE",
     "NMF",
     "SCHEMA_VERSION",
     "SemiNMF",
@@ -39,6 +46,7 @@ __all__ = [
     "ConceptCurves",
     "ConceptFidelity",
     "Crops",
+    "Decomposition",
     "ImageNetClasses",
     "Importance",
     "LoadedImages",
@@ -56,6 +64,7 @@ __all__ = [
     "extract_concepts",
     "extract_crops",
     "extract_features",
+    "factorize",
     "gradient_contributions",
     "gradient_x_input",
     "grid_boxes",
@@ -70,7 +79,9 @@ __all__ = [
     "percent_of_logit",
     "resnet50_split",
     "resolve_class",
+    "resolve_fit_on",
     "sobol_total_indices",
+    "split_half_stability",
     "sweep_n_concepts",
     "split_model",
 ]

@@ -23,16 +23,26 @@ import numpy as np
 
 from .importance import completeness
 
-__all__ = ["EVERYWHERE_SPREAD", "SCHEMA_VERSION", "ConceptBank", "coefficient_spread", "library_versions", "top_crops"]
+__all__ = ["EVERYWHERE_IMAGE_SPREAD", "EVERYWHERE_SPREAD", "SCHEMA_VERSION", "ConceptBank", "coefficient_spread",
+           "library_versions", "top_crops"]
 
-# 2: importance, importance_on, importance_scores, importance_per_image; 3: n_concepts_sweep; 4: factorization
-SCHEMA_VERSION = 4
+# 2: importance, importance_on, importance_scores, importance_per_image; 3: n_concepts_sweep; 4: factorization;
+# 5: decomposition, fit_on "positions"
+SCHEMA_VERSION = 5
 
 # A concept whose coefficients vary over the crops by less than this (std / mean) is in every crop at about the
 # same strength: what all the features share, not a part of the images. Semi-NMF makes one such concept per class
 # (the demo ViT: 0.04-0.11, its final LayerNorm's offset; EfficientNet-Lite0: 0.14-0.19), the others measure 0.32
 # and more; NMF's concepts 0.57 and more (benchmarks/coefficient_spread.py, BENCHMARKS.md).
 EVERYWHERE_SPREAD = 0.25
+
+# The same bound over the whole images: a concept whose image codes vary by less than this is in every photo at about
+# the same strength (the class's mean, a background every photo has), not a part of some photos. Fitted on the crops
+# and the whole images, EfficientNet-Lite0's shared concept measures 0.21-0.40 over the photos of imagenette-val;
+# fitted on the photos' positions no concept does (0.36 and more); on the demo CNN (every image holds every part)
+# parts measure 0.25-0.99 and only a small background concept falls below (benchmarks/imagenette_decomposition.py,
+# BENCHMARKS.md "Parts, not the class").
+EVERYWHERE_IMAGE_SPREAD = EVERYWHERE_SPREAD
 
 _BAR_PX = 160  # width of the importance bars in a notebook's display
 _ARRAYS_FILE = "arrays.npz"
@@ -120,7 +130,7 @@ class ConceptBank:
         What ranks the concepts (``exact``, ``gradient-input``, ``sobol``) and where it was measured
         (``images``, ``crops``): see :func:`concepts.extract_concepts`.
     fit_on : str
-        The rows the NMF factorised: ``crops`` or ``crops+images``.
+        The rows the NMF factorised: a key of :data:`concepts.FIT_ON`.
     factorization : str
         ``nmf`` (non-negative features and bank) or ``semi-nmf`` (signed features and bank, codes >= 0).
     importance_scores : ndarray, shape (k,), or None
@@ -130,6 +140,9 @@ class ConceptBank:
     n_concepts_sweep : dict or None
         When ``k`` was chosen by data (``n_concepts="auto"``): the sweep's curve
         (:class:`concepts.NConceptsSweep` as a dict); None for a given ``k``.
+    decomposition : dict or None
+        How the decision splits into concepts (:class:`concepts.Decomposition` as a dict): important concepts,
+        median top share, decision kept, split-half stability, each concept's image spread.
     model_id, layer : str
     class_index : int
     class_name : str or None
@@ -175,6 +188,7 @@ class ConceptBank:
     importance_per_image: np.ndarray | None = None
     n_concepts_sweep: dict[str, Any] | None = None
     factorization: str = "nmf"
+    decomposition: dict[str, Any] | None = None
     skipped: list[tuple[str, str]] = field(default_factory=list)
     versions: dict[str, str] = field(default_factory=library_versions)
 
@@ -210,11 +224,17 @@ class ConceptBank:
         return coefficient_spread(self.U)
 
     @property
+    def image_spread(self) -> np.ndarray:
+        """Per concept, how much its coefficient varies over the whole images: std / mean, shape (k,)."""
+        return coefficient_spread(self.image_codes)
+
+    @property
     def everywhere(self) -> np.ndarray:
         """Per concept, whether it is in every crop alike (:attr:`coefficient_spread` below
-        :data:`EVERYWHERE_SPREAD`), shape (k,), bool."""
+        :data:`EVERYWHERE_SPREAD`) or in every photo alike (:attr:`image_spread` below
+        :data:`EVERYWHERE_IMAGE_SPREAD`), shape (k,), bool."""
         with np.errstate(invalid="ignore"):
-            return self.coefficient_spread < EVERYWHERE_SPREAD
+            return (self.coefficient_spread < EVERYWHERE_SPREAD) | (self.image_spread < EVERYWHERE_IMAGE_SPREAD)
 
     @property
     def crop_sources(self) -> list[str]:

@@ -21,16 +21,17 @@ from .crops import extract_crops
 from .data import LoadedImages
 from .features import ModelSplit
 from .importance import gradient_x_input, percent_of_logit, sobol_total_indices
-from .n_concepts import AUTO_CANDIDATES, AUTO_COMPLETENESS, FACTORIZATIONS, _sweep, contributions, factorize
+from .decomposition import Decomposition, decision_kept, split_half_stability
+from .n_concepts import (AUTO_CANDIDATES, AUTO_COMPLETENESS, FACTORIZATIONS, FIT_ON, FIT_ON_DEFAULT, _sweep,
+                         contributions, factorize, resolve_fit_on)
 from ._solvers import squared_error
 
-__all__ = ["FACTORIZATION", "FIT_ON", "IMPORTANCES", "IMPORTANCE_ON", "crop_image", "extract_concepts"]
+__all__ = ["FACTORIZATION", "IMPORTANCES", "IMPORTANCE_ON", "crop_image", "extract_concepts"]
 
 # how a concept's importance is measured; auto: exact through a linear head, gradient-input through another
 IMPORTANCES = ("auto", "exact", "gradient-input", "sobol")
 FACTORIZATION = ("auto", *FACTORIZATIONS)  # auto: semi-nmf when a feature is negative, nmf otherwise
 IMPORTANCE_ON = ("images", "crops")  # on what it is measured
-FIT_ON = ("crops", "crops+images")  # the rows the NMF factorises
 SOBOL_CROPS = 512  # crops (evenly spaced) that Sobol indices measured on crops use: n_designs * (k + 2) passes each
 
 
@@ -45,7 +46,8 @@ def extract_concepts(split: ModelSplit, images: LoadedImages | torch.Tensor, cla
                      batch_size: int = 64, device: torch.device | str | None = None, random_state: int = 0,
                      features: ClassFeatures | None = None, amp: bool | None = None,
                      channels_last: bool | None = None, importance: str = "auto", importance_on: str = "images",
-                     fit_on: str = "crops+images", factorization: str = "auto", progress: bool = True) -> ConceptBank:
+                     fit_on: str = FIT_ON_DEFAULT, factorization: str = "auto", stability: bool = True,
+                     progress: bool = True) -> ConceptBank:
     """Find the concepts a model uses for one class, and how much each matters.
 
     Parameters
@@ -85,15 +87,21 @@ def extract_concepts(split: ModelSplit, images: LoadedImages | torch.Tensor, cla
         linear head and gradient x input for another, whatever ranks.
     importance_on : {"images", "crops"}, default "images"
         Measure it on the whole images or on the crops the bank was fitted on.
-    fit_on : {"crops", "crops+images"}, default "crops+images"
-        The rows the NMF factorises: the crops' features only (CRAFT), or those and the whole images'
-        features appended, which lets the bank rebuild what the head reads of a whole image: on imagenette-val
-        with EfficientNet-Lite0 it takes the completeness at k = 10 from 0.36-0.76 to 0.80-0.96 and leaves
-        the crops' reconstruction error as it was (BENCHMARKS.md).
+    fit_on : {"auto", "positions", "crops", "crops+images", "crops+positions"}, default "auto"
+        The rows the NMF factorises (:data:`concepts.FIT_ON`, :func:`concepts.factorize`): the whole images'
+        feature-map positions, each a part of one photo, whose mean is what the head reads (an image's codes
+        are then its positions' mean); the crops' features only (CRAFT); those and the whole images' features
+        appended; or the crops and the positions. Chosen on imagenette-val with EfficientNet-Lite0
+        (BENCHMARKS.md "Parts, not the class"): fitted on the whole images, one concept that every photo
+        shares takes most of each photo's logit; on the positions the decision splits into parts. ``"auto"``:
+        positions for NMF, the crops and the whole images for Semi-NMF (:func:`concepts.resolve_fit_on`).
     factorization : {"auto", "nmf", "semi-nmf"}, default "auto"
         :class:`concepts.NMF` for non-negative features, :class:`concepts.SemiNMF` (signed bank, non-negative
         codes) for features of any sign (ViTs, ConvNeXt, Hardswish or GELU layers); ``"auto"``: Semi-NMF when
         a crop or image feature is negative, NMF otherwise. The bank records the one used.
+    stability : bool, default True
+        Also fit the bank on the even and on the odd images and record how well the two match
+        (:func:`concepts.split_half_stability`, in the bank's ``decomposition``): two more fits.
     progress : bool, default True
         One tqdm bar per stage.
 
@@ -121,7 +129,7 @@ def extract_concepts(split: ModelSplit, images: LoadedImages | torch.Tensor, cla
         raise ValueError("`sobol_designs` of `extract_concepts` must be 0 (no Sobol) or >= 2; got 1.")
     _check_int(batch_size, "batch_size", 1)
     for name, value, options in (("importance", importance, IMPORTANCES), ("importance_on", importance_on,
-                                 IMPORTANCE_ON), ("fit_on", fit_on, FIT_ON), ("factorization", factorization,
+                                 IMPORTANCE_ON), ("fit_on", fit_on, ("auto", *FIT_ON)), ("factorization", factorization,
                                                                                FACTORIZATION)):
         if value not in options:
             raise ValueError(f"`{name}` of `extract_concepts` must be one of {', '.join(options)}; got {value!r}.")
@@ -156,7 +164,8 @@ def extract_concepts(split: ModelSplit, images: LoadedImages | torch.Tensor, cla
             with torch.no_grad():
                 _check_class(class_index, split.h(pooled[:1].to(dev)).shape[1])
         class_index = int(class_index)
-        factorization = _factorization(factorization, A, pooled)
+        factorization = _factorization(factorization, A, pooled, features.positions)
+        fit_on = resolve_fit_on(fit_on, factorization)
         sweep = None
         if k is None:  # the sweep fits every candidate k: the chosen one's bank is kept, not fitted again
             sweep, fits = _sweep(split, features, class_index, candidates=AUTO_CANDIDATES,
@@ -167,13 +176,21 @@ def extract_concepts(split: ModelSplit, images: LoadedImages | torch.Tensor, cla
             W, U, codes = fits[k]
         else:
             with tqdm(total=1, desc=f"{factorization} ({solver}, k={k}, on {fit_on})", disable=not progress) as bar:
-                W, U, codes = factorize(A, pooled, k, solver=solver, fit_on=fit_on, factorization=factorization,
+                W, U, codes = factorize(features, k, solver=solver, fit_on=fit_on, factorization=factorization,
                                         random_state=random_state, device=dev)
                 bar.update()
         # the crops' own error, whatever rows were fitted (chunked, float64 sums: no (n, C) float64 copy of A)
         crop_error = squared_error(A, U.to(A), W.to(A)) ** 0.5
         imp = contributions(split, pooled, codes, W, class_index, device=dev)
         weight = class_directions(split, pooled, classes=[class_index], device=dev)[0][0]
+        with tqdm(total=1, desc="decomposition (split-half stability)", disable=not progress) as bar:
+            halves = split_half_stability(split, features, class_index, k, solver=solver, fit_on=fit_on,
+                                          factorization=factorization, random_state=random_state,
+                                          device=dev) if stability else None
+            decomposition = Decomposition.measure(
+                imp.contributions.numpy(), codes.numpy(), stability=halves,
+                decision=decision_kept(split, pooled, codes, W, class_index, device=dev))
+            bar.update()
         sobol = sobol_per_image = None
         if designs:
             with tqdm(total=len(tensor), desc="Sobol indices", unit="img", disable=not progress) as bar:
@@ -199,7 +216,7 @@ def extract_concepts(split: ModelSplit, images: LoadedImages | torch.Tensor, cla
         sobol=sobol, sobol_per_image=sobol_per_image, skipped=skipped, versions=library_versions(),
         importance=importance, importance_on=importance_on, fit_on=fit_on, importance_scores=scores.numpy(),
         importance_per_image=per_image.numpy(), n_concepts_sweep=None if sweep is None else sweep.to_dict(),
-        factorization=factorization,
+        factorization=factorization, decomposition=decomposition.to_dict(),
     )
 
 
@@ -210,13 +227,13 @@ def _check_class(class_index: object, n_classes: int) -> None:
                          f"{class_index!r}. Use resolve_class(name, categories) for a class name.")
 
 
-def _factorization(name: str, crops: torch.Tensor, images: torch.Tensor) -> str:
+def _factorization(name: str, *features: torch.Tensor) -> str:
     """``name`` with ``"auto"`` resolved by the features' signs; NMF on negative features is refused."""
-    signed = bool(crops.min() < 0) or bool(images.min() < 0)
+    low = min(float(f.min()) for f in features)
+    signed = low < 0
     if name == "auto":
         return "semi-nmf" if signed else "nmf"
     if name == "nmf" and signed:
-        low = min(float(crops.min()), float(images.min()))
         raise ValueError(f"`factorization` of `extract_concepts` is 'nmf', but the features go negative (minimum "
                          f"{low:.4g}); use 'semi-nmf' (or 'auto'), or cut the model after a ReLU.")
     return name

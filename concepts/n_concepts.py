@@ -23,8 +23,8 @@ from .importance import Importance, gradient_contributions, linear_contributions
 from .nmf import NMF
 from .seminmf import SemiNMF
 
-__all__ = ["AUTO_CANDIDATES", "AUTO_COMPLETENESS", "FACTORIZATIONS", "NConceptsSweep", "factorize",
-           "sweep_n_concepts"]
+__all__ = ["AUTO_CANDIDATES", "AUTO_COMPLETENESS", "FACTORIZATIONS", "FIT_ON", "FIT_ON_AUTO", "FIT_ON_DEFAULT",
+           "NConceptsSweep", "factorize", "resolve_fit_on", "sweep_n_concepts"]
 
 FACTORIZATIONS = {"nmf": NMF, "semi-nmf": SemiNMF}  # name -> estimator: non-negative or signed features
 
@@ -52,21 +52,56 @@ class NConceptsSweep:
         return asdict(self)
 
 
-def factorize(crops: torch.Tensor, images: torch.Tensor, k: int, *, solver: str = "hals", fit_on: str = "crops+images",
+# The rows a bank is fitted on, and what each means (``fit_on``): the page and the CLI read the labels from here.
+FIT_ON = {
+    "crops": "the crops (CRAFT)",
+    "crops+images": "the crops and the whole images",
+    "positions": "the whole images' feature-map positions",
+    "crops+positions": "the crops and the whole images' feature-map positions",
+}
+FIT_ON_DEFAULT = "auto"
+# "auto", by the factorization, chosen by data (BENCHMARKS.md "Parts, not the class"): fitted on the positions, NMF
+# splits a real class's decision into parts (EfficientNet-Lite0 on imagenette-val); Semi-NMF on a ViT's LayerNorm'd
+# tokens makes several concepts of the offset every token carries (the demo ViT), so it keeps the crops and images.
+FIT_ON_AUTO = {"nmf": "positions", "semi-nmf": "crops+images"}
+
+
+def resolve_fit_on(fit_on: str, factorization: str) -> str:
+    """``fit_on`` with ``"auto"`` decided by the factorization (:data:`FIT_ON_AUTO`); other names as they are."""
+    if fit_on != "auto" and fit_on not in FIT_ON:
+        raise ValueError(f"`fit_on` must be auto or one of {', '.join(FIT_ON)}; got {fit_on!r}.")
+    return FIT_ON_AUTO[factorization] if fit_on == "auto" else fit_on
+
+
+def factorize(features: ClassFeatures, k: int, *, solver: str = "hals", fit_on: str = FIT_ON_DEFAULT,
               factorization: str = "nmf", random_state: int = 0, device: torch.device | str | None = None
               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The bank ``W`` (k, C), the crops' codes ``U`` (n, k) and the images' codes (N, k), float32 on the CPU.
 
-    ``fit_on="crops+images"`` appends the whole images' rows to the crops' before fitting; the crops' codes
-    are the first rows either way. ``factorization``: a key of :data:`FACTORIZATIONS` (``"semi-nmf"`` for
-    features of any sign: the bank is then signed, the codes still non-negative).
+    ``fit_on`` (a key of :data:`FIT_ON`, or ``"auto"``: :func:`resolve_fit_on`) names the rows fitted: the crops' pooled features, with the whole
+    images' appended (``crops+images``), or the whole images' feature-map positions (with the crops' rows
+    before them for ``crops+positions``). A crop's codes are its fitted rows, or its features projected on the
+    bank when the crops were not fitted. Fitted on positions, an image's codes are the mean of its positions'
+    codes when its pooled features are the positions' mean (a CNN, an average-pooled ViT): the bank then
+    rebuilds what the head reads up to the positions' own error, and every photo is a sum of parts; for a
+    class-token ViT they are its pooled features projected on the bank. ``factorization``: a key of
+    :data:`FACTORIZATIONS` (``"semi-nmf"`` for features of any sign: the bank is signed, the codes still
+    non-negative).
     """
+    fit_on = resolve_fit_on(fit_on, factorization)
+    crops, images, positions = features.crops, features.images, features.positions.flatten(0, 1)
+    rows = {"crops": [crops], "crops+images": [crops, images], "positions": [positions],
+            "crops+positions": [crops, positions]}[fit_on]
+    on_crops, on_positions = fit_on.startswith("crops"), fit_on.endswith("positions")
     nmf = FACTORIZATIONS[factorization](k, solver=solver, random_state=random_state, device=device)
-    rows = crops if fit_on == "crops" else torch.cat([crops, images.to(crops)])
-    U = nmf.fit_transform(rows.to(device))[: len(crops)]
+    fitted = nmf.fit_transform(torch.cat(rows).to(device)).float().cpu()
     W = torch.as_tensor(nmf.components_).float().cpu()
-    codes = nmf.transform(images.to(device)).float().cpu()
-    return W, U.float().cpu(), codes
+    U = fitted[: len(crops)] if on_crops else nmf.transform(crops.to(device)).float().cpu()
+    if on_positions and features.pooled_is_mean:
+        codes = fitted[len(crops) if on_crops else 0:].reshape(len(images), -1, k).mean(1)
+    else:
+        codes = nmf.transform(images.to(device)).float().cpu()
+    return W, U, codes
 
 
 def _relative_error(A: torch.Tensor, U: torch.Tensor, W: torch.Tensor) -> float:
@@ -86,7 +121,7 @@ def contributions(split: ModelSplit, pooled: torch.Tensor, codes: torch.Tensor, 
 
 def sweep_n_concepts(split: ModelSplit, features: ClassFeatures, class_index: int, *,
                      candidates: tuple[int, ...] = AUTO_CANDIDATES, threshold: float = AUTO_COMPLETENESS,
-                     solver: str = "hals", fit_on: str = "crops+images", factorization: str = "nmf",
+                     solver: str = "hals", fit_on: str = FIT_ON_DEFAULT, factorization: str = "nmf",
                      random_state: int = 0, device: torch.device | str | None = None,
                      progress: bool = True) -> NConceptsSweep:
     """Fit one bank per candidate ``k`` on the same features; the smallest ``k`` with completeness >= threshold.
@@ -114,8 +149,8 @@ def _sweep(split: ModelSplit, features: ClassFeatures, class_index: int, *, cand
                          f"(crops and channels); got {candidates!r}.")
     curve, errors, image_errors, fits = [], [], [], {}
     for k in tqdm(ks, desc="k sweep", disable=not progress):
-        W, U, codes = fits[k] = factorize(features.crops, features.images, k, solver=solver, fit_on=fit_on,
-                                          factorization=factorization, random_state=random_state, device=device)
+        W, U, codes = fits[k] = factorize(features, k, solver=solver, fit_on=fit_on, factorization=factorization,
+                                          random_state=random_state, device=device)
         carried = contributions(split, features.images, codes, W, class_index, device=device).completeness
         curve.append(round(carried, 6) if math.isfinite(carried) else None)
         errors.append(round(_relative_error(features.crops, U, W), 6))

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from concepts import AUTO_CANDIDATES, AUTO_COMPLETENESS
-from concepts.extract import FACTORIZATION, FIT_ON, IMPORTANCE_ON, IMPORTANCES
+from concepts import AUTO_CANDIDATES, AUTO_COMPLETENESS, FIT_ON
+from concepts.extract import FACTORIZATION, IMPORTANCE_ON, IMPORTANCES
 from maco import RenderSettings
 
 from ..run.config import ConceptConfig, RunConfig
@@ -205,10 +205,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--fit-on",
-        choices=FIT_ON,
+        choices=["auto", *FIT_ON],
         default=ConceptConfig.fit_on,
-        help="what the NMF factorises: the crops (CRAFT), or the crops and the whole images, so the concepts "
-        "carry more of the class logit (default: %(default)s)",
+        help="what the NMF factorises: " + "; ".join(f"{name}: {label}" for name, label in FIT_ON.items())
+        + "; auto: positions for NMF, crops+images for Semi-NMF (default: %(default)s, chosen on real photos: "
+        "BENCHMARKS.md)",
     )
     run.add_argument(
         "--factorization",

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from concepts import ModelSplit
+from concepts import FIT_ON_DEFAULT, ModelSplit, resolve_fit_on
 from maco import RenderSettings
 
 from ..concept_layer import resolve_factorization
@@ -41,8 +41,9 @@ class ConceptConfig:
     channels_last: bool | None = None  # likewise
     importance: str = "auto"  # exact, gradient-input or sobol; auto: exact for a linear head, else gradient-input
     importance_on: str = "images"  # measured on the whole images or on the crops
-    fit_on: str = "crops+images"  # the NMF factorises the crops and the whole images (completeness; BENCHMARKS.md)
+    fit_on: str = FIT_ON_DEFAULT  # auto: the photos' positions for NMF (parts), crops+images for Semi-NMF
     factorization: str = "auto"  # nmf, or semi-nmf for signed features (auto: semi-nmf where a feature is negative)
+    stability: bool = True  # fit the even and the odd images too: the split-half stability of the decomposition
 
 
 @dataclass(frozen=True)
@@ -75,8 +76,10 @@ class RunConfig:
     def resolved(self, split: ModelSplit) -> "RunConfig":
         """This config with ``factorization="auto"`` decided for ``split``'s layer by
         :func:`pipelines.concept_layer.resolve_factorization` (Semi-NMF where the layer's features can be
-        negative), and ``"nmf"`` on such a layer refused: the one rule of :func:`pipelines.run_classes` and
-        :func:`pipelines.explain_class`, so every class of a layer gets the same factorization and the stamps of
-        its caches name it (the library's ``extract_concepts`` alone decides by one class's features)."""
+        negative; ``"nmf"`` on such a layer refused) and ``fit_on="auto"`` by the factorization
+        (:func:`concepts.resolve_fit_on`): the one rule of :func:`pipelines.run_classes` and
+        :func:`pipelines.explain_class`, so every class of a layer gets the same settings and the stamps of its
+        caches name them (the library's ``extract_concepts`` alone decides by one class's features)."""
         factorization = resolve_factorization(split, self.concepts.factorization)
-        return replace(self, concepts=replace(self.concepts, factorization=factorization))
+        fit_on = resolve_fit_on(self.concepts.fit_on, factorization)
+        return replace(self, concepts=replace(self.concepts, factorization=factorization, fit_on=fit_on))

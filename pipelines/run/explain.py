@@ -34,7 +34,8 @@ from pathlib import Path
 
 import torch
 
-from concepts import ClassFeatures, ConceptBank, ConceptFidelity, LoadedImages, ModelSplit, NConceptsSweep
+from concepts import (ClassFeatures, ConceptBank, ConceptFidelity, Decomposition, LoadedImages, ModelSplit,
+                      NConceptsSweep)
 from maco import RenderResult
 from maco.device import reset_peak_memory
 
@@ -129,6 +130,8 @@ def _record(ctx: ClassContext, loaded: LoadedImages, features: ClassFeatures, ba
         fidelity=fidelity,
         importance=f"{bank.importance} on {bank.importance_on}",
         completeness=round(bank.completeness, 4) if math.isfinite(bank.completeness) else None,
+        decomposition=None if bank.decomposition is None else Decomposition(**bank.decomposition),
+        fit_on=bank.fit_on,
         reconstruction_error_images=round(image_error, 5),
         n_concepts_sweep=None if bank.n_concepts_sweep is None else NConceptsSweep(**bank.n_concepts_sweep),
         clusters=layouts.clusters,

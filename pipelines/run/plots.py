@@ -83,8 +83,10 @@ def plot_importances(record: ClassRecord, *, ax=None):
     """Each concept's signed % of logit as a horizontal bar, by rank (most important on top). Returns the axes.
 
     A bar has its concept's colour, as in the maps, the cluster graph and the page, so the charts can be read
-    side by side; bars to the right push the class logit up, bars to the left (hatched) push it down. A concept
-    in every crop alike (:attr:`~pipelines.run.record.ConceptEntry.everywhere`, a shared offset) says so.
+    side by side; bars to the right push the class logit up, bars to the left (hatched) push it down. Each bar
+    says for how many images its concept is the most important, the title how the decision splits
+    (:class:`concepts.Decomposition`). A concept in every crop or photo alike
+    (:attr:`~pipelines.run.record.ConceptEntry.alike`, a shared offset or the class's mean) says so.
     """
     ax = _current_axes(ax)
     concepts = _ranked(record)
@@ -93,14 +95,18 @@ def plot_importances(record: ClassRecord, *, ax=None):
                    edgecolor="white")
     for bar, value in zip(bars, values):
         bar.set_hatch("////" if value < 0 else "")
-    ax.bar_label(bars, fmt="%.1f%%", fontsize=8, padding=2)
+    ax.bar_label(bars, labels=[f"{value:.1f}%, top for {c.most_important_for}" for value, c in zip(values, concepts)],
+                 fontsize=8, padding=2)
     ax.margins(x=0.18)  # room for the labels at both ends, clear of the concept names
     ax.axvline(0, color="#888888", linewidth=0.8)
-    ax.set_yticks(range(len(values)), [f"concept {c.rank + 1}" + ("\n(in every crop)" if c.everywhere else "")
+    ax.set_yticks(range(len(values)), [f"concept {c.rank + 1}" + (f"\n(in {c.alike})" if c.everywhere else "")
                                        for c in concepts])
     ax.invert_yaxis()
     ax.set_xlabel("% of logit")
-    ax.set_title(f"{record.class_name} ({record.class_index}): concepts by importance ({record.importance})")
+    title = f"{record.class_name} ({record.class_index}): concepts by importance ({record.importance})"
+    if record.decomposition is not None:
+        title += f"\n{record.decomposition.summary()}"
+    ax.set_title(title, fontsize=9)
     return ax
 
 
@@ -148,7 +154,7 @@ def plot_image_concepts(record: ClassRecord, pictures: PictureSource, image: int
     ax.imshow(_picture(pictures, record.overlays[image]))
     ax.axis("off")
     handles = [Patch(color=c.colour, label=f"concept {c.rank + 1} ({c.importance_pct:.1f}%"
-                     + (", in every crop: not drawn)" if c.everywhere else ")")) for c in _ranked(record)]
+                     + (f", in {c.alike}: not drawn)" if c.everywhere else ")")) for c in _ranked(record)]
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=8, frameon=False)
     return ax
 
@@ -178,7 +184,8 @@ def plot_curves(record: ClassRecord, check: str = "deletion", *, ax=None):
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     left_out = getattr(curves, "left_out", [])  # image curves leave out concepts in every crop alike
     ax.set_xlabel("concepts " + ("removed" if check.endswith("deletion") else "put back")
-                  + (f" (left out, in every crop: {', '.join(str(r + 1) for r in left_out)})" if left_out else ""))
+                  + (f" (left out, in every crop or photo alike: {', '.join(str(r + 1) for r in left_out)})"
+                     if left_out else ""))
     ax.set_ylabel("p(class)")
     ax.set_title(check.replace("c_", "C-").replace("_", " "))
     ax.legend(fontsize=8)

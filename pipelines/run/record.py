@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from concepts import EVERYWHERE_SPREAD, ConceptFidelity, NConceptsSweep
+from concepts import EVERYWHERE_IMAGE_SPREAD, EVERYWHERE_SPREAD, ConceptFidelity, Decomposition, NConceptsSweep
 
 from .deletion import ImageCurves
 from ..io import json_text, save
@@ -35,12 +35,13 @@ __all__ = [
     "SkippedFile",
 ]
 
+# 9: `decomposition` (how the decision splits into concepts), `fit_on`, a concept's `image_spread`;
 # 8: a concept's `spread` (of its coefficients over the crops: in every crop alike, or a part);
 # 7: `k` became `n_concepts` (one name from --n-concepts to the bank); 6: `factorization`, `importance_method`,
 # `contributions`, `aligned_by`; 5: `n_concepts_sweep`, `digest`; 4: `insertion`, `fidelity`, random regions;
 # 3: WebP pictures; 2: `layer`, `feature_transform`
-RECORD_SCHEMA = 8
-READABLE_SCHEMAS = (6, 7, 8)  # older records still show (without what came later); a rerun redoes them
+RECORD_SCHEMA = 9
+READABLE_SCHEMAS = (6, 7, 8, 9)  # older records still show (without what came later); a rerun redoes them
 
 
 class RecordError(ValueError):
@@ -74,12 +75,24 @@ class ConceptEntry:
     most_important_for: int = 0
     visualization_full: str | None = None  # the full-size lossless image (the render cache's), linked from the page
     spread: float | None = None  # ConceptBank.coefficient_spread: std / mean of its coefficients over the crops
+    image_spread: float | None = None  # ConceptBank.image_spread: the same over the whole images
+
+    @property
+    def alike(self) -> str | None:
+        """``"every crop"`` or ``"every photo"`` where the concept is in all of them at about the same strength
+        (spread below :data:`concepts.EVERYWHERE_SPREAD` over the crops, or :data:`concepts.EVERYWHERE_IMAGE_SPREAD`
+        over the photos): a component all the features share (a ViT's LayerNorm offset, the class's mean), not a
+        part of the images (ConceptBank.everywhere); None for a part."""
+        if self.spread is not None and self.spread < EVERYWHERE_SPREAD:
+            return "every crop"
+        if self.image_spread is not None and self.image_spread < EVERYWHERE_IMAGE_SPREAD:
+            return "every photo"
+        return None
 
     @property
     def everywhere(self) -> bool:
-        """In every crop at about the same strength (below :data:`concepts.EVERYWHERE_SPREAD`): a component
-        shared by all the features (a ViT's LayerNorm offset), not a part of the images."""
-        return self.spread is not None and self.spread < EVERYWHERE_SPREAD
+        """In every crop or every photo alike (:attr:`alike`)."""
+        return self.alike is not None
 
 
 @dataclass
@@ -119,6 +132,9 @@ class ClassRecord:
     ``deletion`` and ``insertion`` the causal checks of the ranking on those images (:mod:`pipelines.run.deletion`),
     ``fidelity`` the same in concept space on all the class's images (:mod:`concepts.fidelity`);
     ``completeness`` the share of the class logit above the bias that the concepts carry (mean over the images),
+    ``decomposition`` how the decision splits into them (:class:`concepts.Decomposition`: important concepts,
+    median top share, decision kept, split-half stability), ``fit_on`` the rows the bank was fitted on
+    (:data:`concepts.FIT_ON`),
     ``reconstruction_error_images`` the bank's relative error on the whole images, ``n_concepts_sweep`` the
     completeness curve ``n_concepts`` was chosen from (``--n-concepts auto``; None when it was given); ``clusters``
     (with the thumbnails in ``cluster_sprite``, ``cluster_columns`` wide) place the images by their concept
@@ -154,6 +170,8 @@ class ClassRecord:
     fidelity: ConceptFidelity | None = None
     importance: str = "exact on images"
     completeness: float | None = None
+    decomposition: Decomposition | None = None
+    fit_on: str = "crops+images"  # records before schema 9 were all fitted so
     reconstruction_error_images: float | None = None
     n_concepts_sweep: NConceptsSweep | None = None
     clusters: list[ImagePoint] = field(default_factory=list)

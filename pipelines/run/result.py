@@ -54,19 +54,22 @@ def class_html(record: ClassRecord, pictures: PictureSource) -> str:
     r = record
     rows = "".join(
         f"<tr><td style='border-left:6px solid {html.escape(c.colour)}'>{c.rank + 1}</td>"
-        f"<td>{c.importance_pct:.1f}%{'<br><i>in every crop</i>' if c.everywhere else ''}</td>"
+        f"<td>{c.importance_pct:.1f}%{f'<br><i>in {c.alike}</i>' if c.everywhere else ''}</td>"
+        f"<td>{c.most_important_for}</td>"
         f"<td>{_thumbnail(pictures, c.visualization)}</td>"
         f"<td>{''.join(_thumbnail(pictures, rel) for rel in c.top_crops[:THUMB_CROPS])}</td></tr>"
         for c in sorted(r.concepts, key=lambda concept: concept.rank)
     )
     completeness = "" if r.completeness is None else f", completeness {r.completeness:.2f}"
+    if r.decomposition is not None:
+        completeness += f"; {html.escape(r.decomposition.summary())}"
     checks = "".join(
         f"; {name} area {curves.auc_ranking:.3f} (random order {curves.auc_random_order:.3f})"
         for name, curves in (("deletion", r.deletion), ("insertion", r.insertion)) if curves is not None
     )
     return (f"<div><b>{html.escape(r.class_name)} ({r.class_index})</b>: {r.n_concepts} concepts from {r.n_images} "
             f"images, {html.escape(r.model_id)} layer {html.escape(r.layer)}{completeness}{checks}.<br>"
-            f"{_chart(r)}<table><thead><tr><th>rank</th><th>% of logit</th><th>visualization</th>"
+            f"{_chart(r)}<table><thead><tr><th>rank</th><th>% of logit</th><th>top for</th><th>visualization</th>"
             f"<th>top crops</th></tr></thead><tbody>{rows}</tbody></table></div>")
 
 

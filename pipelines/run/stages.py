@@ -208,7 +208,7 @@ def panels_stage(ctx: ClassContext, loaded: LoadedImages, features: ClassFeature
     order = [int(c) for c in bank.order]
     top_crops = bank.top_crops(ctx.config.top_crops)
     most_important = np.bincount(np.asarray(bank.contributions).argmax(1), minlength=bank.n_concepts)
-    spread = bank.coefficient_spread
+    spread, image_spread = bank.coefficient_spread, bank.image_spread
     pictures = Pictures()
     entries = []
     for position, concept in enumerate(order):
@@ -235,6 +235,7 @@ def panels_stage(ctx: ClassContext, loaded: LoadedImages, features: ClassFeature
             colour=concept_colour(position),
             most_important_for=int(most_important[concept]),
             spread=round(float(spread[concept]), 4) if np.isfinite(spread[concept]) else None,
+            image_spread=round(float(image_spread[concept]), 4) if np.isfinite(image_spread[concept]) else None,
         ))
     return ConceptPanels(entries, aligned_by, pictures)
 

@@ -39,6 +39,8 @@ from urllib.parse import quote
 from jinja2 import Environment, PackageLoader
 from PIL import Image
 
+from concepts import FIT_ON
+
 from ..io import atomic_write_bytes, drop_killed_writes, readable
 from ..run.record import ClassRecord, RecordError
 from .shared import SharedConcept, bank_directions, shared_concepts, top_pairs
@@ -115,6 +117,7 @@ _TEMPLATES = Environment(
 _TEMPLATES.filters["num"] = _num
 _TEMPLATES.policies["json.dumps_kwargs"] = {"separators": (",", ":"), "ensure_ascii": False}  # compact `tojson`
 _TEMPLATES.tests["numeric"] = _is_number
+_TEMPLATES.globals["fit_words"] = FIT_ON  # what a bank was fitted on, in words (concepts owns the names)
 
 
 def _read_class(folder: Path) -> _Class | None:

@@ -29,14 +29,16 @@ def planted_split_and_features(read: int = 3) -> tuple:
     gen = torch.Generator().manual_seed(0)
     U = torch.rand(500, 4, generator=gen) ** 2 * torch.tensor([4.0, 3.0, 2.0, 1.0])
     A = U @ W + 0.01 * torch.rand(500, 16, generator=gen)
-    features = ClassFeatures(crops=A[:400], images=A[400:], boxes=torch.zeros(400, 4, dtype=torch.long),
-                             image_index=torch.arange(400) // 4, patch_size=16)
+    features = ClassFeatures(crops=A[:400], images=A[400:], positions=A[400:, None], grid=(1, 1),  # 1 x 1 maps
+                             boxes=torch.zeros(400, 4, dtype=torch.long), image_index=torch.arange(400) // 4,
+                             patch_size=16)
     return split, features
 
 
 def test_the_sweep_finds_the_planted_number_of_concepts():
     split, features = planted_split_and_features()
-    sweep = sweep_n_concepts(split, features, 0, candidates=(1, 2, 3, 4, 5, 6, 8), threshold=0.9, progress=False)
+    sweep = sweep_n_concepts(split, features, 0, candidates=(1, 2, 3, 4, 5, 6, 8), threshold=0.9,
+                             fit_on="crops+images", progress=False)  # the 500 rows of the planted mixture
     assert sweep.k == [1, 2, 3, 4, 5, 6, 8]
     assert sweep.chosen == 4 and sweep.reached
     assert max(sweep.completeness[:3]) < 0.8 and min(sweep.completeness[3:]) > 0.99

@@ -158,9 +158,10 @@ def test_a_rerun_with_another_number_of_concepts_computes_no_feature(images, tmp
     import concepts.feature_store
 
     computed = []
-    real = concepts.feature_store.extract_features
-    monkeypatch.setattr(concepts.feature_store, "extract_features",
-                        lambda split, x, **kw: computed.append(len(x)) or real(split, x, **kw))
+    for name in ("extract_features", "image_features"):  # the crops' pass, the whole images' pass
+        real = getattr(concepts.feature_store, name)
+        monkeypatch.setattr(concepts.feature_store, name,
+                            lambda split, x, real=real, **kw: computed.append(len(x)) or real(split, x, **kw))
     jobs = jobs_for(images, classes=(4,))
     run_classes(jobs, demo_model(), TINY, tmp_path, progress=False, gallery=False)
     assert len(computed) == 2 and (tmp_path / "classes/0004/features/features.npz").is_file()  # crops, images
