@@ -6,7 +6,8 @@ linear head, gradient x input through any other). Uses torch, never ``maco`` or
 ``pipelines``; writes files only through :meth:`ConceptBank.save`.
 """
 from .alignment import ALIGNED_BY, class_directions
-from .bank import EVERYWHERE_IMAGE_SPREAD, EVERYWHERE_SPREAD, SCHEMA_VERSION, ConceptBank, library_versions
+from .bank import (EVERYWHERE_IMAGE_SPREAD, EVERYWHERE_MIN_IMAGES, EVERYWHERE_SPREAD, SCHEMA_VERSION, ConceptBank,
+                   library_versions)
 from .feature_store import ClassFeatures, class_features
 from .decomposition import IMPORTANT_SHARE, Decomposition, split_half_stability
 from .crops import Crops, extract_crops, grid_boxes
@@ -31,6 +32,7 @@ __all__ = [
     "AUTO_CANDIDATES",
     "AUTO_COMPLETENESS",
     "EVERYWHERE_IMAGE_SPREAD",
+    "EVERYWHERE_MIN_IMAGES",
     "EVERYWHERE_SPREAD",
     "FACTORIZATIONS",
     "FIT_ON",

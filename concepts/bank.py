@@ -23,8 +23,8 @@ import numpy as np
 
 from .importance import completeness
 
-__all__ = ["EVERYWHERE_IMAGE_SPREAD", "EVERYWHERE_SPREAD", "SCHEMA_VERSION", "ConceptBank", "coefficient_spread",
-           "library_versions", "top_crops"]
+__all__ = ["EVERYWHERE_IMAGE_SPREAD", "EVERYWHERE_MIN_IMAGES", "EVERYWHERE_SPREAD", "SCHEMA_VERSION", "ConceptBank",
+           "coefficient_spread", "library_versions", "top_crops"]
 
 # 2: importance, importance_on, importance_scores, importance_per_image; 3: n_concepts_sweep; 4: factorization;
 # 5: decomposition, fit_on "positions"
@@ -43,6 +43,8 @@ EVERYWHERE_SPREAD = 0.25
 # parts measure 0.25-0.99 and only a small background concept falls below (benchmarks/imagenette_decomposition.py,
 # BENCHMARKS.md "Parts, not the class").
 EVERYWHERE_IMAGE_SPREAD = EVERYWHERE_SPREAD
+# ... measured over at least this many photos: over a handful, a part that happens to be in each of them looks alike
+EVERYWHERE_MIN_IMAGES = 20
 
 _BAR_PX = 160  # width of the importance bars in a notebook's display
 _ARRAYS_FILE = "arrays.npz"
@@ -232,9 +234,11 @@ class ConceptBank:
     def everywhere(self) -> np.ndarray:
         """Per concept, whether it is in every crop alike (:attr:`coefficient_spread` below
         :data:`EVERYWHERE_SPREAD`) or in every photo alike (:attr:`image_spread` below
-        :data:`EVERYWHERE_IMAGE_SPREAD`), shape (k,), bool."""
+        :data:`EVERYWHERE_IMAGE_SPREAD`, over at least :data:`EVERYWHERE_MIN_IMAGES` photos), shape (k,), bool."""
         with np.errstate(invalid="ignore"):
-            return (self.coefficient_spread < EVERYWHERE_SPREAD) | (self.image_spread < EVERYWHERE_IMAGE_SPREAD)
+            photos = len(self.image_codes) >= EVERYWHERE_MIN_IMAGES
+            alike_photos = photos & (self.image_spread < EVERYWHERE_IMAGE_SPREAD)
+            return (self.coefficient_spread < EVERYWHERE_SPREAD) | alike_photos
 
     @property
     def crop_sources(self) -> list[str]:
@@ -276,10 +280,18 @@ class ConceptBank:
         return (f"<div><b>ConceptBank</b> of {name}: {self.n_concepts} concepts of {self.W.shape[1]} channels from "
                 f"{len(self.U)} crops of {len(self.image_paths)} images; {html.escape(self.model_id)}, layer "
                 f"{html.escape(self.layer)}; completeness {self.completeness:.2f}, relative reconstruction error "
-                f"{self.relative_reconstruction_error:.3f}; ranked by {html.escape(self.importance)} on "
+                f"{self.relative_reconstruction_error:.3f}{self._decomposition_words()}; ranked by "
+                f"{html.escape(self.importance)} on "
                 f"{html.escape(self.importance_on)}.<table><thead><tr><th>rank</th><th>concept</th><th>% of logit</th>"
                 f"<th></th><th>{'Sobol' if self.sobol is not None else ''}</th></tr></thead>"
                 f"<tbody>{''.join(rows)}</tbody></table></div>")
+
+    def _decomposition_words(self) -> str:
+        if self.decomposition is None:
+            return ""
+        from .decomposition import Decomposition  # the decomposition module reads the bank's spread
+
+        return f"; {html.escape(Decomposition(**self.decomposition).summary())}"
 
     # ----------------------------------------------------------------- i/o
     def save(self, directory: str | os.PathLike) -> Path:

@@ -78,9 +78,9 @@ def factorize(features: ClassFeatures, k: int, *, solver: str = "hals", fit_on: 
               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The bank ``W`` (k, C), the crops' codes ``U`` (n, k) and the images' codes (N, k), float32 on the CPU.
 
-    ``fit_on`` (a key of :data:`FIT_ON`, or ``"auto"``: :func:`resolve_fit_on`) names the rows fitted: the crops' pooled features, with the whole
-    images' appended (``crops+images``), or the whole images' feature-map positions (with the crops' rows
-    before them for ``crops+positions``). A crop's codes are its fitted rows, or its features projected on the
+    ``fit_on`` (a key of :data:`FIT_ON`, or ``"auto"``: :func:`resolve_fit_on`) names the rows fitted: the crops'
+    pooled features, with the whole images' appended (``crops+images``), or the whole images' feature-map
+    positions (with the crops' rows before them for ``crops+positions``). A crop's codes are its fitted rows, or its features projected on the
     bank when the crops were not fitted. Fitted on positions, an image's codes are the mean of its positions'
     codes when its pooled features are the positions' mean (a CNN, an average-pooled ViT): the bank then
     rebuilds what the head reads up to the positions' own error, and every photo is a sum of parts; for a

@@ -75,7 +75,7 @@ class ConceptEntry:
     most_important_for: int = 0
     visualization_full: str | None = None  # the full-size lossless image (the render cache's), linked from the page
     spread: float | None = None  # ConceptBank.coefficient_spread: std / mean of its coefficients over the crops
-    image_spread: float | None = None  # ConceptBank.image_spread: the same over the whole images
+    image_spread: float | None = None  # ConceptBank.image_spread, over the whole images (None: too few to tell)
 
     @property
     def alike(self) -> str | None:

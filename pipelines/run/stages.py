@@ -20,7 +20,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from concepts import (ClassFeatures, ConceptBank, ConceptFidelity, LoadedImages, ModelSplit, class_directions,
+from concepts import (EVERYWHERE_MIN_IMAGES, ClassFeatures, ConceptBank, ConceptFidelity, LoadedImages, ModelSplit,
+                      class_directions,
                       class_features, concept_fidelity, concept_maps, crop_image, extract_concepts, load_images)
 from maco import Objective, RenderResult, RenderSettings, render
 from maco.device import peak_memory_mb, reset_peak_memory, synchronize
@@ -235,7 +236,8 @@ def panels_stage(ctx: ClassContext, loaded: LoadedImages, features: ClassFeature
             colour=concept_colour(position),
             most_important_for=int(most_important[concept]),
             spread=round(float(spread[concept]), 4) if np.isfinite(spread[concept]) else None,
-            image_spread=round(float(image_spread[concept]), 4) if np.isfinite(image_spread[concept]) else None,
+            image_spread=round(float(image_spread[concept]), 4)
+            if np.isfinite(image_spread[concept]) and len(bank.image_codes) >= EVERYWHERE_MIN_IMAGES else None,
         ))
     return ConceptPanels(entries, aligned_by, pictures)
 

@@ -176,9 +176,9 @@ def test_a_concept_in_every_crop_alike_is_left_out_of_the_photo_checks_and_the_p
     assert np.array_equal(np.asarray(ex.pictures[r.overlays[0]]), np.asarray(drawn))
     build_gallery(run)
     page = " ".join((ex.folder / "index.html").read_text().split())
-    assert "<dt>In every crop</dt>" in page  # the page's reading help explains it
-    assert page.count(f"Concept {offset[0] + 1} is left out: in every crop alike, it has no region of its own, "
-                      f"so these curves take the other {r.n_concepts - 1}.") == 2
+    assert "<dt>In every crop, in every photo</dt>" in page  # the page's reading help explains it
+    assert page.count(f"Concept {offset[0] + 1} is left out: in every crop or photo alike, it has no region of its "
+                      f"own, so these curves take the other {r.n_concepts - 1}.") == 2
     ax = plots.plot_curves(r, "deletion", ax=plt.figure().subplots())
-    assert ax.get_xlabel() == f"concepts removed (left out, in every crop: {offset[0] + 1})"
+    assert ax.get_xlabel() == f"concepts removed (left out, in every crop or photo alike: {offset[0] + 1})"
     plt.close("all")

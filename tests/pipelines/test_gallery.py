@@ -296,9 +296,9 @@ def test_a_concept_in_every_crop_alike_is_named_on_its_page_and_only_there(fake_
     assert ['class="everywhere"' in card for card in cards] == [False, True, False]  # by rank
     note = " ".join(cards[1].split())
     assert "varies by only 5% of its mean over the crops" in note and "all the features of layer4" in note
-    assert "<dt>In every crop</dt>" in raw
+    assert "<dt>In every crop, in every photo</dt>" in raw
     other = (fake_run / "classes" / "0007" / "index.html").read_text()  # no spread recorded: nothing said
-    assert 'class="everywhere"' not in other and "<dt>In every crop</dt>" not in other
+    assert 'class="everywhere"' not in other and "<dt>In every crop, in every photo</dt>" not in other
 
 
 def _deletion(auc_ranking: float, auc_random_order: float) -> dict:
