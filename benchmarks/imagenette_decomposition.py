@@ -178,7 +178,7 @@ def score(name: str, make: Callable, features: ClassFeatures, split, index: int,
         "decision_kept": None if kept is None else round(kept, 4), "decision_images": kept_of,
         "stability": round(stability, 4),
         "everywhere_photo": int(everywhere_images.sum()), "everywhere": int(everywhere.sum()),
-        "image_spread": [round(float(v), 3) for v in image_spread],
+        "image_spread": [round(float(v), 3) if np.isfinite(v) else None for v in image_spread],  # None: unused
         # centred: the mean is in the bias, so the logit above it averages 0 over the class: no completeness
         "completeness": None if name == "centred" else round(exact.completeness, 4),
         "error_crops": _relative(features.crops, fit.U, fit.W),
