@@ -80,11 +80,11 @@ def factorize(features: ClassFeatures, k: int, *, solver: str = "hals", fit_on: 
 
     ``fit_on`` (a key of :data:`FIT_ON`, or ``"auto"``: :func:`resolve_fit_on`) names the rows fitted: the crops'
     pooled features, with the whole images' appended (``crops+images``), or the whole images' feature-map
-    positions (with the crops' rows before them for ``crops+positions``). A crop's codes are its fitted rows, or its features projected on the
-    bank when the crops were not fitted. Fitted on positions, an image's codes are the mean of its positions'
-    codes when its pooled features are the positions' mean (a CNN, an average-pooled ViT): the bank then
-    rebuilds what the head reads up to the positions' own error, and every photo is a sum of parts; for a
-    class-token ViT they are its pooled features projected on the bank. ``factorization``: a key of
+    positions (with the crops' rows before them for ``crops+positions``). A crop's codes are its fitted rows, or
+    its features projected on the bank when the crops were not fitted. Fitted on positions, an image's codes are
+    the mean of its positions' codes when its pooled features are the positions' mean (a CNN, an average-pooled
+    ViT): the bank then rebuilds what the head reads up to the positions' own error, and every photo is a sum of
+    parts; for a class-token ViT they are its pooled features projected on the bank. ``factorization``: a key of
     :data:`FACTORIZATIONS` (``"semi-nmf"`` for features of any sign: the bank is signed, the codes still
     non-negative).
     """

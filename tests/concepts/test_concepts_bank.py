@@ -117,7 +117,7 @@ def test_a_bank_fitted_on_crops_and_images_keeps_the_crops_codes(tiny_split, ima
     # the error reported is the crops' own, whatever rows the NMF was fitted on
     error = (A - torch.as_tensor(bank.U).double() @ torch.as_tensor(bank.W).double()).norm() / A.norm()
     assert bank.relative_reconstruction_error == pytest.approx(float(error), rel=1e-4)
-    with pytest.raises(ValueError, match="`fit_on` of `extract_concepts` must be one of crops, crops\\+images"):
+    with pytest.raises(ValueError, match="`fit_on` of `extract_concepts` must be one of auto, crops, crops\\+images"):
         extract_concepts(tiny_split, images, 1, n_concepts=3, patch_size=16, fit_on="images", progress=False)
 
 
