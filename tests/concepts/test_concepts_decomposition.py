@@ -122,3 +122,19 @@ def test_features_subset_keeps_each_images_crops_and_positions():
     assert torch.equal(half.positions, features.positions[[1, 3, 5]])
     assert half.image_index.tolist() == [0] * 4 + [1] * 4 + [2] * 4
     assert torch.equal(half.crops, features.crops[features.image_index % 2 == 1])
+
+
+def test_a_concept_is_called_in_every_photo_alike_only_over_enough_photos():
+    """Over 8 photos a spread says little (a part in each of them looks alike): the photo rule waits for
+    EVERYWHERE_MIN_IMAGES photos; the crop rule does not change."""
+    from concepts import EVERYWHERE_MIN_IMAGES
+
+    def bank(n_images: int):
+        return extract_concepts(head_split(), torch.zeros(n_images, 3, 32, 32), 0, n_concepts=4, patch_size=16,
+                                features=planted(n_images), sobol_designs=0, stability=False, progress=False)
+
+    many, few = bank(120), bank(8)
+    assert 8 < EVERYWHERE_MIN_IMAGES <= 120
+    assert many.everywhere.sum() == 1 and (many.image_spread < EVERYWHERE_IMAGE_SPREAD).sum() == 1
+    assert (few.image_spread < EVERYWHERE_IMAGE_SPREAD).any() and not few.everywhere.any()
+    assert many.decomposition["stability"] is None  # stability=False: no half fits
