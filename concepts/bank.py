@@ -227,18 +227,19 @@ class ConceptBank:
 
     @property
     def image_spread(self) -> np.ndarray:
-        """Per concept, how much its coefficient varies over the whole images: std / mean, shape (k,)."""
+        """Per concept, how much its coefficient varies over the whole images: std / mean, shape (k,); NaN for all
+        when the bank has fewer than :data:`EVERYWHERE_MIN_IMAGES` images (too few to tell)."""
+        if len(self.image_codes) < EVERYWHERE_MIN_IMAGES:
+            return np.full(self.n_concepts, np.nan)
         return coefficient_spread(self.image_codes)
 
     @property
     def everywhere(self) -> np.ndarray:
         """Per concept, whether it is in every crop alike (:attr:`coefficient_spread` below
         :data:`EVERYWHERE_SPREAD`) or in every photo alike (:attr:`image_spread` below
-        :data:`EVERYWHERE_IMAGE_SPREAD`, over at least :data:`EVERYWHERE_MIN_IMAGES` photos), shape (k,), bool."""
+        :data:`EVERYWHERE_IMAGE_SPREAD`), shape (k,), bool."""
         with np.errstate(invalid="ignore"):
-            photos = len(self.image_codes) >= EVERYWHERE_MIN_IMAGES
-            alike_photos = photos & (self.image_spread < EVERYWHERE_IMAGE_SPREAD)
-            return (self.coefficient_spread < EVERYWHERE_SPREAD) | alike_photos
+            return (self.coefficient_spread < EVERYWHERE_SPREAD) | (self.image_spread < EVERYWHERE_IMAGE_SPREAD)
 
     @property
     def crop_sources(self) -> list[str]:

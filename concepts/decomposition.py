@@ -36,8 +36,8 @@ from .features import ModelSplit
 from .importance import percent_of_logit
 from .n_concepts import contributions, factorize
 
-__all__ = ["IMPORTANT_SHARE", "Decomposition", "decision_kept", "important_concepts",
-           "matched_cosine", "median_top_share", "split_half_stability", "top_concepts", "top_shares"]
+__all__ = ["IMPORTANT_SHARE", "Decomposition", "decision_kept", "important_concepts", "matched_cosine",
+           "median_top_share", "split_half_stability", "top_concepts", "top_counts", "top_shares"]
 
 IMPORTANT_SHARE = 0.08  # the Lens site's "most important for at least 10 images", of its ~120 per class
 

@@ -20,9 +20,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from concepts import (EVERYWHERE_MIN_IMAGES, ClassFeatures, ConceptBank, ConceptFidelity, LoadedImages, ModelSplit,
-                      class_directions,
+from concepts import (ClassFeatures, ConceptBank, ConceptFidelity, LoadedImages, ModelSplit, class_directions,
                       class_features, concept_fidelity, concept_maps, crop_image, extract_concepts, load_images)
+from concepts.decomposition import top_counts
 from maco import Objective, RenderResult, RenderSettings, render
 from maco.device import peak_memory_mb, reset_peak_memory, synchronize
 
@@ -208,7 +208,7 @@ def panels_stage(ctx: ClassContext, loaded: LoadedImages, features: ClassFeature
     classes, aligned_by = class_directions(ctx.split, features.images, device=ctx.device)
     order = [int(c) for c in bank.order]
     top_crops = bank.top_crops(ctx.config.top_crops)
-    most_important = np.bincount(np.asarray(bank.contributions).argmax(1), minlength=bank.n_concepts)
+    most_important = top_counts(bank.contributions)
     spread, image_spread = bank.coefficient_spread, bank.image_spread
     pictures = Pictures()
     entries = []
@@ -236,8 +236,7 @@ def panels_stage(ctx: ClassContext, loaded: LoadedImages, features: ClassFeature
             colour=concept_colour(position),
             most_important_for=int(most_important[concept]),
             spread=round(float(spread[concept]), 4) if np.isfinite(spread[concept]) else None,
-            image_spread=round(float(image_spread[concept]), 4)
-            if np.isfinite(image_spread[concept]) and len(bank.image_codes) >= EVERYWHERE_MIN_IMAGES else None,
+            image_spread=round(float(image_spread[concept]), 4) if np.isfinite(image_spread[concept]) else None,
         ))
     return ConceptPanels(entries, aligned_by, pictures)
 

@@ -39,7 +39,7 @@ from urllib.parse import quote
 from jinja2 import Environment, PackageLoader
 from PIL import Image
 
-from concepts import FIT_ON
+from concepts import FIT_ON, IMPORTANT_SHARE
 
 from ..io import atomic_write_bytes, drop_killed_writes, readable
 from ..run.record import ClassRecord, RecordError
@@ -118,6 +118,7 @@ _TEMPLATES.filters["num"] = _num
 _TEMPLATES.policies["json.dumps_kwargs"] = {"separators": (",", ":"), "ensure_ascii": False}  # compact `tojson`
 _TEMPLATES.tests["numeric"] = _is_number
 _TEMPLATES.globals["fit_words"] = FIT_ON  # what a bank was fitted on, in words (concepts owns the names)
+_TEMPLATES.globals["important_share"] = IMPORTANT_SHARE  # a concept is important for this share of the images
 
 
 def _read_class(folder: Path) -> _Class | None:
